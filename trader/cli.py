@@ -1,0 +1,96 @@
+"""The ``trader`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trader.config import ConfigError
+from trader.feed import DataError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Trading daemon and replay backtester.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Trading daemon and replay backtester."""
+
+
+class UserError(Exception):
+    """An error the operator can fix; printed without a traceback."""
+
+
+@app.command()
+def backtest(
+    config: Path = typer.Argument(..., help="YAML config of the run"),
+    out: Path = typer.Option(None, "--out", help="directory for the reports (default runs/<name>)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Replay history through the kernel and write metrics, trades, equity and a chart."""
+    from trader.backtest import run_backtest
+    from trader.config import load_config
+
+    cfg = load_config(config)
+    out_dir = out or Path("runs") / cfg.name
+    if progress and console.is_terminal:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from trader.feed import feed_from_config
+
+        feed = feed_from_config(cfg)
+        total = feed.total_rows()
+        with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
+                      TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("replay", total=total)
+            result = run_backtest(cfg, out_dir, feed=feed,
+                                  progress=lambda n: bar.update(task, completed=n))
+    else:
+        result = run_backtest(cfg, out_dir)
+    print_summary(result.metrics, out_dir)
+
+
+def print_summary(metrics: dict, out_dir: Path) -> None:
+    table = Table(title="Backtest summary", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    pct = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure"}
+    for key in ("total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown",
+                "calmar", "win_rate", "profit_factor", "trades", "exposure", "bps", "final_nav"):
+        v = metrics.get(key)
+        if isinstance(v, float):
+            text = f"{v:.2%}" if key in pct else f"{v:,.3f}"
+        else:
+            text = str(v)
+        table.add_row(key, text)
+    console.print(table)
+    console.print(f"reports written to {out_dir}/")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except (ConfigError, DataError, UserError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors from the CLI parser arrive here in non-standalone mode.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

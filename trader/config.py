@@ -1,0 +1,180 @@
+"""The YAML configuration, validated by pydantic at the boundary.
+
+Every error is turned into a ``ConfigError`` that names the file, the key path
+and what was expected, so the CLI can print it and exit non-zero without a
+traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trader.instruments import Instrument
+from trader.timeframes import parse_timeframe
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used, with a message fit for an operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(Strict):
+    """Where an instrument's history lives (Parquet or CSV) and its bar length."""
+
+    path: Path
+    timeframe: str = "1m"
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+
+class InstrumentConfig(Instrument):
+    data: DataSource | None = None
+
+
+class DataConfig(Strict):
+    on_bad_row: Literal["error", "skip"] = "error"
+    batch_size: int = Field(65_536, gt=0)
+    start: str | None = None
+    end: str | None = None
+
+
+class ExecutionConfig(Strict):
+    """Simulated execution costs."""
+
+    slippage_bps: float = Field(1.0, ge=0)
+    commission_bps: float = Field(1.0, ge=0)
+    fee_per_order: float = Field(0.0, ge=0)
+
+
+class ModelConfig(Strict):
+    name: str
+    model: str = Field(description="model class name, e.g. SmaCross")
+    stage: Literal["research", "candidate", "paper", "live"] = "research"
+    budget: float = Field(gt=0, le=1)
+    instruments: list[str] = Field(min_length=1)
+    timeframe: str = "1d"
+    params: dict[str, Any] = Field(default_factory=dict)
+    gateway: str = "sim"
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+
+class PortfolioConfig(Strict):
+    initial_cash: float = Field(100_000.0, gt=0)
+    currency: str = "USD"
+
+
+class PlannerConfig(Strict):
+    # Skip rebalances smaller than this fraction of NAV to avoid churning on drift.
+    min_trade_fraction: float = Field(0.0, ge=0, le=1)
+
+
+class AppConfig(Strict):
+    """A whole run: instruments, data, models and the components' settings."""
+
+    name: str = "run"
+    portfolio: PortfolioConfig = PortfolioConfig()
+    data: DataConfig = DataConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    planner: PlannerConfig = PlannerConfig()
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(default_factory=list)
+    risk: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AppConfig:
+        ids = [i.id for i in self.instruments]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate instrument ids: {dupes}")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names: {dupes}")
+        known = set(ids)
+        for idx, m in enumerate(self.models):
+            for inst in m.instruments:
+                if inst not in known:
+                    raise ValueError(
+                        f"models[{idx}] ({m.name}): unknown instrument {inst!r}; "
+                        f"configured instruments are {sorted(known)}"
+                    )
+        total = sum(m.budget for m in self.models)
+        if total > 1 + 1e-9:
+            raise ValueError(f"model budgets sum to {total:.4f}, which exceeds 1")
+        return self
+
+    def instrument(self, instrument_id: str) -> InstrumentConfig:
+        for inst in self.instruments:
+            if inst.id == instrument_id:
+                return inst
+        raise KeyError(instrument_id)
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        got = e.get("input")
+        hint = ""
+        if e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+            hint = f" (got {got!r})"
+        lines.append(f"  at {path}: {msg}{hint}")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Load and validate a config file; relative data paths resolve against its folder."""
+    p = Path(path)
+    raw = load_yaml(p)
+    try:
+        cfg = AppConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(str(p), err)) from None
+    base = p.resolve().parent
+    for inst in cfg.instruments:
+        if inst.data is not None and not inst.data.path.is_absolute():
+            resolved = (base / inst.data.path).resolve()
+            if not resolved.exists():
+                # Configs in config/ name data relative to the repository root too.
+                alt = (base.parent / inst.data.path).resolve()
+                resolved = alt if alt.exists() else resolved
+            object.__setattr__(inst.data, "path", resolved)
+    return cfg

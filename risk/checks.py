@@ -33,7 +33,8 @@ def cap_fit(current: float, delta: float, cap: float) -> float:
     a cap never blocks a move back toward it.
     """
     new = current + delta
-    if abs(new) <= cap or abs(new) <= abs(current):
+    slack = 1e-9 * abs(cap)  # an order exactly at the cap must not fail on rounding
+    if abs(new) <= cap + slack or abs(new) <= abs(current):
         return abs(delta)
     room = cap - current if delta > 0 else cap + current
     return room if room > 0.0 else 0.0
@@ -46,7 +47,7 @@ def gross_fit(gross: float, current: float, delta: float, cap: float) -> float:
     """
     new = current + delta
     increase = abs(new) - abs(current)
-    if increase <= 0 or gross + increase <= cap:
+    if increase <= 0 or gross + increase <= cap + 1e-9 * abs(cap):
         return abs(delta)
     headroom = cap - gross
     if current and (current > 0) != (delta > 0):
@@ -90,7 +91,7 @@ def check_price_band(order_price: float | None, last: float, band: float) -> Bre
     if order_price is None:
         return None
     off = abs(order_price / last - 1.0)
-    if off > band:
+    if off > band + 1e-12:  # 110/100 - 1 is 0.10000000000000009 in binary floating point
         return Breach(
             RiskReason.PRICE_BAND,
             f"price {order_price} is {off:.2%} from last {last}, band is {band:.2%}",
@@ -101,7 +102,7 @@ def check_price_band(order_price: float | None, last: float, band: float) -> Bre
 def check_max_notional(qty: float, unit_value: float, limit: float) -> Breach | None:
     """Order value ``qty * unit_value`` (price x multiplier) at most ``limit``."""
     value = qty * unit_value
-    if value <= limit:
+    if value <= limit * (1 + 1e-9):
         return None
     return Breach(
         RiskReason.MAX_ORDER_NOTIONAL,

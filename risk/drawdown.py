@@ -26,9 +26,10 @@ def drawdown_action(
     dd: float, trigger: float, halt: float, derisked: bool, halted: bool
 ) -> DrawdownAction | None:
     """What drawdown control must do now; each level acts once, the first time it is reached."""
-    if dd >= halt and not halted:
+    # 1 - 88/110 is 0.19999999999999996: a level reached exactly must count as reached.
+    if dd >= halt - 1e-12 and not halted:
         return DrawdownAction.HALT
-    if dd >= trigger and not derisked and not halted:
+    if dd >= trigger - 1e-12 and not derisked and not halted:
         return DrawdownAction.DERISK
     return None
 
@@ -52,7 +53,7 @@ class DrawdownMonitor:
             self.last = 0.0
             return None
         dd = self.last = drawdown(nav, self.peak)
-        if dd < self.trigger:
+        if dd < self.trigger - 1e-12:
             return None
         action = drawdown_action(dd, self.trigger, self.halt, self.derisked, self.halted)
         if action is DrawdownAction.HALT:

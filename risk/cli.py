@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from risk.killswitch import (
@@ -32,11 +31,10 @@ def kill(
     Engaging cancels all open orders and stops new exposure until released.
     """
     path = default_flag_path(state_dir)
-    console = Console()
     try:
         switch = KillSwitch(FileBackend(path), who=operator())
         if status:
-            _print_record(console, path, switch)
+            _print_record(path, switch)
             return
         if not reason or not reason.strip():
             raise typer.BadParameter("a reason is required, e.g. --reason \"broker outage\"",
@@ -47,17 +45,17 @@ def kill(
             switch.engage(reason)
     except KillSwitchError as exc:
         raise typer.BadParameter(str(exc)) from None
-    _print_record(console, path, switch)
+    _print_record(path, switch)
 
 
-def _print_record(console: Console, path: Path, switch: KillSwitch) -> None:
+def _print_record(path: Path, switch: KillSwitch) -> None:
+    # Plain output: reasons and paths are operator text, not rich markup.
     rec = switch.record
     if rec is None:
-        console.print(f"kill switch: released (never set) [{path}]")
+        typer.echo(f"kill switch: released (never set) ({path})")
         return
     state = "ENGAGED" if rec.engaged else "released"
-    console.print(f"kill switch: {state} — {rec.reason} (by {rec.who} at {rec.time}) [{path}]",
-                  highlight=False)
+    typer.echo(f"kill switch: {state}: {rec.reason} (by {rec.who} at {rec.time}) ({path})")
 
 
 def risk_summary(metrics: dict[str, Any]) -> Table | None:

@@ -44,7 +44,7 @@ from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, Tradin
 from risk.killswitch import KillSwitch, KillSwitchRecord, backend_from_config
 from risk.reasons import RiskReason
 from risk.state import TradingState, TradingStateMachine, state_breach
-from trader.events import Bar, OrderRequest, OrderType, Side, ns_to_iso
+from trader.events import Bar, OrderRequest, OrderType, Side, Timer, ns_to_iso
 
 if TYPE_CHECKING:
     from trader.allocator import Allocator
@@ -127,6 +127,11 @@ class RiskEngine:
         kill_switch.listeners.append(self._on_kill_switch)
         self._poll_ns = int(ks_cfg.poll_seconds * NS) if ks_cfg.backend != "memory" else None
         self._last_poll: int | None = None
+        if bus is not None and self._poll_ns is not None and self.enabled:
+            # Subscribed while the factory runs, i.e. before the gateways: a switch
+            # engaged between two bars cancels working orders before they can fill.
+            bus.subscribe(Bar, self._poll_kill_switch)
+            bus.subscribe(Timer, self._poll_kill_switch)
 
         self.states = TradingStateMachine()
         self.states.listeners.append(self._on_state_change)
@@ -392,7 +397,7 @@ class RiskEngine:
 
     # -- bars, fills, drawdown -------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        """After the portfolio has marked this bar: poll the kill switch, watch drawdown."""
+        """After the portfolio has marked this bar: watch drawdown, keep flattening."""
         if not self.enabled:
             return
         ts = bar.ts
@@ -402,16 +407,19 @@ class RiskEngine:
         self._last_ts = ts
         if bar.instrument_id not in self._interval:
             self._interval[bar.instrument_id] = bar.timeframe
-        if self._poll_ns is not None and (
-            self._last_poll is None or ts - self._last_poll >= self._poll_ns
-        ):
-            self._last_poll = ts
-            self.kill_switch.poll()
         action = self.drawdown.update(self.portfolio.nav)
         if action is not None:
             self._on_drawdown(action, ts)
         if self._flattening:
             self._flatten(ts)
+
+    def _poll_kill_switch(self, event: Bar | Timer) -> None:
+        """Read the persisted switch at most every ``poll_seconds`` of event time."""
+        ts = event.ts
+        last = self._last_poll
+        if last is None or ts - last >= self._poll_ns:
+            self._last_poll = ts
+            self.kill_switch.poll()
 
     def _on_fill(self, fill: Any, realized: float) -> None:  # noqa: ARG002
         self.drawdown.observe(self.portfolio.nav)

@@ -34,7 +34,7 @@ class Recorder:
     """Samples the portfolio and counts trades while a run goes on."""
 
     def __init__(self, portfolio: Portfolio, trades_file: IO[str] | None = None,
-                 keep_fills: bool = True, base_timeframes: dict[str, int] | None = None) -> None:
+                 keep_fills: bool = False, base_timeframes: dict[str, int] | None = None) -> None:
         self.portfolio = portfolio
         self._base = dict(base_timeframes or {})
         self.equity: list[EquityPoint] = []

@@ -187,7 +187,9 @@ class RiskEngine:
         """Approve, scale down or reject ``order``; every non-approval is an event."""
         if not self.enabled:
             return RiskDecision(RiskAction.APPROVE, order.quantity)
-        now = self.clock.now()
+        # Time is the order's own stamp (the deciding event), never the wall clock:
+        # a replay of a session's journal must reach the same decisions.
+        now = order.ts
         inst_id = order.instrument_id
         meta = self._meta.get(inst_id)
         if meta is None:
@@ -439,7 +441,7 @@ class RiskEngine:
                         ts=ns_to_iso(ts))
             runner = self.runner
             if runner is not None and runner.trading and changed:
-                runner.rebalance(changed)
+                runner.rebalance(changed, ts)
             return
         scale = self.allocator.scale if self.allocator is not None else 1.0
         self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, scale))

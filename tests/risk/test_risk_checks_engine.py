@@ -170,10 +170,8 @@ def test_price_band():
 
 def test_stale_price():
     e = priced_engine({"price": {"stale_bars": 3}})  # 1-minute bars at T0
-    e.kernel.clock.advance(T0 + 180 * NS)
-    assert e.risk.check(order("AAA", "BUY", 1)).action is RiskAction.APPROVE
-    e.kernel.clock.advance(T0 + 180 * NS + 1)
-    d = e.risk.check(order("AAA", "BUY", 2))
+    assert e.risk.check(order("AAA", "BUY", 1, ts=T0 + 180 * NS)).action is RiskAction.APPROVE
+    d = e.risk.check(order("AAA", "BUY", 2, ts=T0 + 180 * NS + 1))
     assert (d.action, d.reason) == (RiskAction.REJECT, "stale_price")
 
 
@@ -220,20 +218,18 @@ def test_order_rate_per_second_and_per_gateway():
     d = e.risk.check(order("AAA", "BUY", 4))
     assert (d.action, d.reason) == (RiskAction.REJECT, "order_rate")
     assert e.risk.check(order("AAA", "BUY", 5, gateway="other")).action is RiskAction.APPROVE
-    e.kernel.clock.advance(T0 + NS)  # the first three leave the one-second window
-    assert e.risk.check(order("AAA", "BUY", 6)).action is RiskAction.APPROVE
+    # The first three leave the one-second window.
+    assert e.risk.check(order("AAA", "BUY", 6, ts=T0 + NS)).action is RiskAction.APPROVE
 
 
 def test_order_rate_per_minute():
     e = priced_engine({"order_rate": {"per_second": None, "per_minute": 5}})
     for k in range(5):
-        e.kernel.clock.advance(T0 + k * 10 * NS)
-        assert e.risk.check(order("AAA", "BUY", k + 1)).action is RiskAction.APPROVE
-    e.kernel.clock.advance(T0 + 59 * NS)
-    d = e.risk.check(order("AAA", "BUY", 9))
+        req = order("AAA", "BUY", k + 1, ts=T0 + k * 10 * NS)
+        assert e.risk.check(req).action is RiskAction.APPROVE
+    d = e.risk.check(order("AAA", "BUY", 9, ts=T0 + 59 * NS))
     assert (d.action, d.reason) == (RiskAction.REJECT, "order_rate")
-    e.kernel.clock.advance(T0 + 60 * NS)
-    assert e.risk.check(order("AAA", "BUY", 9)).action is RiskAction.APPROVE
+    assert e.risk.check(order("AAA", "BUY", 9, ts=T0 + 60 * NS)).action is RiskAction.APPROVE
 
 
 def test_duplicate_guard():
@@ -241,11 +237,9 @@ def test_duplicate_guard():
     assert e.risk.check(order("AAA", "BUY", 10)).action is RiskAction.APPROVE
     assert e.risk.check(order("AAA", "SELL", 10)).action is RiskAction.APPROVE  # other side
     assert e.risk.check(order("AAA", "BUY", 11)).action is RiskAction.APPROVE  # other quantity
-    e.kernel.clock.advance(T0 + NS)
-    d = e.risk.check(order("AAA", "BUY", 10))
+    d = e.risk.check(order("AAA", "BUY", 10, ts=T0 + NS))
     assert (d.action, d.reason) == (RiskAction.REJECT, "duplicate_order")
-    e.kernel.clock.advance(T0 + NS + 1)
-    assert e.risk.check(order("AAA", "BUY", 10)).action is RiskAction.APPROVE
+    assert e.risk.check(order("AAA", "BUY", 10, ts=T0 + NS + 1)).action is RiskAction.APPROVE
 
 
 def test_rejected_orders_do_not_count_toward_rate_or_duplicates():

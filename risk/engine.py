@@ -251,7 +251,7 @@ class RiskEngine:
                     return self._reject(order, b, now)
                 qty, binding = b.fit, b
         if not reduces:
-            b2 = self._exposure_caps(inst_id, asset_class, cur_q, qty * sign, unit)
+            b2 = self._exposure_caps(inst_id, asset_class, qty * sign, unit)
             if b2 is not None:
                 b, on_breach = b2
                 if on_breach is OnBreach.REJECT:
@@ -288,58 +288,74 @@ class RiskEngine:
         return RiskDecision(RiskAction.SCALE, qty, binding.reason.value, binding.detail)
 
     def _exposure_caps(
-        self, inst_id: str, asset_class: str, cur_q: float, delta_q: float, unit: float
+        self, inst_id: str, asset_class: str, delta_q: float, unit: float
     ) -> tuple[Breach, OnBreach] | None:
-        """Run the exposure caps in turn, each on what is left of the order after the last."""
+        """Run the exposure caps in turn, each on what is left of the order after the last.
+
+        Working orders may fill in any order, or not at all, so each instrument
+        counts at the worse of "position" and "position + working": a sell still
+        working frees no room for a buy elsewhere until it has filled.
+        """
         cfg = self.config
         pf = self.portfolio
         nav = pf.nav
         marks = pf.marks
         positions = pf.account.positions
         open_q = self.router.open_quantity
-        # Current exposures: filled positions plus working orders, at the last marks.
-        gross = net = class_gross = 0.0
-        cur = 0.0
+        gross = net_hi = net_lo = class_gross = 0.0
+        cur_p = cur_c = 0.0  # this instrument: filled, and filled + working
         for iid, m, ac in self._inst_list:
             p = positions.get(iid)
-            q = (p.quantity if p is not None else 0.0) + open_q(iid)
-            if q:
-                e = q * marks.get(iid, 0.0) * m
-                if iid == inst_id:
-                    cur = e
-                gross += abs(e)
-                net += e
-                if ac == asset_class:
-                    class_gross += abs(e)
+            q = p.quantity if p is not None else 0.0
+            w = open_q(iid)
+            if not q and not w:
+                continue
+            px = marks.get(iid, 0.0) * m
+            e_p = q * px
+            e_c = e_p + w * px
+            if iid == inst_id:
+                cur_p, cur_c = e_p, e_c
+            worst = max(abs(e_p), abs(e_c))
+            gross += worst
+            net_hi += max(e_p, e_c)
+            net_lo += min(e_p, e_c)
+            if ac == asset_class:
+                class_gross += worst
+        worst_here = max(abs(cur_p), abs(cur_c))
+        ends = (cur_p,) if cur_p == cur_c else (cur_p, cur_c)
         delta = delta_q * unit
         sign = 1.0 if delta_q > 0 else -1.0
         result: tuple[Breach, OnBreach] | None = None
 
         cap = cfg.instrument_exposure
         if cap.limit is not None:
-            b = check_instrument_exposure(cur, delta, nav, cap.limit, unit)
+            b = _tightest(check_instrument_exposure(e, delta, nav, cap.limit, unit) for e in ends)
             if b is not None:
                 if cap.on_breach is OnBreach.REJECT:
                     return b, cap.on_breach
                 result, delta = (b, cap.on_breach), sign * b.fit * unit
         limit = self._class_limits.get(asset_class)
         if limit is not None:
-            ac_cfg = cfg.asset_class_exposure
-            b = check_class_exposure(asset_class, class_gross, cur, delta, nav, limit, unit)
+            on_breach = cfg.asset_class_exposure.on_breach
+            others = class_gross - worst_here
+            b = _tightest(check_class_exposure(asset_class, others + abs(e), e, delta, nav, limit,
+                                               unit) for e in ends)
             if b is not None:
-                if ac_cfg.on_breach is OnBreach.REJECT:
-                    return b, ac_cfg.on_breach
-                result, delta = (b, ac_cfg.on_breach), sign * b.fit * unit
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
         cap = cfg.gross_leverage
         if cap.limit is not None:
-            b = check_gross_leverage(gross, cur, delta, nav, cap.limit, unit)
+            others = gross - worst_here
+            b = _tightest(check_gross_leverage(others + abs(e), e, delta, nav, cap.limit, unit)
+                          for e in ends)
             if b is not None:
                 if cap.on_breach is OnBreach.REJECT:
                     return b, cap.on_breach
                 result, delta = (b, cap.on_breach), sign * b.fit * unit
         cap = cfg.net_exposure
         if cap.limit is not None:
-            b = check_net_exposure(net, delta, nav, cap.limit, unit)
+            b = check_net_exposure(net_hi if delta > 0 else net_lo, delta, nav, cap.limit, unit)
             if b is not None:
                 if cap.on_breach is OnBreach.REJECT:
                     return b, cap.on_breach
@@ -600,6 +616,15 @@ class RiskEngine:
             w.writerow(EVENT_COLUMNS)
             for ev in self.events:
                 w.writerow(event_row(ev))
+
+
+def _tightest(breaches: Any) -> Breach | None:
+    """Of several breaches of one cap, the one that leaves the least room."""
+    out = None
+    for b in breaches:
+        if b is not None and (out is None or b.fit < out.fit):
+            out = b
+    return out
 
 
 def event_row(ev: Any) -> list[str]:

@@ -315,3 +315,20 @@ def test_every_non_approval_is_published_and_counted():
 def test_disabled_engine_approves_everything():
     e = priced_engine({"enabled": False})
     assert e.risk.check(order("ZZZ", "BUY", 1.5)).action is RiskAction.APPROVE
+
+
+def test_working_reductions_free_no_room_until_filled():
+    # The sell of BBB may fill after the buy of AAA (or be canceled): until it has
+    # filled, BBB still counts in full toward gross leverage.
+    e = priced_engine(caps(instrument_exposure={"limit": 1.0}, gross_leverage={"limit": 1.2}))
+    hold(e, "BBB", 1000)  # 100,000
+    e.router.submit(order("BBB", "SELL", 500))
+    d = e.risk.check(order("AAA", "BUY", 400))
+    assert (d.action, d.quantity, d.reason) == (RiskAction.SCALE, 200, "gross_leverage")
+
+
+def test_working_increase_counts_before_it_fills():
+    e = priced_engine(caps(instrument_exposure={"limit": 1.0}, net_exposure={"limit": 1.0}))
+    e.router.submit(order("BBB", "BUY", 700))
+    d = e.risk.check(order("AAA", "BUY", 400))
+    assert (d.action, d.quantity, d.reason) == (RiskAction.SCALE, 300, "net_exposure")

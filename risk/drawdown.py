@@ -37,7 +37,7 @@ def drawdown_action(
 class DrawdownMonitor:
     """Tracks the NAV peak and says when a level is reached for the first time."""
 
-    __slots__ = ("trigger", "halt", "peak", "derisked", "halted", "last")
+    __slots__ = ("trigger", "halt", "peak", "derisked", "halted", "last", "floor")
 
     def __init__(self, trigger: float, halt: float, peak: float) -> None:
         self.trigger = trigger
@@ -46,10 +46,22 @@ class DrawdownMonitor:
         self.derisked = False
         self.halted = False
         self.last = 0.0
+        self.floor = 0.0
+        self.refresh_floor()
+
+    def refresh_floor(self) -> None:
+        """Recompute ``floor`` after the peak or the levels reached changed."""
+        # The NAV at or below which the next level is reached: callers on the hot
+        # path compare against it and call ``update`` only then.
+        if self.halted:
+            self.floor = float("-inf")
+            return
+        level = self.halt if self.derisked else self.trigger
+        self.floor = self.peak * (1.0 - level + 1e-12)
 
     def update(self, nav: float) -> DrawdownAction | None:
         if nav > self.peak:
-            self.peak = nav
+            self.observe(nav)
             self.last = 0.0
             return None
         dd = self.last = drawdown(nav, self.peak)
@@ -60,6 +72,7 @@ class DrawdownMonitor:
             self.halted = True
         elif action is DrawdownAction.DERISK:
             self.derisked = True
+        self.refresh_floor()
         return action
 
     def rebase(self, nav: float) -> None:
@@ -67,8 +80,10 @@ class DrawdownMonitor:
         self.peak = nav
         self.halted = False
         self.last = 0.0
+        self.refresh_floor()
 
     def observe(self, nav: float) -> None:
         """Raise the peak without acting (NAV seen at a fill, between bars)."""
         if nav > self.peak:
             self.peak = nav
+            self.refresh_floor()

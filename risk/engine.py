@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from risk.checks import (
@@ -68,8 +68,7 @@ class RiskAction(StrEnum):
     REJECT = "reject"
 
 
-@dataclass(frozen=True, slots=True)
-class RiskDecision:
+class RiskDecision(msgspec.Struct, frozen=True):
     """The answer to one order: approve, scale to ``quantity``, or reject with a reason."""
 
     action: RiskAction
@@ -147,13 +146,28 @@ class RiskEngine:
 
             intervals = {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
         self._interval = intervals
+        self._learn_intervals = any(i not in intervals for i in self.instruments)
         self._meta = {
             iid: (inst, inst.multiplier, inst.asset_class.value)
             for iid, inst in self.instruments.items()
         }
         self._inst_list = [(iid, m, ac) for iid, (_, m, ac) in self._meta.items()]
         self._class_limits = dict(config.asset_class_exposure.limits)
+        self._class_on_breach = config.asset_class_exposure.on_breach
+        self._cap_instrument = (config.instrument_exposure.limit,
+                                config.instrument_exposure.on_breach)
+        self._cap_gross = (config.gross_leverage.limit, config.gross_leverage.on_breach)
+        self._cap_net = (config.net_exposure.limit, config.net_exposure.on_breach)
 
+        price = config.price
+        self._band = price.band
+        self._stale_bars = price.stale_bars
+        self._max_notional = (config.max_order_notional.limit,
+                              config.max_order_notional.on_breach)
+        self._per_second = config.order_rate.per_second
+        self._per_minute = config.order_rate.per_minute
+        self._rate_on = self._per_second is not None or self._per_minute is not None
+        self._constraints = config.instrument_constraints
         self._sent_second: dict[str, deque[int]] = {}
         self._sent_minute: dict[str, deque[int]] = {}
         self._last_same: dict[tuple[str, bool, float], int] = {}
@@ -168,7 +182,6 @@ class RiskEngine:
         self.events: list[Any] = []
         self.events_dropped = 0
         self._first_ts: int | None = None
-        self._last_ts: int | None = None
         if self.kill_switch.engaged and self.enabled:
             log.warning("kill_switch_engaged_at_start", reason=self.kill_switch.record.reason
                         if self.kill_switch.record else "")
@@ -196,15 +209,15 @@ class RiskEngine:
             return self._reject(order, Breach(RiskReason.UNKNOWN_INSTRUMENT,
                                               f"unknown instrument {inst_id!r}"), now)
         inst, mult, asset_class = meta
-        cfg = self.config
         pf = self.portfolio
         qty = order.quantity
-        sign = 1.0 if order.side is Side.BUY else -1.0
-        pos = pf.account.quantity(inst_id)
+        buy = order.side is Side.BUY
+        p = pf.account.positions.get(inst_id)
+        pos = p.quantity if p is not None else 0.0
         own = order.client_order_id in self._own
         # Exposure already committed: the position plus what is still working.
         cur_q = pos if own else pos + self.router.open_quantity(inst_id)
-        reduces = cur_q != 0.0 and (sign > 0) != (cur_q > 0) and qty <= abs(cur_q) * (1 + 1e-9)
+        reduces = cur_q != 0.0 and buy != (cur_q > 0) and qty <= abs(cur_q) * (1 + 1e-9)
 
         if self.kill_switch.engaged and not own:
             return self._reject(order, Breach(RiskReason.KILL_SWITCH, self._kill_detail()), now)
@@ -223,35 +236,36 @@ class RiskEngine:
             return RiskDecision(RiskAction.APPROVE, qty)
 
         mark = pf.marks.get(inst_id)
-        sent_price = order.limit_price if order.limit_price is not None else order.stop_price
-        price_cfg = cfg.price
-        if price_cfg.stale_bars is not None or mark is None:
-            interval = self._interval.get(inst_id, 60)
+        sent_price = order.limit_price
+        if sent_price is None:
+            sent_price = order.stop_price
+        stale_bars = self._stale_bars
+        if stale_bars is not None or mark is None:
             b = check_stale(pf.last_bar_ts.get(inst_id) if mark is not None else None, now,
-                            interval, price_cfg.stale_bars or 1_000_000_000)
+                            self._interval.get(inst_id, 60), stale_bars or 1_000_000_000)
             if b is not None:
                 return self._reject(order, b, now)
-        if price_cfg.band is not None:
-            b = check_price_band(sent_price, mark, price_cfg.band)
+        if self._band is not None and sent_price is not None:
+            b = check_price_band(sent_price, mark, self._band)
             if b is not None:
                 return self._reject(order, b, now)
         ref = sent_price if sent_price is not None else mark
-        if cfg.instrument_constraints:
+        if self._constraints:
             b = check_instrument(inst, qty, ref, sent_price is not None)
             if b is not None:
                 return self._reject(order, b, now)
 
         unit = ref * mult
         binding: Breach | None = None
-        lim = cfg.max_order_notional
-        if lim.limit is not None:
-            b = check_max_notional(qty, unit, lim.limit)
+        limit, on_breach = self._max_notional
+        if limit is not None:
+            b = check_max_notional(qty, unit, limit)
             if b is not None:
-                if lim.on_breach is OnBreach.REJECT:
+                if on_breach is OnBreach.REJECT:
                     return self._reject(order, b, now)
                 qty, binding = b.fit, b
         if not reduces:
-            b2 = self._exposure_caps(inst_id, asset_class, qty * sign, unit)
+            b2 = self._exposure_caps(inst_id, asset_class, qty if buy else -qty, unit)
             if b2 is not None:
                 b, on_breach = b2
                 if on_breach is OnBreach.REJECT:
@@ -266,20 +280,20 @@ class RiskEngine:
                 return self._reject(order, Breach(binding.reason, f"{binding.detail}; scaled "
                                                                   f"quantity: {problem}"), now)
 
-        if self._dup_ns is not None:
-            key = (inst_id, sign > 0, qty)
-            b = check_duplicate(self._last_same.get(key), now, self._dup_ns)
+        dup_ns = self._dup_ns
+        if dup_ns is not None:
+            key = (inst_id, buy, qty)
+            b = check_duplicate(self._last_same.get(key), now, dup_ns)
             if b is not None:
                 return self._reject(order, b, now)
-        rate = cfg.order_rate
-        if rate.per_second is not None or rate.per_minute is not None:
+        if self._rate_on:
             sec, minute = self._rate_windows(order.gateway, now)
-            b = check_order_rate(len(sec), len(minute), rate.per_second, rate.per_minute)
+            b = check_order_rate(len(sec), len(minute), self._per_second, self._per_minute)
             if b is not None:
                 return self._reject(order, b, now)
             sec.append(now)
             minute.append(now)
-        if self._dup_ns is not None:
+        if dup_ns is not None:
             self._remember(key, now)
 
         if binding is None:
@@ -296,7 +310,6 @@ class RiskEngine:
         counts at the worse of "position" and "position + working": a sell still
         working frees no room for a buy elsewhere until it has filled.
         """
-        cfg = self.config
         pf = self.portfolio
         nav = pf.nav
         marks = pf.marks
@@ -312,54 +325,74 @@ class RiskEngine:
                 continue
             px = marks.get(iid, 0.0) * m
             e_p = q * px
-            e_c = e_p + w * px
+            # Plain comparisons rather than abs/max/min calls: this loop is the hot spot.
+            if w:
+                e_c = e_p + w * px
+                a_p = e_p if e_p >= 0.0 else -e_p
+                a_c = e_c if e_c >= 0.0 else -e_c
+                worst = a_p if a_p > a_c else a_c
+                if e_p > e_c:
+                    net_hi += e_p
+                    net_lo += e_c
+                else:
+                    net_hi += e_c
+                    net_lo += e_p
+            else:
+                e_c = e_p
+                worst = e_p if e_p >= 0.0 else -e_p
+                net_hi += e_p
+                net_lo += e_p
             if iid == inst_id:
                 cur_p, cur_c = e_p, e_c
-            worst = max(abs(e_p), abs(e_c))
             gross += worst
-            net_hi += max(e_p, e_c)
-            net_lo += min(e_p, e_c)
             if ac == asset_class:
                 class_gross += worst
+        two = cur_p != cur_c
         worst_here = max(abs(cur_p), abs(cur_c))
-        ends = (cur_p,) if cur_p == cur_c else (cur_p, cur_c)
         delta = delta_q * unit
         sign = 1.0 if delta_q > 0 else -1.0
         result: tuple[Breach, OnBreach] | None = None
 
-        cap = cfg.instrument_exposure
-        if cap.limit is not None:
-            b = _tightest(check_instrument_exposure(e, delta, nav, cap.limit, unit) for e in ends)
-            if b is not None:
-                if cap.on_breach is OnBreach.REJECT:
-                    return b, cap.on_breach
-                result, delta = (b, cap.on_breach), sign * b.fit * unit
-        limit = self._class_limits.get(asset_class)
+        limit, on_breach = self._cap_instrument
         if limit is not None:
-            on_breach = cfg.asset_class_exposure.on_breach
-            others = class_gross - worst_here
-            b = _tightest(check_class_exposure(asset_class, others + abs(e), e, delta, nav, limit,
-                                               unit) for e in ends)
+            b = check_instrument_exposure(cur_p, delta, nav, limit, unit)
+            if two:
+                b = _tighter(b, check_instrument_exposure(cur_c, delta, nav, limit, unit))
             if b is not None:
                 if on_breach is OnBreach.REJECT:
                     return b, on_breach
                 result, delta = (b, on_breach), sign * b.fit * unit
-        cap = cfg.gross_leverage
-        if cap.limit is not None:
+        limit = self._class_limits.get(asset_class)
+        if limit is not None:
+            on_breach = self._class_on_breach
+            others = class_gross - worst_here
+            b = check_class_exposure(asset_class, others + abs(cur_p), cur_p, delta, nav, limit,
+                                     unit)
+            if two:
+                b = _tighter(b, check_class_exposure(asset_class, others + abs(cur_c), cur_c,
+                                                     delta, nav, limit, unit))
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
+        limit, on_breach = self._cap_gross
+        if limit is not None:
             others = gross - worst_here
-            b = _tightest(check_gross_leverage(others + abs(e), e, delta, nav, cap.limit, unit)
-                          for e in ends)
+            b = check_gross_leverage(others + abs(cur_p), cur_p, delta, nav, limit, unit)
+            if two:
+                b = _tighter(b, check_gross_leverage(others + abs(cur_c), cur_c, delta, nav,
+                                                     limit, unit))
             if b is not None:
-                if cap.on_breach is OnBreach.REJECT:
-                    return b, cap.on_breach
-                result, delta = (b, cap.on_breach), sign * b.fit * unit
-        cap = cfg.net_exposure
-        if cap.limit is not None:
-            b = check_net_exposure(net_hi if delta > 0 else net_lo, delta, nav, cap.limit, unit)
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
+        limit, on_breach = self._cap_net
+        if limit is not None:
+            b = check_net_exposure(net_hi if delta > 0 else net_lo, delta, nav, limit, unit)
             if b is not None:
-                if cap.on_breach is OnBreach.REJECT:
-                    return b, cap.on_breach
-                result = (b, cap.on_breach)
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result = (b, on_breach)
         return result
 
     def _rate_windows(self, gateway: str, now: int) -> tuple[deque[int], deque[int]]:
@@ -418,18 +451,22 @@ class RiskEngine:
         """After the portfolio has marked this bar: watch drawdown, keep flattening."""
         if not self.enabled:
             return
-        ts = bar.ts
         if self._first_ts is None:
-            self._first_ts = ts
-            self.states.start(ts)
-        self._last_ts = ts
-        if bar.instrument_id not in self._interval:
+            self._first_ts = bar.ts
+            self.states.start(bar.ts)
+        if self._learn_intervals and bar.instrument_id not in self._interval:
             self._interval[bar.instrument_id] = bar.timeframe
-        action = self.drawdown.update(self.portfolio.nav)
-        if action is not None:
-            self._on_drawdown(action, ts)
+        # Runs on every bar: a comparison against a precomputed floor, nothing more.
+        nav = self.portfolio.nav
+        mon = self.drawdown
+        if nav > mon.peak:
+            mon.observe(nav)
+        elif nav <= mon.floor:
+            action = mon.update(nav)
+            if action is not None:
+                self._on_drawdown(action, bar.ts)
         if self._flattening:
-            self._flatten(ts)
+            self._flatten(bar.ts)
 
     def _poll_kill_switch(self, event: Bar | Timer) -> None:
         """Read the persisted switch at most every ``poll_seconds`` of event time."""
@@ -581,6 +618,7 @@ class RiskEngine:
         self.drawdown.peak = float(snapshot["drawdown_peak"])
         self.drawdown.derisked = bool(snapshot["derisked"])
         self.drawdown.halted = bool(snapshot["halted"])
+        self.drawdown.refresh_floor()
         if self.allocator is not None:
             self.allocator.scale = float(snapshot["budget_scale"])
         state = TradingState(snapshot["state"])
@@ -591,7 +629,7 @@ class RiskEngine:
 
     def summary(self) -> dict[str, Any]:
         """Counts by reason and time in each trading state, for metrics.json."""
-        end = self._last_ts if self._last_ts is not None else self._now()
+        end = self._now()  # a replay's clock stands at its last event
         durations = self.states.durations(end)
         total = sum(durations.values())
         return {
@@ -618,13 +656,13 @@ class RiskEngine:
                 w.writerow(event_row(ev))
 
 
-def _tightest(breaches: Any) -> Breach | None:
-    """Of several breaches of one cap, the one that leaves the least room."""
-    out = None
-    for b in breaches:
-        if b is not None and (out is None or b.fit < out.fit):
-            out = b
-    return out
+def _tighter(a: Breach | None, b: Breach | None) -> Breach | None:
+    """Of two breaches of one cap, the one that leaves the least room."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a.fit <= b.fit else b
 
 
 def event_row(ev: Any) -> list[str]:

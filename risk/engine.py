@@ -185,6 +185,8 @@ class RiskEngine:
         if self.kill_switch.engaged and self.enabled:
             log.warning("kill_switch_engaged_at_start", reason=self.kill_switch.record.reason
                         if self.kill_switch.record else "")
+            # Whatever reconciliation finds is flattened from the first bar on.
+            self._flattening = ks_cfg.flatten
 
     # -- wiring ----------------------------------------------------------------------
     def attach(self, runner: ModelRunner) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from risk_fixtures import Scripted, make_config, path_bars
+from risk_fixtures import T0, Scripted, bar, hold, make_config, path_bars
 
 from risk.killswitch import (
     FileBackend,
@@ -143,6 +143,12 @@ def test_engaged_switch_survives_a_restart(tmp_path):
     engine = build_engine(cfg, models=[])
     assert engine.risk.kill_switch.engaged
     assert engine.risk.kill_switch.record.who == "ops"
+    # A position found at start-up (reconciliation) is flattened from the first bar.
+    engine.kernel.run([bar("AAA", T0, 100.0)])
+    hold(engine, "AAA", 7)
+    engine.kernel.run([bar("AAA", T0 + 60 * 10**9, 100.0)])
+    assert [(o.side.value, o.quantity, o.reduce_only) for o in engine.orders] == [
+        ("SELL", 7, True)]
 
 
 def test_file_backend_atomic_json_and_errors(tmp_path):

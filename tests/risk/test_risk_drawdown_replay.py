@@ -122,3 +122,36 @@ def test_monitor_acts_once_per_level_and_rebases():
     assert m.update(80.0) is None  # 8% from the new base
     assert m.update(69.0) is DrawdownAction.HALT
     assert TradingState.HALTED.value == "HALTED"
+
+
+def test_backtest_cli_prints_the_risk_summary(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = {
+        "name": "risk-cli",
+        "instruments": [{"id": "SPY", "symbol": "SPY", "venue": "ARCA", "asset_class": "equity",
+                         "lot_step": 1, "min_quantity": 1,
+                         "data": {"path": str(repo / "data" / "spy_1d.parquet"),
+                                  "timeframe": "1d"}}],
+        "models": [{"name": "sma", "model": "SmaCross", "budget": 0.9, "instruments": ["SPY"],
+                    "timeframe": "1d", "params": {"fast": 20, "slow": 100}}],
+        "data": {"start": "2015-01-01"},
+        "risk": {"instrument_exposure": {"limit": 0.5}},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "trader.cli", "backtest", str(path), "--out",
+                        str(out), "--no-progress"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(repo), COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    assert "Risk" in r.stdout and "time ACTIVE" in r.stdout
+    assert "instrument_exposure" in r.stdout  # every entry at 90% was cut to 50%
+    rows = (out / "risk_events.csv").read_text().splitlines()
+    assert len(rows) > 1 and all(",instrument_exposure," in x for x in rows[1:])

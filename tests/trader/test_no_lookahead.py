@@ -18,9 +18,19 @@ from trader.feed import feed_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+
+
+def utc(*args: int) -> int:
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp()) * NS
+
+
 # 17:00 UTC: inside the 16:00-20:00 H4 window and inside the daily window, so both
 # aggregated bars that straddle t mix clean and poisoned base bars.
-T = int(dt.datetime(2018, 6, 14, 17, tzinfo=dt.UTC).timestamp()) * NS
+MID_SESSION = utc(2018, 6, 14, 17)
+# The first hourly bar of a session whose previous daily window (which has no bar
+# at 23:00) is only proven closed by this very bar, and the D1 model trades on it.
+SESSION_OPEN = utc(2016, 3, 29, 13)
 
 
 def config() -> AppConfig:
@@ -62,10 +72,11 @@ def garbage(bar: Bar, rng: random.Random) -> Bar:
                                    close=c, volume=rng.uniform(0, 1e6))
 
 
-def poisoned(cfg: AppConfig, spoil: Callable[[Bar, random.Random], Bar]) -> Iterator[Bar]:
+def poisoned(cfg: AppConfig, t: int,
+             spoil: Callable[[Bar, random.Random], Bar]) -> Iterator[Bar]:
     rng = random.Random(7)
     for bar in feed_from_config(cfg):
-        yield spoil(bar, rng) if bar.ts_open >= T else bar
+        yield spoil(bar, rng) if bar.ts_open >= t else bar
 
 
 def run(cfg: AppConfig, feed=None):
@@ -78,16 +89,26 @@ def clean():
     return run(config())
 
 
+@pytest.mark.parametrize("t", [MID_SESSION, SESSION_OPEN], ids=["mid_session", "session_open"])
 @pytest.mark.parametrize("spoil", [times_ten, garbage])
-def test_nothing_decided_at_or_before_t_changes(clean, spoil) -> None:
+def test_nothing_decided_at_or_before_t_changes(clean, spoil, t: int) -> None:
     cfg = config()
     orders, fills = clean
-    p_orders, p_fills = run(cfg, poisoned(cfg, spoil))
-    before = [o for o in orders if o.ts <= T]
-    assert [o for o in p_orders if o.ts <= T] == before
-    assert [f for f in p_fills if f.ts < T] == [f for f in fills if f.ts < T]
+    p_orders, p_fills = run(cfg, poisoned(cfg, t, spoil))
+    before = [o for o in orders if o.ts <= t]
+    assert [o for o in p_orders if o.ts <= t] == before
+    assert [f for f in p_fills if f.ts < t] == [f for f in fills if f.ts < t]
     # Every timeframe, base and aggregated, decided something before t ...
     per_inst = Counter(o.instrument_id for o in before)
     assert all(per_inst[i] >= 2 for i in ("H1", "H4", "D1", "QQQ", "IWM")), per_inst
     # ... and the poison really changed what came after it.
-    assert [o for o in p_orders if o.ts > T] != [o for o in orders if o.ts > T]
+    assert [o for o in p_orders if o.ts > t] != [o for o in orders if o.ts > t]
+
+
+def test_late_daily_window_is_decided_when_it_is_proven_closed(clean) -> None:
+    """The case SESSION_OPEN exercises: the D1 bar of 28 March is published by the
+    29 March 13:00 bar, so the D1 model's order is stamped with that bar's close."""
+    orders, _ = clean
+    assert [o.ts for o in orders if o.instrument_id == "D1"
+            and SESSION_OPEN - 24 * HOUR_NS < o.ts <= SESSION_OPEN + HOUR_NS] == [
+        SESSION_OPEN + HOUR_NS]

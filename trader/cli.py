@@ -54,6 +54,11 @@ def backtest(
     else:
         result = run_backtest(cfg, out_dir)
     print_summary(result.metrics, out_dir)
+    for inst_id, stats in sorted(result.feed_stats.items()):
+        if stats["skipped"]:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
+            err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "
+                              f"of {stats['rows']} ({reasons})", highlight=False)
 
 
 def print_summary(metrics: dict, out_dir: Path) -> None:

@@ -156,3 +156,23 @@ def test_cli_reports_bad_data_without_traceback(tmp_path: Path) -> None:
     out = r.stdout + r.stderr
     assert "Traceback" not in out
     assert f"{csv}: row 2: high < low" in out.replace("\n", "")
+
+
+def test_cli_skip_mode_runs_and_reports_the_skipped_rows(tmp_path: Path) -> None:
+    csv = tmp_path / "spy.csv"
+    csv.write_text("ts,open,high,low,close,volume\n"
+                   "2024-01-02T00:00:00Z,10,11,9,10.5,100\n"
+                   "2024-01-03T00:00:00Z,10,9,11,10.5,100\n"
+                   "2024-01-03T00:00:00Z,10,11,9,10.5,100\n"
+                   "2024-01-04T00:00:00Z,10,11,9,10.5,100\n")
+    cfg = {"data": {"on_bad_row": "skip"},
+           "instruments": [{"id": "SPY", "symbol": "SPY", "venue": "ARCA",
+                            "asset_class": "equity",
+                            "data": {"path": str(csv), "timeframe": "1d"}}]}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    r = run_cli("backtest", str(f), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = (r.stdout + r.stderr).replace("\n", " ")
+    assert "bad_bar_skipped" in out and "row=2" in out
+    assert "SPY: skipped 1 bad rows of 4 (high < low: 1)" in out

@@ -146,3 +146,17 @@ def test_same_timeframe_adds_nothing_and_non_multiples_are_refused() -> None:
     assert out == []
     with pytest.raises(ValueError, match="not a multiple"):
         agg.add("X", HOUR, 90 * MIN)
+
+
+def test_weekly_windows_start_on_monday_utc() -> None:
+    out, agg = collector()
+    agg.add("X", DAY, 7 * DAY)
+    # Wednesday 2024-01-03 .. Tuesday 2024-01-16
+    for b in series(t("2024-01-03T00:00:00"), DAY, 14):
+        agg.on_bar(b)
+    assert [(b.ts_open, b.ts) for b in out] == [
+        (t("2024-01-01T00:00:00"), t("2024-01-08T00:00:00")),  # partial: Wed..Sun
+        (t("2024-01-08T00:00:00"), t("2024-01-15T00:00:00")),
+    ]
+    assert out[0].open == 100.0 and out[0].close == 104.25  # Wed, Thu, Fri, Sat, Sun
+    assert out[1].open == 105.0 and out[1].close == 111.25

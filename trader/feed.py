@@ -132,9 +132,23 @@ class BarFile:
             raise DataError(f"{path}: cannot read bars: {exc}") from None
 
     def total_rows(self) -> int | None:
-        if self.spec.path.suffix.lower() == ".parquet":
-            return pq.ParquetFile(self.spec.path).metadata.num_rows
-        return None
+        """Rows the replay will see (for the progress bar); None when only reading tells."""
+        if self.spec.path.suffix.lower() != ".parquet":
+            return None
+        pf = pq.ParquetFile(self.spec.path)
+        if self.start_ns is None and self.end_ns is None:
+            return pf.metadata.num_rows
+        # A start or end date: count the rows inside it, one column, batch by batch.
+        n = 0
+        for batch in pf.iter_batches(batch_size=self.batch_size, columns=["ts"]):
+            ts = _ts_to_ns(batch.column(0), self.spec.path)
+            keep = np.ones(len(ts), dtype=bool)
+            if self.start_ns is not None:
+                keep &= ts >= self.start_ns
+            if self.end_ns is not None:
+                keep &= ts < self.end_ns
+            n += int(keep.sum())
+        return n
 
     def _bad(self, row: int, problem: str) -> None:
         msg = f"{self.spec.path}: row {row}: {problem}"

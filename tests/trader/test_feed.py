@@ -172,3 +172,11 @@ def test_start_and_end_bound_the_replay(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "a.parquet", rows(10))
     f = bar_file(path, start_ns=(T0 + 2 * HOUR) * NS, end_ns=(T0 + 5 * HOUR) * NS)
     assert [b.ts_open // NS - T0 for b in f] == [2 * HOUR, 3 * HOUR, 4 * HOUR]
+
+
+def test_total_rows_counts_what_the_replay_will_see(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "a.parquet", rows(10))
+    assert bar_file(path).total_rows() == 10
+    f = bar_file(path, start_ns=(T0 + 2 * HOUR) * NS, end_ns=(T0 + 5 * HOUR) * NS, batch_size=4)
+    assert f.total_rows() == 3 == len(list(f))
+    assert bar_file(write_csv(tmp_path / "a.csv", rows(3))).total_rows() is None

@@ -127,7 +127,8 @@ def build_engine(
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
-            raise ConfigError(f"instrument {inst_id!r} is traded by a model but has no data")
+            raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
+                              "data (set its data.path and data.timeframe)")
         aggregator.add(inst_id, bases[inst_id], tf)
     recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
     engine = Engine(cfg, kernel, instruments, portfolio, allocator, router, risk_engine, runner,

@@ -176,3 +176,15 @@ def test_cli_skip_mode_runs_and_reports_the_skipped_rows(tmp_path: Path) -> None
     out = (r.stdout + r.stderr).replace("\n", " ")
     assert "bad_bar_skipped" in out and "row=2" in out
     assert "SPY: skipped 1 bad rows of 4 (high < low: 1)" in out
+
+
+def test_cli_names_the_file_for_problems_found_while_wiring(tmp_path: Path) -> None:
+    cfg = base_config()
+    del cfg["instruments"][0]["data"]  # SPY is traded by model "a" but has no history
+    f = tmp_path / "nodata.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    r = run_cli("backtest", str(f), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2
+    out = (r.stdout + r.stderr).replace("\n", " ")
+    assert "Traceback" not in out
+    assert f"{f}: instruments: 'SPY' is traded by a model but has no data" in out

@@ -96,6 +96,7 @@ def build_engine(
     budgets = {m.name: mc.budget for mc in cfg.models for m in models if m.name == mc.name}
     allocator = Allocator(portfolio, budgets)
     portfolio.set_attribution(allocator.attribute)
+    replay_sim = gateways is None
     if gateways is None:
         sim = SimulatedGateway(
             instruments,
@@ -119,9 +120,15 @@ def build_engine(
         risk_engine = risk(cfg=cfg, portfolio=portfolio, instruments=instruments, clock=clock,
                            bus=bus, allocator=allocator, router=router)
     gateway_of = {}
-    for mc in cfg.models:
+    for idx, mc in enumerate(cfg.models):
+        # A replay sends every model's orders to the simulated exchange, whatever
+        # broker the model names for paper or live sessions.
+        name = "sim" if replay_sim else mc.gateway
+        if name not in gateways:
+            raise ConfigError(f"models.{idx}.gateway: no gateway named {name!r}; "
+                              f"available: {sorted(gateways)}")
         for inst in mc.instruments:
-            gateway_of[inst] = mc.gateway
+            gateway_of[inst] = name
     runner = ModelRunner(models, allocator, planner, risk_engine, router, clock,
                          gateway_of=gateway_of)
     aggregator = BarAggregator(bus.publish)

@@ -126,4 +126,4 @@ def test_router_refuses_a_client_order_id_it_already_owns() -> None:
     assert router.submit(OrderRequest(2, "dup", "SPY", Side.SELL, 3.0)) is None
     assert first.status is OrderStatus.ACCEPTED and router.active["dup"] is first
     assert router.open_quantity("SPY") == 10.0
-    assert sim.submitted == ["dup"]
+    assert list(sim.submitted) == ["dup"]

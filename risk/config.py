@@ -130,6 +130,9 @@ class DrawdownConfig(_Section):
     trigger: float = Field(0.15, gt=0, lt=1)
     halt: float = Field(0.20, gt=0, lt=1)
     derisk_factor: float = Field(0.5, gt=0, le=1, description="budget scale after the trigger")
+    restore_at: float | None = Field(
+        None, ge=0, description="give budgets back once drawdown recovers to this (null: never)"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> DrawdownConfig:
@@ -137,6 +140,11 @@ class DrawdownConfig(_Section):
             raise ValueError(
                 f"halt ({self.halt}) must be above trigger ({self.trigger}): "
                 "budgets are cut first and trading stops only at the deeper drawdown"
+            )
+        if self.restore_at is not None and self.restore_at >= self.trigger:
+            raise ValueError(
+                f"restore_at ({self.restore_at}) must be below trigger ({self.trigger}), "
+                "or budgets would flip between cut and restored on every bar"
             )
         return self
 

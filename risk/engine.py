@@ -135,7 +135,8 @@ class RiskEngine:
         self.states = TradingStateMachine()
         self.states.listeners.append(self._on_state_change)
         dd = config.drawdown
-        self.drawdown = DrawdownMonitor(dd.trigger, dd.halt, portfolio.nav if portfolio else 0.0)
+        self.drawdown = DrawdownMonitor(dd.trigger, dd.halt, portfolio.nav if portfolio else 0.0,
+                                        dd.restore_at)
         if portfolio is not None:
             portfolio.fill_listeners.append(self._on_fill)
 
@@ -461,12 +462,12 @@ class RiskEngine:
         # Runs on every bar: a comparison against a precomputed floor, nothing more.
         nav = self.portfolio.nav
         mon = self.drawdown
-        if nav > mon.peak:
-            mon.observe(nav)
-        elif nav <= mon.floor:
+        if nav <= mon.floor or nav >= mon.ceiling:
             action = mon.update(nav)
             if action is not None:
                 self._on_drawdown(action, bar.ts)
+        elif nav > mon.peak:
+            mon.observe(nav)
         if self._flattening:
             self._flatten(bar.ts)
 
@@ -485,14 +486,14 @@ class RiskEngine:
         mon = self.drawdown
         pf = self.portfolio
         detail = f"drawdown {mon.last:.2%} from peak {mon.peak:,.2f} (NAV {pf.nav:,.2f})"
-        if action is DrawdownAction.DERISK:
-            factor = self.config.drawdown.derisk_factor
+        if action is not DrawdownAction.HALT:
+            factor = self.config.drawdown.derisk_factor if action is DrawdownAction.DERISK else 1.0
             changed: list[str] = []
             if self.allocator is not None:
                 changed = self.allocator.rescale(factor)
             self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, factor))
-            self.counts["drawdown_derisk"] += 1
-            log.warning("risk_drawdown_derisk", detail=detail, budget_scale=factor,
+            self.counts[f"drawdown_{action.value}"] += 1
+            log.warning(f"risk_drawdown_{action.value}", detail=detail, budget_scale=factor,
                         ts=ns_to_iso(ts))
             runner = self.runner
             if runner is not None and runner.trading and changed:

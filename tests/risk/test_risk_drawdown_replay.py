@@ -155,3 +155,39 @@ def test_backtest_cli_prints_the_risk_summary(tmp_path):
     assert "instrument_exposure" in r.stdout  # every entry at 90% was cut to 50%
     rows = (out / "risk_events.csv").read_text().splitlines()
     assert len(rows) > 1 and all(",instrument_exposure," in x for x in rows[1:])
+
+
+def test_restore_gives_budgets_back_once_recovered():
+    assert drawdown_action(0.051, 0.15, 0.2, True, False, 0.05) is None
+    assert drawdown_action(0.05, 0.15, 0.2, True, False, 0.05) is DrawdownAction.RESTORE
+    assert drawdown_action(0.0, 0.15, 0.2, True, False, None) is None  # latched by default
+    assert drawdown_action(0.0, 0.15, 0.2, True, True, 0.05) is None   # halted stays halted
+
+    risk = dict(RISK, drawdown={"trigger": 0.15, "halt": 0.30, "restore_at": 0.05})
+    cfg = make_config(risk, models=[{"name": "m", "model": "SmaCross", "budget": 1.0,
+                                     "instruments": ["AAA"], "timeframe": "1m"}])
+    engine = build_engine(cfg, models=[Scripted("m", ["AAA"], "1m",
+                                                lambda b, n: {"AAA": 1.0} if n == 0 else None)])
+    scales: list[tuple[float, float]] = []
+    engine.kernel.bus.subscribe(Bar, lambda b: scales.append(
+        (engine.portfolio.drawdown, engine.allocator.scale)))
+    down = [100.0 - 2 * k for k in range(10)]    # about -18% for a full long book
+    up = [down[-1] + 2 * k for k in range(1, 30)]
+    engine.kernel.run(path_bars("AAA", [100.0, 100.0] + down + up))
+    levels = [e.level for e in engine.risk.events if isinstance(e, DrawdownEvent)]
+    assert levels == ["derisk", "restore"]
+    k = next(i for i, (_, s) in enumerate(scales) if s == 0.5)
+    r = next(i for i, (_, s) in enumerate(scales) if i > k and s == 1.0)
+    assert scales[k][0] >= 0.15 and scales[k - 1][0] < 0.15
+    # Restored at the first bar whose drawdown (from the de-risked book's peak) is back
+    # at 5% or less; the monitor's peak is the portfolio's high-water mark.
+    assert scales[r][0] <= 0.05 + 1e-9 and all(d > 0.05 + 1e-9 for d, _ in scales[k:r])
+
+
+def test_restore_must_be_below_trigger(tmp_path):
+    from trader.config import AppConfig
+
+    with pytest.raises(ValueError, match="restore_at"):
+        AppConfig.model_validate({
+            "instruments": [{"id": "A", "symbol": "A", "venue": "X", "asset_class": "equity"}],
+            "risk": {"drawdown": {"trigger": 0.1, "halt": 0.2, "restore_at": 0.1}}})

@@ -73,6 +73,13 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
     console.print(f"reports written to {out_dir}/")
 
 
+from models.lifecycle_cli import models_app  # noqa: E402 - registered after the core commands
+from trader.store.cli import db_app  # noqa: E402
+
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -2,7 +2,7 @@
 
 from trader.store.db import StoreError, redact, resolve_url
 from trader.store.killswitch import DbKillSwitch
-from trader.store.store import Journal, SessionInfo, Store
+from trader.store.store import Journal, SessionInfo, Store, open_store
 
-__all__ = ["DbKillSwitch", "Journal", "SessionInfo", "Store", "StoreError", "redact",
+__all__ = ["DbKillSwitch", "Journal", "SessionInfo", "Store", "StoreError", "open_store", "redact",
            "resolve_url"]

@@ -511,3 +511,11 @@ def order_from_row(r: Mapping[str, Any], fills: Sequence[Fill]) -> Order:
     tags = tuple(t for t in (r["model_tags"] or "").split(",") if t)
     return Order(req, OrderStatus(r["status"]), filled, avg, r["broker_order_id"] or "",
                  r["reason"] or "", {f.trade_id for f in fills}, tags)
+
+
+def open_store(cfg: Any = None, *, migrate: bool = True, batch_size: int = 0) -> Store:
+    """Open the store a ``StoreConfig`` (or None: defaults and environment) points at."""
+    if cfg is None:
+        return Store.open(migrate=migrate, batch_size=batch_size)
+    return Store.open(cfg.database_url, str(cfg.data_dir), migrate=migrate,
+                      sqlite_synchronous=cfg.sqlite_synchronous, batch_size=batch_size)

@@ -32,12 +32,16 @@ def backtest(
     config: Path = typer.Argument(..., help="YAML config of the run"),
     out: Path = typer.Option(None, "--out", help="directory for the reports (default runs/<name>)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
+                               "(default: only the run summary is stored, at the end)"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
     from trader.backtest import run_backtest
     from trader.config import load_config
+    from trader.store import open_store
 
     cfg = load_config(config)
+    db = open_store(cfg.store, batch_size=5000 if store else 0)
     out_dir = out or Path("runs") / cfg.name
     if progress and console.is_terminal:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -49,11 +53,13 @@ def backtest(
         with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
                       TimeRemainingColumn(), console=console, transient=True) as bar:
             task = bar.add_task("replay", total=total)
-            result = run_backtest(cfg, out_dir, feed=feed,
+            result = run_backtest(cfg, out_dir, feed=feed, store=db, persist=store,
                                   progress=lambda n: bar.update(task, completed=n))
     else:
-        result = run_backtest(cfg, out_dir)
+        result = run_backtest(cfg, out_dir, store=db, persist=store)
+    db.close()
     print_summary(result.metrics, out_dir)
+    console.print(f"run #{result.run_id} recorded in {db.safe_url}")
 
 
 def print_summary(metrics: dict, out_dir: Path) -> None:

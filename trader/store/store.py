@@ -189,10 +189,11 @@ class Store:
         marks: Mapping[str, float] | None = None,
         tags_for: Callable[[OrderRequest], tuple[str, ...]] | None = None,
         default_gateway: str = "",
+        clock: Any = None,
     ) -> Journal:
         """The write-ahead journal the router of ``session`` writes through."""
         return Journal(self, session, marks=marks, tags_for=tags_for,
-                       default_gateway=default_gateway)
+                       default_gateway=default_gateway, clock=clock)
 
     # -- orders and fills (queries) --------------------------------------------------------
     def order_row(self, client_order_id: str) -> dict[str, Any] | None:
@@ -385,16 +386,20 @@ class Journal:
         marks: Mapping[str, float] | None = None,
         tags_for: Callable[[OrderRequest], tuple[str, ...]] | None = None,
         default_gateway: str = "",
+        clock: Any = None,
     ) -> None:
         self.store = store
         self.session = session
+        self.clock = clock  # when given, fills are stamped with when we recorded them too
         self.marks = marks
         self.tags_for = tags_for
         self.default_gateway = default_gateway
         self._status: dict[str, OrderStatus] = {}
         self._seq_sep = len(session.prefix) + 1
         self.refused = 0
-        self._fill_insert = store.insert_ignore(FILLS)
+        # RETURNING tells "inserted" from "already there" on both backends (rowcount does not
+        # when the driver adds an implicit RETURNING).
+        self._fill_insert = store.insert_ignore(FILLS).returning(FILLS.c.id)
 
     # The router calls these three synchronously, in kernel order.
     def order_created(self, order: Order) -> None:
@@ -464,12 +469,13 @@ class Journal:
                 gateway=gateway, trade_id=fill.trade_id, client_order_id=fill.client_order_id,
                 instrument_id=fill.instrument_id, side=fill.side.value, quantity=fill.quantity,
                 price=fill.price, commission=fill.commission,
-                broker_order_id=fill.broker_order_id, ts=fill.ts, recorded_ts=fill.ts,
-            )).rowcount
+                broker_order_id=fill.broker_order_id, ts=fill.ts,
+                recorded_ts=self.clock.now() if self.clock is not None else fill.ts,
+            )).scalar_one_or_none() is not None
         if not inserted:
             log.info("duplicate_fill_ignored", trade_id=fill.trade_id, gateway=gateway,
                      client_order_id=fill.client_order_id)
-        return bool(inserted)
+        return inserted
 
     # -- helpers -----------------------------------------------------------------------
     def _seq_of(self, coid: str) -> int | None:

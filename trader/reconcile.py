@@ -70,7 +70,7 @@ class ReconciliationReport:
     def consistent(self) -> bool:
         """True when nothing needs the policy: no unknown orders, position or cash difference."""
         return not (self.unknown_broker_orders or self.position_diffs or self.cash_diffs
-                    or self.fill_gaps)
+                    or self.fill_gaps or self.unknown_order_fills)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -92,6 +92,8 @@ class ReconciliationReport:
                      f"{len(self.vanished_orders)} orders the broker does not know")
         for coid in self.unknown_broker_orders:
             lines.append(f"  broker has open order {coid} that the store does not know")
+        for trade in self.unknown_order_fills:
+            lines.append(f"  broker reports fill {trade} of an order the store does not know")
         for coid in self.fill_gaps:
             lines.append(f"  broker says {coid} filled more than the fills it reported")
         for inst, (ours, theirs) in sorted(self.position_diffs.items()):
@@ -190,7 +192,10 @@ async def _adopt_fills(store: Store, gateway: Gateway, router: Router, policy: R
             continue
         if router.order(fill.client_order_id) is None and \
                 store.order_row(fill.client_order_id) is None:
+            # Someone else traded the account: stored only if the policy takes broker truth.
             report.unknown_order_fills.append(fill.trade_id)
+            if policy.mode != "adopt":
+                continue
         router.on_fill(fill)
         known.add(fill.trade_id)
         report.adopted_fills.append(fill.trade_id)

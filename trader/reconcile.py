@@ -216,12 +216,23 @@ async def _settle_order(gateway: Gateway, router: Router, order: Order, ts: int,
         gap = rep.filled_quantity > order.filled_quantity + 1e-9
         if gap:
             report.fill_gaps.append(coid)
-        # Without a gap the fills already moved the order; a fill status adds nothing then.
-        fill_status = rep.status in (S.PARTIALLY_FILLED, S.FILLED)
-        if rep.status != order.status and not order.status.is_terminal and (gap or not fill_status):
-            router.on_update(OrderUpdate(ts, coid, rep.status, "reconciled", rep.broker_order_id))
+        target = rep.status
+        if not gap and target in (S.PARTIALLY_FILLED, S.FILLED):
+            # Our stored fills are complete: the status is what they add up to (a crash may
+            # have come between storing a fill and storing the status it implied).
+            target = _status_from_fills(order)
+        if target is not None and target != order.status and not order.status.is_terminal:
+            router.on_update(OrderUpdate(ts, coid, target, "reconciled", rep.broker_order_id))
     if order.status != before:
         report.status_changes.append((coid, before.value, order.status.value))
+
+
+def _status_from_fills(order: Order) -> OrderStatus | None:
+    if order.filled_quantity >= order.request.quantity * (1 - 1e-9):
+        return S.FILLED
+    if order.filled_quantity > 0:
+        return S.PARTIALLY_FILLED
+    return None
 
 
 def _adopt_broker_order(router: Router, rep: OrderReport, ts: int, gw: str) -> None:

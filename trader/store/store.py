@@ -228,6 +228,9 @@ class Store:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(select(FILLS).order_by(FILLS.c.id)).mappings()]
 
+    def count_orders(self) -> int:
+        return self.count(ORDERS)
+
     def count(self, table: Any) -> int:
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

@@ -216,7 +216,7 @@ class Lifecycle:
         if current == STAGES[-1]:
             raise LifecycleError(f"model {name!r} is already at stage live")
         target = STAGES[STAGES.index(current) + 1]
-        _need(reason, "a reason")
+        _need(reason, "a reason", 1000)
         _need(operator, "an operator")
         gate = self.check_gate(name, target)
         if target == "live" and not confirm:
@@ -233,7 +233,7 @@ class Lifecycle:
         current = self.stage(name)
         if current == STAGES[0]:
             raise LifecycleError(f"model {name!r} is already at stage research")
-        _need(reason, "a reason")
+        _need(reason, "a reason", 1000)
         _need(operator, "an operator")
         target = STAGES[STAGES.index(current) - 1]
         return self._move(name, current, target, reason, operator, forced=False, report="")
@@ -258,9 +258,11 @@ class Lifecycle:
         return dict(r) if r else None
 
 
-def _need(value: str, what: str) -> None:
+def _need(value: str, what: str, limit: int = 200) -> None:
     if not value or not value.strip():
         raise LifecycleError(f"a stage change needs {what}")
+    if len(value) > limit:
+        raise LifecycleError(f"{what} is limited to {limit} characters (got {len(value)})")
 
 
 # -- mode filter ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ transaction per many writes, because a replay can simply be run again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ class Store:
         """Register a process start; its id makes this session's client order ids unique."""
         with self.write() as conn:
             # The prefix needs the id, so insert with a placeholder unique to this row first.
-            placeholder = f"tmp-{ts}-{id(self)}"
+            placeholder = f"~{uuid.uuid4().hex[:30]}"
             sid = conn.execute(
                 insert(SESSIONS).values(mode=mode, name=name, started_ts=ts, id_prefix=placeholder,
                                         last_seq=0).returning(SESSIONS.c.id)
@@ -312,7 +313,8 @@ class Store:
     def record_risk_event(self, ts: int, kind: str, reason: str = "",
                           detail: Mapping[str, Any] | None = None) -> None:
         with self.write() as conn:
-            conn.execute(insert(RISK_EVENTS).values(ts=ts, kind=kind, reason=reason,
+            # The full text stays in ``detail`` when the reason column cannot hold it.
+            conn.execute(insert(RISK_EVENTS).values(ts=ts, kind=kind, reason=reason[:1000],
                                                     detail=dict(detail or {})))
 
     def risk_events(self, kind: str | None = None) -> list[dict[str, Any]]:

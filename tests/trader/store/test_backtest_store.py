@@ -1,0 +1,60 @@
+"""Replay and the store: summary always, everything with ``--store``, same results either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trader.backtest import run_backtest
+from trader.config import AppConfig
+from trader.store import Store
+from trader.store.runs import config_hash
+from trader.store.store import EVENTS, FILLS, ORDERS
+
+DATA = Path(__file__).resolve().parents[3] / "data" / "qqq_1d.parquet"
+
+
+def _cfg() -> AppConfig:
+    return AppConfig.model_validate({
+        "name": "qqq-sma",
+        "data": {"start": "2018-01-01", "end": "2021-01-01"},
+        "instruments": [{"id": "QQQ", "symbol": "QQQ", "venue": "NASDAQ",
+                         "asset_class": "equity", "data": {"path": str(DATA), "timeframe": "1d"}}],
+        "models": [{"name": "qqq_sma", "model": "SmaCross", "budget": 0.5,
+                    "instruments": ["QQQ"], "params": {"fast": 5, "slow": 20}}],
+    })
+
+
+def test_default_replay_stores_only_the_run_summary(db_url: str) -> None:
+    cfg = _cfg()
+    with Store.open(db_url) as st:
+        res = run_backtest(cfg, store=st)
+        assert st.count(ORDERS) == 0 and st.count(FILLS) == 0
+        run = st.runs("backtest")[0]
+    assert res.run_id == run["id"]
+    assert run["models"] == ["qqq_sma"] and run["config_hash"] == config_hash(cfg)
+    assert run["metrics"]["trades"] == res.metrics["trades"] > 5
+    assert run["metrics"]["sharpe"] == res.metrics["sharpe"]
+
+
+def test_store_flag_persists_every_order_and_fill_without_changing_results(db_url: str) -> None:
+    cfg = _cfg()
+    plain = run_backtest(cfg)
+    with Store.open(db_url, batch_size=500) as st:
+        stored = run_backtest(cfg, store=st, persist=True)
+        orders = st.order_rows()
+        fills = st.fills()
+        n_events = st.count(EVENTS)
+        snap = st.latest_snapshot("portfolio")
+        session = st.session(st.runs()[0]["session_id"])
+    assert stored.metrics == plain.metrics
+    assert len(orders) == plain.metrics["orders"] == len(stored.engine.orders)
+    assert len(fills) == plain.metrics["trades"]
+    assert n_events >= 3 * len(orders)  # PENDING_SUBMIT, SUBMITTED, ACCEPTED, FILLED...
+    assert all(o["status"] == "FILLED" for o in orders[:-1])
+    assert all(o["model_tags"] == ",qqq_sma," for o in orders)
+    assert all(o["ref_price"] for o in orders)
+    assert session["mode"] == "replay" and session["ended_ts"]
+    assert all(o["client_order_id"].startswith(session["id_prefix"] + "-") for o in orders)
+    pf = stored.engine.portfolio
+    assert snap["positions"] == {i: p.quantity for i, p in pf.account.positions.items()
+                                 if p.quantity}

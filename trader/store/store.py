@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -40,6 +40,18 @@ POSITIONS = s.PositionSnapshotRow.__table__
 RISK_EVENTS = s.RiskEventRow.__table__
 TRADING_STATE = s.TradingStateRow.__table__
 KILL_SWITCH = s.KillSwitchRow.__table__
+
+# Built once: executing a prepared construct with a parameter dict skips SQLAlchemy's
+# per-call statement building, which dominated the cost of a journal write.
+_INS_ORDER = ORDERS.insert()
+_INS_EVENT = EVENTS.insert()
+_UPD_SEQ = (SESSIONS.update().where(SESSIONS.c.id == bindparam("b_sid"))
+            .where(SESSIONS.c.last_seq < bindparam("b_seq")).values(last_seq=bindparam("b_seq")))
+_UPD_ORDER = ORDERS.update().where(ORDERS.c.client_order_id == bindparam("b_coid")).values(
+    status=bindparam("b_status"), filled_quantity=bindparam("b_filled"),
+    avg_fill_price=bindparam("b_avg"), broker_order_id=bindparam("b_broker"),
+    reason=bindparam("b_reason"), updated_ts=bindparam("b_ts"),
+)
 
 OPEN_STATUSES = tuple(st.value for st in OrderStatus if not st.is_terminal)
 
@@ -414,26 +426,27 @@ class Journal:
         ref = self.marks.get(req.instrument_id) if self.marks is not None else None
         ts = req.ts
         coid = req.client_order_id
+        status = order.status.value
         with self.store.write() as conn:
-            conn.execute(insert(ORDERS).values(
-                client_order_id=coid, session_id=self.session.id, gateway=req.gateway,
-                instrument_id=req.instrument_id, side=req.side.value, quantity=req.quantity,
-                order_type=req.order_type.value, limit_price=req.limit_price,
-                stop_price=req.stop_price, reduce_only=req.reduce_only,
-                status=order.status.value, filled_quantity=order.filled_quantity,
-                avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
-                reason=order.reason, model_tags=tags_text(tags), ref_price=ref,
-                created_ts=ts, updated_ts=ts,
-            ))
-            conn.execute(insert(EVENTS).values(
-                client_order_id=coid, ts=ts, from_status=None, to_status=order.status.value,
-                filled_quantity=order.filled_quantity, broker_order_id=order.broker_order_id,
-                reason=order.reason,
-            ))
+            conn.execute(_INS_ORDER, {
+                "client_order_id": coid, "session_id": self.session.id, "gateway": req.gateway,
+                "instrument_id": req.instrument_id, "side": req.side.value,
+                "quantity": req.quantity, "order_type": req.order_type.value,
+                "limit_price": req.limit_price, "stop_price": req.stop_price,
+                "reduce_only": req.reduce_only, "status": status,
+                "filled_quantity": order.filled_quantity, "avg_fill_price": order.avg_fill_price,
+                "broker_order_id": order.broker_order_id, "reason": order.reason[:500],
+                "model_tags": tags_text(tags), "ref_price": ref, "created_ts": ts,
+                "updated_ts": ts,
+            })
+            conn.execute(_INS_EVENT, {
+                "client_order_id": coid, "ts": ts, "from_status": None, "to_status": status,
+                "filled_quantity": order.filled_quantity,
+                "broker_order_id": order.broker_order_id, "reason": order.reason[:500],
+            })
             seq = self._seq_of(coid)
             if seq is not None:
-                conn.execute(update(SESSIONS).where(SESSIONS.c.id == self.session.id)
-                             .where(SESSIONS.c.last_seq < seq).values(last_seq=seq))
+                conn.execute(_UPD_SEQ, {"b_sid": self.session.id, "b_seq": seq})
         self._status[coid] = order.status
 
     def order_changed(self, order: Order, ts: int) -> None:
@@ -453,30 +466,37 @@ class Journal:
             log.error("illegal_order_transition_refused_by_store", client_order_id=coid,
                       transition=str(exc))
             return
+        status = order.status.value
+        reason = order.reason[:500]
         with self.store.write() as conn:
-            conn.execute(update(ORDERS).where(ORDERS.c.client_order_id == coid).values(
-                status=order.status.value, filled_quantity=order.filled_quantity,
-                avg_fill_price=order.avg_fill_price, broker_order_id=order.broker_order_id,
-                reason=order.reason[:500], updated_ts=ts,
-            ))
-            conn.execute(insert(EVENTS).values(
-                client_order_id=coid, ts=ts, from_status=prev.value,
-                to_status=order.status.value, filled_quantity=order.filled_quantity,
-                broker_order_id=order.broker_order_id, reason=order.reason[:500],
-            ))
-        self._status[coid] = order.status
+            conn.execute(_UPD_ORDER, {
+                "b_coid": coid, "b_status": status, "b_filled": order.filled_quantity,
+                "b_avg": order.avg_fill_price, "b_broker": order.broker_order_id,
+                "b_reason": reason, "b_ts": ts,
+            })
+            conn.execute(_INS_EVENT, {
+                "client_order_id": coid, "ts": ts, "from_status": prev.value, "to_status": status,
+                "filled_quantity": order.filled_quantity,
+                "broker_order_id": order.broker_order_id, "reason": reason,
+            })
+        if order.status.is_terminal:
+            # Later events for it are refused after a look-up; the cache stays small.
+            self._status.pop(coid, None)
+        else:
+            self._status[coid] = order.status
 
     def fill_received(self, order: Order | None, fill: Fill) -> bool:
         """Store a fill once per (gateway, trade id); False if it was already stored."""
         gateway = order.request.gateway if order is not None else self._gateway_of(fill)
+        recorded = self.clock.now() if self.clock is not None else fill.ts
         with self.store.write() as conn:
-            inserted = conn.execute(self._fill_insert.values(
-                gateway=gateway, trade_id=fill.trade_id, client_order_id=fill.client_order_id,
-                instrument_id=fill.instrument_id, side=fill.side.value, quantity=fill.quantity,
-                price=fill.price, commission=fill.commission,
-                broker_order_id=fill.broker_order_id, ts=fill.ts,
-                recorded_ts=self.clock.now() if self.clock is not None else fill.ts,
-            )).scalar_one_or_none() is not None
+            inserted = conn.execute(self._fill_insert, {
+                "gateway": gateway, "trade_id": fill.trade_id,
+                "client_order_id": fill.client_order_id, "instrument_id": fill.instrument_id,
+                "side": fill.side.value, "quantity": fill.quantity, "price": fill.price,
+                "commission": fill.commission, "broker_order_id": fill.broker_order_id,
+                "ts": fill.ts, "recorded_ts": recorded,
+            }).scalar_one_or_none() is not None
         if not inserted:
             log.info("duplicate_fill_ignored", trade_id=fill.trade_id, gateway=gateway,
                      client_order_id=fill.client_order_id)

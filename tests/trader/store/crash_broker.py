@@ -26,7 +26,7 @@ CASH = 100_000.0
 
 
 def build_app() -> web.Application:
-    gw = SimulatedGateway(INSTRUMENTS, initial_cash=CASH)
+    gw = SimulatedGateway(INSTRUMENTS, initial_cash=CASH, history_limit=None)
     events: list[object] = []
     gw.bind(events.append)
     state = {"bar": 0}
@@ -68,7 +68,7 @@ def build_app() -> web.Application:
         return reply(await gw.account())
 
     async def submitted(_r: web.Request) -> web.Response:
-        return reply(gw.submitted)
+        return reply(list(gw.submitted))
 
     app = web.Application()
     app.add_routes([

@@ -68,7 +68,7 @@ class Process:
 
 
 def _gw() -> SimulatedGateway:
-    return SimulatedGateway(INSTRUMENTS, initial_cash=CASH)
+    return SimulatedGateway(INSTRUMENTS, initial_cash=CASH, history_limit=None)
 
 
 async def test_fills_missed_while_down_are_adopted_once(store: Store) -> None:
@@ -103,7 +103,7 @@ async def test_fills_missed_while_down_are_adopted_once(store: Store) -> None:
     again = await reconcile(store, gw, p3.router, p3.portfolio, ReconcilePolicy("refuse"))
     assert again.adopted_fills == [] and again.restored_orders == [] and again.consistent
     assert store.count(FILLS) == 3
-    assert gw.submitted == [a, b, c]
+    assert list(gw.submitted) == [a, b, c]
 
 
 async def test_order_written_ahead_but_never_sent_is_closed_not_resent(store: Store) -> None:
@@ -121,7 +121,7 @@ async def test_order_written_ahead_but_never_sent_is_closed_not_resent(store: St
     assert report.vanished_orders == [req.client_order_id]
     row = store.order_row(req.client_order_id)
     assert row["status"] == "REJECTED" and row["reason"] == NEVER_SENT
-    assert gw.submitted == []  # never sent, then and now
+    assert list(gw.submitted) == []  # never sent, then and now
     assert report.consistent
 
 

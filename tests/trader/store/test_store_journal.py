@@ -191,3 +191,19 @@ def test_order_rebuilt_from_store_recounts_fills(store: Store) -> None:
     assert o.filled_quantity == pytest.approx(3) and o.avg_fill_price == pytest.approx(99.0)
     assert o.trade_ids == {"t1"} and o.broker_order_id == "B9"
     assert o.request.quantity == 10 and o.request.side is Side.BUY
+
+
+def test_a_failed_write_ahead_sends_nothing_and_leaves_no_phantom_order(store: Store) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    clock = ReplayClock(1_000)
+    gw = WitnessGateway(store)
+    router, _, session = _router(store, clock, gw)
+    first = router.submit(_request(router, 1_000))
+    # A second router that (wrongly) reuses the same ids: the store's primary key stops it.
+    twin = Router({"sim": gw}, clock, id_prefix=session.prefix, journal=store.journal(session))
+    with pytest.raises(IntegrityError):
+        twin.submit(_request(twin, 1_000, qty=99))
+    assert gw.submitted == [first.client_order_id]
+    assert twin.active == {} and twin.open_quantity("AAA") == 0
+    assert store.order_row(first.client_order_id)["quantity"] == 10

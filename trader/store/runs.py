@@ -45,8 +45,10 @@ class BacktestRecording:
             for mc in cfg.models:
                 for inst in mc.instruments:
                     by_inst[inst] = (*by_inst.get(inst, ()), mc.name)
+            # The simulator numbers its executions from 1 in every run.
             self.journal = store.journal(
-                session, tags_for=lambda r: by_inst.get(r.instrument_id, ()))
+                session, tags_for=lambda r: by_inst.get(r.instrument_id, ()),
+                fill_scope=f"@{session.prefix}")
 
     def attach(self, engine: Any) -> None:
         if self.journal is not None:

@@ -203,10 +203,16 @@ class Store:
         tags_for: Callable[[OrderRequest], tuple[str, ...]] | None = None,
         default_gateway: str = "",
         clock: Any = None,
+        fill_scope: str = "",
     ) -> Journal:
-        """The write-ahead journal the router of ``session`` writes through."""
+        """The write-ahead journal the router of ``session`` writes through.
+
+        ``fill_scope`` is appended to the gateway name that keys fills: a gateway whose
+        execution ids restart with each instance (the simulator in a replay) gets its
+        session's prefix, so two runs' ``sim-1`` are two fills, not one.
+        """
         return Journal(self, session, marks=marks, tags_for=tags_for,
-                       default_gateway=default_gateway, clock=clock)
+                       default_gateway=default_gateway, clock=clock, fill_scope=fill_scope)
 
     # -- orders and fills (queries) --------------------------------------------------------
     def order_row(self, client_order_id: str) -> dict[str, Any] | None:
@@ -404,8 +410,10 @@ class Journal:
         tags_for: Callable[[OrderRequest], tuple[str, ...]] | None = None,
         default_gateway: str = "",
         clock: Any = None,
+        fill_scope: str = "",
     ) -> None:
         self.store = store
+        self.fill_scope = fill_scope
         self.session = session
         self.clock = clock  # when given, fills are stamped with when we recorded them too
         self.marks = marks
@@ -488,6 +496,7 @@ class Journal:
     def fill_received(self, order: Order | None, fill: Fill) -> bool:
         """Store a fill once per (gateway, trade id); False if it was already stored."""
         gateway = order.request.gateway if order is not None else self._gateway_of(fill)
+        gateway += self.fill_scope
         recorded = self.clock.now() if self.clock is not None else fill.ts
         with self.store.write() as conn:
             inserted = conn.execute(self._fill_insert, {

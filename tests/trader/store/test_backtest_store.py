@@ -58,3 +58,15 @@ def test_store_flag_persists_every_order_and_fill_without_changing_results(db_ur
     pf = stored.engine.portfolio
     assert snap["positions"] == {i: p.quantity for i, p in pf.account.positions.items()
                                  if p.quantity}
+
+
+def test_two_stored_replays_in_one_database_keep_all_their_fills(db_url: str) -> None:
+    cfg = _cfg()
+    with Store.open(db_url, batch_size=500) as st:
+        first = run_backtest(cfg, store=st, persist=True)
+        second = run_backtest(cfg, store=st, persist=True)
+        n_fills = st.count(FILLS)
+        gateways = {r["gateway"] for r in st.fill_rows()}
+    assert second.metrics == first.metrics
+    assert n_fills == 2 * first.metrics["trades"]
+    assert len(gateways) == 2 and all(g.startswith("sim@r") for g in gateways)

@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from trader.store.store import Journal, Store
+from trader.store.store import BufferedJournal, Store
 
 
 def config_hash(cfg: Any) -> str:
@@ -34,7 +34,7 @@ class BacktestRecording:
         self.store = store
         self.cfg = cfg
         self.started = time.time_ns()  # wall time of the run itself, outside the kernel
-        self.journal: Journal | None = None
+        self.journal: BufferedJournal | None = None
         self.session_id: int | None = None
         self.id_prefix = "bt"
         if persist:
@@ -46,8 +46,8 @@ class BacktestRecording:
                 for inst in mc.instruments:
                     by_inst[inst] = (*by_inst.get(inst, ()), mc.name)
             # The simulator numbers its executions from 1 in every run.
-            self.journal = store.journal(
-                session, tags_for=lambda r: by_inst.get(r.instrument_id, ()),
+            self.journal = BufferedJournal(
+                store, session, tags_for=lambda r: by_inst.get(r.instrument_id, ()),
                 fill_scope=f"@{session.prefix}")
 
     def attach(self, engine: Any) -> None:
@@ -59,6 +59,7 @@ class BacktestRecording:
         pf = engine.portfolio
         ended = time.time_ns()
         if self.journal is not None:
+            self.journal.flush()
             ccy = self.cfg.portfolio.currency
             self.store.snapshot_account(
                 engine.kernel.clock.now(), "portfolio", {ccy: pf.account.cash},

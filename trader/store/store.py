@@ -534,6 +534,129 @@ class Journal:
         return gw or self.default_gateway
 
 
+class BufferedJournal(Journal):
+    """Replay's journal: the same rows, collected in memory and written in bulk.
+
+    Nothing here is durable until ``flush`` (every ``flush_every`` orders and at
+    the end): a replay that dies is simply run again.  Live and paper sessions use
+    ``Journal``, which commits each call.
+    """
+
+    def __init__(self, store: Store, session: SessionInfo, *, flush_every: int = 5000,
+                 **kw: Any) -> None:
+        super().__init__(store, session, **kw)
+        self.flush_every = flush_every
+        self._new: dict[str, dict[str, Any]] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._fills: list[dict[str, Any]] = []
+        self._fill_keys: set[tuple[str, str]] = set()
+        self._last_seq = 0
+        self._bulk_fill_insert = store.insert_ignore(FILLS)
+
+    def order_created(self, order: Order) -> None:
+        req = order.request
+        tags = order.model_tags or (self.tags_for(req) if self.tags_for else ())
+        ref = self.marks.get(req.instrument_id) if self.marks is not None else None
+        coid = req.client_order_id
+        status = order.status.value
+        self._new[coid] = {
+            "client_order_id": coid, "session_id": self.session.id, "gateway": req.gateway,
+            "instrument_id": req.instrument_id, "side": req.side.value, "quantity": req.quantity,
+            "order_type": req.order_type.value, "limit_price": req.limit_price,
+            "stop_price": req.stop_price, "reduce_only": req.reduce_only, "status": status,
+            "filled_quantity": order.filled_quantity, "avg_fill_price": order.avg_fill_price,
+            "broker_order_id": order.broker_order_id, "reason": order.reason[:500],
+            "model_tags": tags_text(tags), "ref_price": ref, "created_ts": req.ts,
+            "updated_ts": req.ts,
+        }
+        self._events.append({
+            "client_order_id": coid, "ts": req.ts, "from_status": None, "to_status": status,
+            "filled_quantity": order.filled_quantity, "broker_order_id": order.broker_order_id,
+            "reason": order.reason[:500],
+        })
+        seq = self._seq_of(coid)
+        if seq is not None and seq > self._last_seq:
+            self._last_seq = seq
+        self._status[coid] = order.status
+        if len(self._new) >= self.flush_every:
+            self.flush()
+
+    def order_changed(self, order: Order, ts: int) -> None:
+        coid = order.client_order_id
+        prev = self._status.get(coid)
+        if prev is None:
+            self.flush()
+            prev = self._stored_status(coid)
+        if prev is None:
+            log.warning("order_changed_for_unstored_order", client_order_id=coid)
+            return
+        try:
+            if not check_transition(prev, order.status):
+                return
+        except IllegalTransition as exc:
+            self.refused += 1
+            log.error("illegal_order_transition_refused_by_store", client_order_id=coid,
+                      transition=str(exc))
+            return
+        status = order.status.value
+        reason = order.reason[:500]
+        row = self._new.get(coid)
+        if row is not None:  # not written yet: write its latest state once
+            row.update(status=status, filled_quantity=order.filled_quantity,
+                       avg_fill_price=order.avg_fill_price,
+                       broker_order_id=order.broker_order_id, reason=reason, updated_ts=ts)
+        else:
+            self._updates.append({
+                "b_coid": coid, "b_status": status, "b_filled": order.filled_quantity,
+                "b_avg": order.avg_fill_price, "b_broker": order.broker_order_id,
+                "b_reason": reason, "b_ts": ts,
+            })
+        self._events.append({
+            "client_order_id": coid, "ts": ts, "from_status": prev.value, "to_status": status,
+            "filled_quantity": order.filled_quantity, "broker_order_id": order.broker_order_id,
+            "reason": reason,
+        })
+        if order.status.is_terminal:
+            self._status.pop(coid, None)
+        else:
+            self._status[coid] = order.status
+
+    def fill_received(self, order: Order | None, fill: Fill) -> bool:
+        gateway = (order.request.gateway if order is not None else self._gateway_of(fill))
+        gateway += self.fill_scope
+        key = (gateway, fill.trade_id)
+        if key in self._fill_keys:
+            return False
+        self._fill_keys.add(key)
+        self._fills.append({
+            "gateway": gateway, "trade_id": fill.trade_id, "client_order_id": fill.client_order_id,
+            "instrument_id": fill.instrument_id, "side": fill.side.value,
+            "quantity": fill.quantity, "price": fill.price, "commission": fill.commission,
+            "broker_order_id": fill.broker_order_id, "ts": fill.ts,
+            "recorded_ts": self.clock.now() if self.clock is not None else fill.ts,
+        })
+        return True
+
+    def flush(self) -> None:
+        """Write everything collected so far, in foreign-key order, and commit."""
+        if not (self._new or self._updates or self._events or self._fills):
+            return
+        with self.store.write() as conn:
+            if self._new:
+                conn.execute(_INS_ORDER, list(self._new.values()))
+            if self._updates:
+                conn.execute(_UPD_ORDER, self._updates)
+            if self._events:
+                conn.execute(_INS_EVENT, self._events)
+            if self._fills:
+                conn.execute(self._bulk_fill_insert, self._fills)
+            if self._last_seq:
+                conn.execute(_UPD_SEQ, {"b_sid": self.session.id, "b_seq": self._last_seq})
+        self.store.flush()
+        self._new, self._updates, self._events, self._fills = {}, [], [], []
+
+
 def fill_from_row(r: Mapping[str, Any]) -> Fill:
     return Fill(r["ts"], r["client_order_id"], r["trade_id"], r["instrument_id"], Side(r["side"]),
                 r["quantity"], r["price"], r["commission"], r["broker_order_id"])

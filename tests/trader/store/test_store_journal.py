@@ -207,3 +207,35 @@ def test_a_failed_write_ahead_sends_nothing_and_leaves_no_phantom_order(store: S
     assert gw.submitted == [first.client_order_id]
     assert twin.active == {} and twin.open_quantity("AAA") == 0
     assert store.order_row(first.client_order_id)["quantity"] == 10
+
+
+def test_buffered_journal_writes_the_same_rows_in_bulk(store: Store) -> None:
+    from trader.store.store import BufferedJournal
+
+    clock = ReplayClock(1_000)
+    gw = WitnessGateway(store)
+    session = store.begin_session("replay", "bt", 0)
+    journal = BufferedJournal(store, session, flush_every=2)
+    router = Router({"sim": gw}, clock, id_prefix=session.prefix, journal=journal)
+    a = router.submit(_request(router, 1_000)).client_order_id
+    assert store.order_row(a) is None  # buffered: nothing written yet
+    b = router.submit(_request(router, 1_001)).client_order_id  # second order: flush
+    assert store.order_row(a)["status"] == "SUBMITTED"
+    router.on_update(OrderUpdate(2_000, a, S.ACCEPTED))
+    router.on_fill(_fill(a, "t1", 10, 3_000))
+    router.on_fill(_fill(a, "t1", 10, 3_000))
+    with capture_logs() as logs:
+        router.on_update(OrderUpdate(3_500, a, S.ACCEPTED))
+    c = router.submit(_request(router, 4_000)).client_order_id
+    router.on_update(OrderUpdate(4_100, c, S.REJECTED, "no"))
+    journal.flush()
+    assert [e["to_status"] for e in store.order_events(a)] == [
+        "PENDING_SUBMIT", "SUBMITTED", "ACCEPTED", "FILLED"]
+    assert [e["to_status"] for e in store.order_events(c)] == [
+        "PENDING_SUBMIT", "SUBMITTED", "REJECTED"]
+    assert store.order_row(a)["filled_quantity"] == 10
+    assert store.order_row(c)["status"] == "REJECTED" and store.order_row(c)["reason"] == "no"
+    assert store.order_row(b)["status"] == "SUBMITTED"
+    assert store.count(FILLS) == 1
+    assert store.session(session.id)["last_seq"] == 3
+    assert any(e["event"] == "illegal_order_transition" for e in logs)

@@ -48,6 +48,11 @@ class ReconcilePolicy:
     # Extra history to ask the broker for before the oldest open order / last fill.
     fills_lookback_ns: int = 0
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> ReconcilePolicy:
+        """The policy an ``AppConfig`` asks for (``store.reconcile_policy``, its currency)."""
+        return cls(mode=cfg.store.reconcile_policy, currency=cfg.portfolio.currency)
+
 
 @dataclass
 class ReconciliationReport:

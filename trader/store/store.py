@@ -76,7 +76,11 @@ def tags_text(tags: Sequence[str]) -> str:
 
 
 class Store:
-    """A database holding the daemon's state; SQLite by default, PostgreSQL by URL."""
+    """A database holding the daemon's state; SQLite by default, PostgreSQL by URL.
+
+    One ``Store`` belongs to one thread (the kernel's); another thread or process
+    (a kill switch watcher, the CLI) opens its own on the same URL.
+    """
 
     def __init__(self, engine: Engine, url: str, *, batch_size: int = 0) -> None:
         self.engine = engine
@@ -142,8 +146,15 @@ class Store:
         try:
             yield conn
         except BaseException:
-            conn.rollback()
+            # Start the next write on a fresh connection: this one may be broken (a
+            # restarted server), and its transaction is void either way.
+            self._conn = None
             self._pending = 0
+            try:
+                conn.rollback()
+                conn.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.warning("store_connection_discarded", database=self.safe_url)
             raise
         self._pending += 1
         if self._pending >= self.batch_size:

@@ -188,3 +188,34 @@ async def test_policy_adopt_takes_the_brokers_truth(store: Store) -> None:
     assert events and events[0]["detail"]["position_diffs"] == {"BBB": [0.0, 2.0]}
     snap = store.latest_snapshot("sim")
     assert snap["positions"] == {"AAA": 10.0, "BBB": 2.0}
+
+
+def test_policy_comes_from_the_config() -> None:
+    from trader.config import AppConfig
+
+    cfg = AppConfig.model_validate({
+        "instruments": [{"id": "AAA", "symbol": "AAA", "venue": "X", "asset_class": "equity"}],
+        "portfolio": {"currency": "EUR"}, "store": {"reconcile_policy": "adopt"}})
+    policy = ReconcilePolicy.from_config(cfg)
+    assert (policy.mode, policy.currency) == ("adopt", "EUR")
+    assert ReconcilePolicy.from_config(AppConfig.model_validate(
+        {"instruments": cfg.model_dump()["instruments"]})).mode == "refuse"
+
+
+async def test_policy_adopt_stores_a_strangers_fills_once(store: Store) -> None:
+    gw = _gw()
+    p1 = Process(store, gw, 0)
+    gw.on_bar(bar("AAA", 0))
+    p1.buy("AAA", 10)
+    gw.on_bar(bar("AAA", 1))
+    p1.crash()
+    gw.submit(OrderRequest(MIN, "manual-1", "BBB", Side.BUY, 2))  # traded by hand
+    gw.on_bar(bar("BBB", 2, 50.0))
+    p2 = Process(store, gw, 3 * MIN)
+    report = await reconcile(store, gw, p2.router, p2.portfolio, ReconcilePolicy("adopt"))
+    assert report.unknown_order_fills == ["sim-2"] and report.adopted_broker_truth
+    assert report.position_diffs == {}  # the adopted fill explains the position
+    assert p2.portfolio.position("BBB") == 2 and store.count(FILLS) == 2
+    p3 = Process(store, gw, 4 * MIN)
+    again = await reconcile(store, gw, p3.router, p3.portfolio, ReconcilePolicy("refuse"))
+    assert again.consistent and store.count(FILLS) == 2

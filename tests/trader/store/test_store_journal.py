@@ -239,3 +239,13 @@ def test_buffered_journal_writes_the_same_rows_in_bulk(store: Store) -> None:
     assert store.count(FILLS) == 1
     assert store.session(session.id)["last_seq"] == 3
     assert any(e["event"] == "illegal_order_transition" for e in logs)
+
+
+def test_a_failed_write_does_not_poison_the_next_one(store: Store) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    store.record_risk_event(1, "a")
+    with pytest.raises(IntegrityError), store.write() as conn:
+        conn.execute(ORDERS.insert(), {"client_order_id": None})
+    store.record_risk_event(2, "b")
+    assert [e["kind"] for e in store.risk_events()] == ["a", "b"]

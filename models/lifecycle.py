@@ -292,3 +292,14 @@ def check_mode(mode: str, stages: Mapping[str, str], names: Sequence[str]) -> No
     problems = refused_models(mode, stages, names)
     if problems:
         raise StageRefused("\n".join(problems))
+
+
+def enforce_mode(mode: str, names: Sequence[str], lifecycle: Lifecycle) -> None:
+    """Refuse to start ``mode`` with any of ``names`` at a stage it does not run.
+
+    Stages come from the store, never from the config file: a config that says
+    ``stage: live`` does not make a model live.
+    """
+    if allowed_stages(mode) is None:
+        return
+    check_mode(mode, lifecycle.stages(), names)

@@ -102,6 +102,7 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
 
 from models.lifecycle_cli import models_app  # noqa: E402 - registered after the core commands
 from trader.store.cli import db_app  # noqa: E402
+from trader.store.db import StoreError  # noqa: E402
 
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
@@ -110,7 +111,7 @@ app.add_typer(models_app, name="models")
 def main() -> None:
     try:
         app(standalone_mode=False)
-    except (ConfigError, DataError, UserError) as exc:
+    except (ConfigError, DataError, UserError, StoreError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:

@@ -45,7 +45,7 @@ def pg_schema_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: ANN001
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """A fresh, empty database URL for each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state' / 'trader.db'}"
@@ -54,7 +54,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # noqa: 
 
 
 @pytest.fixture
-def store(db_url: str):  # noqa: ANN201
+def store(db_url: str):
     """An open, migrated store on each backend."""
     from trader.store import Store
 

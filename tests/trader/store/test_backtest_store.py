@@ -70,3 +70,30 @@ def test_two_stored_replays_in_one_database_keep_all_their_fills(db_url: str) ->
     assert second.metrics == first.metrics
     assert n_fills == 2 * first.metrics["trades"]
     assert len(gateways) == 2 and all(g.startswith("sim@r") for g in gateways)
+
+
+def test_backtest_cli_records_the_run_and_persists_with_store_flag(
+    db_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from trader.cli import app
+
+    monkeypatch.setenv("TRADER_DATABASE_URL", db_url)
+    cfg_file = tmp_path / "bt.yaml"
+    cfg_file.write_text(yaml.safe_dump(_cfg().model_dump(mode="json", exclude={"store"})))
+    runner = CliRunner()
+    res = runner.invoke(app, ["backtest", str(cfg_file), "--no-progress", "--out",
+                              str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "run #1 recorded" in res.output
+    res = runner.invoke(app, ["backtest", str(cfg_file), "--no-progress", "--store", "--out",
+                              str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    with Store.open(db_url) as st:
+        runs = st.runs("backtest")
+        assert [r["session_id"] is not None for r in runs] == [False, True]
+        assert st.count(ORDERS) == runs[1]["metrics"]["orders"] > 0
+    assert (tmp_path / "a" / "metrics.json").read_text() == (
+        tmp_path / "b" / "metrics.json").read_text()

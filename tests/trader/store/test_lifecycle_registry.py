@@ -230,3 +230,15 @@ def test_models_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 0 and "m1" in res.output and "research" in res.output
     res = runner.invoke(app, ["db", "upgrade"])
     assert res.exit_code == 0 and "already at" in res.output
+
+
+def test_enforce_mode_trusts_the_store_not_the_config(store: Store) -> None:
+    from models.lifecycle import enforce_mode
+
+    lc, _ = _lc(store)
+    enforce_mode("replay", ["anything"], lc)
+    with pytest.raises(StageRefused, match="model 'm1' is at stage 'research'"):
+        enforce_mode("live", ["m1"], lc)  # whatever a config file claims about m1
+    lc.promote("m1", "x", "ana", force=True)
+    lc.promote("m1", "x", "ana")
+    enforce_mode("paper", ["m1"], lc)

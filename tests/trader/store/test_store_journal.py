@@ -51,7 +51,7 @@ class WitnessGateway:
         return AccountReport()
 
 
-def _router(store: Store, clock: ReplayClock, gw: WitnessGateway, mode: str = "paper"):  # noqa: ANN202
+def _router(store: Store, clock: ReplayClock, gw: WitnessGateway, mode: str = "paper"):
     session = store.begin_session(mode, "test", clock.now())
     journal = store.journal(session)
     router = Router({"sim": gw}, clock, id_prefix=session.prefix, start_seq=session.start_seq,

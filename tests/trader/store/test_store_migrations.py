@@ -21,7 +21,7 @@ TABLES = {"orders", "order_events", "fills", "account_snapshots", "position_snap
           "runs", "sessions"}
 
 
-def _schema(engine) -> dict:  # noqa: ANN001
+def _schema(engine) -> dict:
     insp = inspect(engine)
     out = {}
     for t in sorted(insp.get_table_names()):

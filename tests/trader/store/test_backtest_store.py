@@ -97,3 +97,29 @@ def test_backtest_cli_records_the_run_and_persists_with_store_flag(
         assert st.count(ORDERS) == runs[1]["metrics"]["orders"] > 0
     assert (tmp_path / "a" / "metrics.json").read_text() == (
         tmp_path / "b" / "metrics.json").read_text()
+
+
+def test_multi_model_runs_store_each_models_own_metrics(db_url: str) -> None:
+    from models.lifecycle import Lifecycle
+
+    base = _cfg().model_dump()
+    spy = str(DATA.with_name("spy_1d.parquet"))
+    base["instruments"].append({**base["instruments"][0], "id": "SPY", "symbol": "SPY",
+                                "data": {"path": spy, "timeframe": "1d"}})
+    base["models"].append({**base["models"][0], "name": "spy_sma", "instruments": ["SPY"],
+                           "budget": 0.3})
+    cfg = AppConfig.model_validate(base)
+    alone = run_backtest(_cfg())  # qqq_sma with the same budget, by itself
+    with Store.open(db_url) as st:
+        res = run_backtest(cfg, store=st)
+        run = st.runs("backtest")[0]
+        per_model = run["metrics"]["per_model"]
+        assert set(per_model) == {"qqq_sma", "spy_sma"}
+        assert per_model["qqq_sma"]["trades"] + per_model["spy_sma"]["trades"] == \
+            res.metrics["trades"]
+        # Same orders as running alone (separate instruments), so the same trade count.
+        assert per_model["qqq_sma"]["trades"] == alone.metrics["trades"]
+        assert per_model["spy_sma"]["max_drawdown"] > 0
+        gate = Lifecycle(st).check_gate("spy_sma", "candidate")
+        assert gate.checks[0].name == "backtest_run" and gate.checks[0].passed
+        assert f"{per_model['spy_sma']['sharpe']:.3f}" in gate.report()

@@ -133,8 +133,8 @@ async def reconcile(
     ts = router.clock.now()
 
     restored: list[Order] = []
-    for order in store.load_open_orders():
-        if order.request.gateway != gw or order.client_order_id in router.active:
+    for order in store.load_open_orders(gateway=gw):
+        if order.client_order_id in router.active:
             continue
         router.adopt(order)
         restored.append(order)
@@ -185,13 +185,17 @@ async def reconcile(
 async def _adopt_fills(store: Store, gateway: Gateway, router: Router, policy: ReconcilePolicy,
                        restored: list[Order], report: ReconciliationReport) -> None:
     starts = [o.request.ts for o in restored]
-    last = store.last_fill_ts()
+    last = store.last_fill_ts(gateway.name)
     if last is not None:
         starts.append(last)
     if not starts:
         return  # nothing stored yet: no fill of ours can have been missed
     since = min(starts) - policy.fills_lookback_ns
-    known = {f.trade_id for f in store.fills() if f.ts >= since}
+    known = {f.trade_id for f in store.fills(gateway=gateway.name, since=since)}
+    journal = router.journal
+    if journal is not None and getattr(journal, "default_gateway", None) == "":
+        # A fill of an order nobody wrote is keyed by the gateway that reported it.
+        journal.default_gateway = gateway.name  # type: ignore[attr-defined]
     for fill in sorted(await gateway.fills_since(since), key=lambda f: (f.ts, f.trade_id)):
         if fill.trade_id in known:
             continue

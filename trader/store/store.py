@@ -247,10 +247,16 @@ class Store:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def fills(self, client_order_id: str | None = None) -> list[Fill]:
+    def fills(self, client_order_id: str | None = None, *, gateway: str | None = None,
+              since: int | None = None) -> list[Fill]:
+        """Stored fills, oldest first; ``gateway`` as keyed (a replay's are ``sim@r7``)."""
         q = select(FILLS).order_by(FILLS.c.ts, FILLS.c.id)
         if client_order_id is not None:
             q = q.where(FILLS.c.client_order_id == client_order_id)
+        if gateway is not None:
+            q = q.where(FILLS.c.gateway == gateway)
+        if since is not None:
+            q = q.where(FILLS.c.ts >= since)
         with self.read() as conn:
             return [fill_from_row(r) for r in conn.execute(q).mappings()]
 
@@ -265,25 +271,40 @@ class Store:
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
-    def positions(self) -> dict[str, float]:
-        """Net position per instrument as the stored fills add up."""
+    def positions(self, gateway: str | None = None) -> dict[str, float]:
+        """Net position per instrument as the stored fills (of one gateway) add up."""
         out: dict[str, float] = {}
-        for f in self.fills():
+        for f in self.fills(gateway=gateway):
             out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.quantity * f.side.sign
         return {k: v for k, v in out.items() if abs(v) > 1e-12}
 
-    def last_fill_ts(self) -> int | None:
+    def last_fill_ts(self, gateway: str | None = None) -> int | None:
+        q = select(func.max(FILLS.c.ts))
+        if gateway is not None:
+            q = q.where(FILLS.c.gateway == gateway)
         with self.read() as conn:
-            return conn.execute(select(func.max(FILLS.c.ts))).scalar_one()
+            return conn.execute(q).scalar_one()
 
-    def load_open_orders(self) -> list[Order]:
-        """Stored non-terminal orders as router ``Order`` objects, fills re-counted from fills."""
-        rows = self.order_rows(open_only=True)
-        if not rows:
-            return []
-        by_order: dict[str, list[Fill]] = {}
-        for f in self.fills():
-            by_order.setdefault(f.client_order_id, []).append(f)
+    def load_open_orders(self, gateway: str | None = None) -> list[Order]:
+        """Open orders of trading sessions as router ``Order`` objects, fills re-counted.
+
+        Orders a replay left open are history, not orders at a broker: never loaded.
+        """
+        q = (select(ORDERS).outerjoin(SESSIONS, SESSIONS.c.id == ORDERS.c.session_id)
+             .where(ORDERS.c.status.in_(OPEN_STATUSES))
+             .where((SESSIONS.c.mode.is_(None)) | (SESSIONS.c.mode != "replay"))
+             .order_by(ORDERS.c.created_ts, ORDERS.c.client_order_id))
+        if gateway is not None:
+            q = q.where(ORDERS.c.gateway == gateway)
+        with self.read() as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+            if not rows:
+                return []
+            coids = [r["client_order_id"] for r in rows]
+            fq = select(FILLS).where(FILLS.c.client_order_id.in_(coids)).order_by(FILLS.c.id)
+            by_order: dict[str, list[Fill]] = {}
+            for fr in conn.execute(fq).mappings():
+                by_order.setdefault(fr["client_order_id"], []).append(fill_from_row(fr))
         return [order_from_row(r, by_order.get(r["client_order_id"], [])) for r in rows]
 
     def load_order(self, client_order_id: str) -> Order | None:
@@ -292,9 +313,13 @@ class Store:
             return None
         return order_from_row(row, self.fills(client_order_id))
 
-    def restore_portfolio(self, portfolio: Any) -> int:
-        """Apply every stored fill to a fresh portfolio, oldest first; return how many."""
-        fills = self.fills()
+    def restore_portfolio(self, portfolio: Any, gateway: str | None = None) -> int:
+        """Apply the stored fills of ``gateway`` (None: all) to a fresh portfolio, oldest first.
+
+        Returns how many.  A daemon restores from its own gateways only, so fills of
+        replays kept in the same database never reach a trading account.
+        """
+        fills = self.fills(gateway=gateway)
         for f in fills:
             portfolio.on_fill(f)
         return len(fills)

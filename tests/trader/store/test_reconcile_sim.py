@@ -47,7 +47,7 @@ class Process:
                              journal=self.journal)
         self.portfolio = Portfolio(INSTRUMENTS, CASH)
         self.router.fill_listeners.append(self.portfolio.on_fill)
-        store.restore_portfolio(self.portfolio)
+        store.restore_portfolio(self.portfolio, gateway="sim")
         self.gw = gw
         gw.bind(self.sink)
 
@@ -216,6 +216,44 @@ async def test_policy_adopt_stores_a_strangers_fills_once(store: Store) -> None:
     assert report.unknown_order_fills == ["sim-2"] and report.adopted_broker_truth
     assert report.position_diffs == {}  # the adopted fill explains the position
     assert p2.portfolio.position("BBB") == 2 and store.count(FILLS) == 2
+    assert store.positions("sim") == {"AAA": 10.0, "BBB": 2.0}
     p3 = Process(store, gw, 4 * MIN)
     again = await reconcile(store, gw, p3.router, p3.portfolio, ReconcilePolicy("refuse"))
     assert again.consistent and store.count(FILLS) == 2
+
+
+async def test_replays_in_the_same_database_never_leak_into_a_trading_account(
+    store: Store,
+) -> None:
+    from trader.store.store import BufferedJournal
+
+    # A stored replay: one filled order (execution "sim-1") and one left open at the end.
+    replay_gw = _gw()
+    session = store.begin_session("replay", "bt", 0)
+    journal = BufferedJournal(store, session, fill_scope=f"@{session.prefix}")
+    replay = Router({"sim": replay_gw}, ReplayClock(0), id_prefix=session.prefix,
+                    journal=journal)
+    replay_gw.bind(lambda e: replay.on_fill(e) if isinstance(e, Fill) else replay.on_update(e))
+    replay_gw.on_bar(bar("AAA", 0))
+    replay.submit(OrderRequest(0, replay.next_client_order_id(), "AAA", Side.BUY, 50))
+    replay_gw.on_bar(bar("AAA", 1))
+    left_open = replay.next_client_order_id()
+    replay.submit(OrderRequest(MIN, left_open, "AAA", Side.BUY, 5))
+    journal.flush()
+    assert store.fills()[0].trade_id == "sim-1"
+
+    # A paper session on its own simulator: its first execution is also "sim-1".
+    gw = _gw()
+    p1 = Process(store, gw, 0)
+    assert p1.portfolio.position("AAA") == 0  # the replay's 50 are not ours
+    gw.on_bar(bar("AAA", 0))
+    p1.buy("AAA", 10)
+    p1.crash()
+    gw.on_bar(bar("AAA", 1))
+    p2 = Process(store, gw, 2 * MIN)
+    report = await reconcile(store, gw, p2.router, p2.portfolio, ReconcilePolicy("refuse"))
+    assert report.adopted_fills == ["sim-1"] and report.consistent
+    assert left_open not in report.restored_orders and left_open not in p2.router.active
+    assert store.order_row(left_open)["status"] == "ACCEPTED"  # replay history untouched
+    assert store.positions("sim") == {"AAA": 10.0}
+    assert p2.portfolio.position("AAA") == 10

@@ -14,13 +14,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from trader.events import Fill, OrderRequest, OrderStatus, OrderType, Side
 from trader.orders import IllegalTransition, Order, check_transition
@@ -93,7 +94,7 @@ class Store:
     def open(
         cls,
         database_url: str | None = None,
-        data_dir: str | None = None,
+        data_dir: str | Path | None = None,
         *,
         migrate: bool = True,
         sqlite_synchronous: str = "FULL",
@@ -110,7 +111,7 @@ class Store:
                 before, after = upgrade(engine)
                 if before != after:
                     log.info("store_migrated", database=redact(url), before=before, after=after)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             engine.dispose()
             raise StoreError(f"database {redact(url)}: cannot open: {exc.orig}") from None
         return cls(engine, url, batch_size=batch_size)
@@ -145,6 +146,10 @@ class Store:
             conn = self._conn = self.engine.connect()
         try:
             yield conn
+            self._pending += 1
+            if self._pending >= self.batch_size:
+                conn.commit()
+                self._pending = 0
         except BaseException:
             # Start the next write on a fresh connection: this one may be broken (a
             # restarted server), and its transaction is void either way.
@@ -156,10 +161,6 @@ class Store:
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 log.warning("store_connection_discarded", database=self.safe_url)
             raise
-        self._pending += 1
-        if self._pending >= self.batch_size:
-            conn.commit()
-            self._pending = 0
 
     def flush(self) -> None:
         """Commit writes a batch is still holding."""
@@ -716,5 +717,5 @@ def open_store(cfg: Any = None, *, migrate: bool = True, batch_size: int = 0) ->
     """Open the store a ``StoreConfig`` (or None: defaults and environment) points at."""
     if cfg is None:
         return Store.open(migrate=migrate, batch_size=batch_size)
-    return Store.open(cfg.database_url, str(cfg.data_dir), migrate=migrate,
+    return Store.open(cfg.database_url, cfg.data_dir, migrate=migrate,
                       sqlite_synchronous=cfg.sqlite_synchronous, batch_size=batch_size)

@@ -118,8 +118,8 @@ def build_engine(
     planner = Planner(allocator, portfolio, router.open_quantity, instruments,
                       min_trade_fraction=cfg.planner.min_trade_fraction)
     if risk is None:
-        risk_engine = RiskEngine()
-    elif isinstance(risk, RiskEngine):
+        risk = RiskEngine  # the class is its own factory
+    if isinstance(risk, RiskEngine):
         risk_engine = risk
     else:
         risk_engine = risk(cfg=cfg, portfolio=portfolio, instruments=instruments, clock=clock,
@@ -136,6 +136,8 @@ def build_engine(
             gateway_of[inst] = name
     runner = ModelRunner(models, allocator, planner, risk_engine, router, clock,
                          gateway_of=gateway_of)
+    if hasattr(risk_engine, "attach"):
+        risk_engine.attach(runner)  # de-risking re-plans through the runner
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
@@ -244,6 +246,8 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["bars"] = rec.bars
     m["orders"] = engine.router.seq
     m["model_pnl"] = {k: v for k, v in sorted(engine.portfolio.model_pnl().items())}
+    if hasattr(engine.risk, "summary"):
+        m["risk"] = engine.risk.summary()
     return m
 
 

@@ -1,15 +1,22 @@
 """The kill switch kept in the database, so every process sharing it sees one truth.
 
-Same shape as the risk package's file backend: ``engaged() -> (bool, reason)``,
-``engage(reason, who)``, ``release(reason, who)``.  Each change is also a
-``risk_events`` row, which makes the switch's history auditable.
+``DbKillSwitch`` is a ``risk.killswitch.KillSwitchBackend`` (``load``, ``save``,
+``version``), so ``KillSwitch(backend=DbKillSwitch(store))`` keeps the switch in
+a table instead of a flag file.  It can also be used on its own:
+``engaged() -> (bool, reason)``, ``engage(reason, who)``, ``release(reason, who)``.
+Each change is also a ``risk_events`` row, which makes the switch's history
+auditable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from sqlalchemy import insert, select, update
 
+from risk.killswitch import KillSwitchRecord
 from trader.clock import Clock, LiveClock
+from trader.events import ns_to_iso
 from trader.store.store import KILL_SWITCH, RISK_EVENTS, Store
 
 
@@ -21,12 +28,35 @@ class DbKillSwitch:
         self.clock = clock or LiveClock()
         self.scope = scope
 
+    # -- KillSwitchBackend ---------------------------------------------------------
+    def load(self) -> KillSwitchRecord | None:
+        row = self._row()
+        if row is None:
+            return None
+        engaged, reason, who, ts = row
+        return KillSwitchRecord(bool(engaged), reason, ts, who, ns_to_iso(ts))
+
+    def save(self, record: KillSwitchRecord) -> None:
+        values = {"engaged": record.engaged, "reason": record.reason[:1000],
+                  "changed_by": record.who[:200], "ts": record.ts}
+        with self.store.write() as conn:
+            done = conn.execute(
+                update(KILL_SWITCH).where(KILL_SWITCH.c.scope == self.scope).values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(insert(KILL_SWITCH).values(scope=self.scope, **values))
+            conn.execute(insert(RISK_EVENTS).values(
+                ts=record.ts,
+                kind="kill_switch_engaged" if record.engaged else "kill_switch_released",
+                reason=record.reason[:1000], detail={"by": record.who, "scope": self.scope}))
+        self.store.flush()
+
+    def version(self) -> Hashable:
+        return self._row()
+
+    # -- direct use ------------------------------------------------------------------
     def engaged(self) -> tuple[bool, str]:
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(KILL_SWITCH.c.engaged, KILL_SWITCH.c.reason)
-                .where(KILL_SWITCH.c.scope == self.scope)
-            ).first()
+        row = self._row()
         return (bool(row[0]), row[1]) if row else (False, "")
 
     def engage(self, reason: str, who: str) -> None:
@@ -39,14 +69,12 @@ class DbKillSwitch:
         if not reason.strip():
             raise ValueError("the kill switch needs a reason to change")
         ts = self.clock.now()
-        values = {"engaged": on, "reason": reason, "changed_by": who, "ts": ts}
-        with self.store.write() as conn:
-            done = conn.execute(
-                update(KILL_SWITCH).where(KILL_SWITCH.c.scope == self.scope).values(**values)
-            ).rowcount
-            if not done:
-                conn.execute(insert(KILL_SWITCH).values(scope=self.scope, **values))
-            conn.execute(insert(RISK_EVENTS).values(
-                ts=ts, kind="kill_switch_engaged" if on else "kill_switch_released",
-                reason=reason, detail={"by": who, "scope": self.scope}))
-        self.store.flush()
+        self.save(KillSwitchRecord(on, reason, ts, who, ns_to_iso(ts)))
+
+    def _row(self) -> tuple | None:
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(KILL_SWITCH.c.engaged, KILL_SWITCH.c.reason, KILL_SWITCH.c.changed_by,
+                       KILL_SWITCH.c.ts).where(KILL_SWITCH.c.scope == self.scope)
+            ).first()
+        return tuple(row) if row else None

@@ -86,3 +86,26 @@ def test_batch_mode_commits_in_groups_and_on_flush(db_url: str) -> None:
     st.close()  # close flushes the rest
     assert len(reader.risk_events()) == 4
     reader.close()
+
+
+def test_db_backend_plugs_into_the_risk_kill_switch(db_url: str) -> None:
+    from risk.killswitch import KillSwitch
+
+    clock = ReplayClock(100)
+    with Store.open(db_url) as st_daemon, Store.open(db_url) as st_cli:
+        daemon = KillSwitch(DbKillSwitch(st_daemon), clock, who="daemon")
+        assert daemon.engaged is False and daemon.poll() is False
+        heard = []
+        daemon.listeners.append(heard.append)
+        # The operator engages it from another process (here: another store connection).
+        cli = KillSwitch(DbKillSwitch(st_cli), ReplayClock(200), who="ops")
+        cli.engage("broker outage")
+        assert daemon.poll() is True and daemon.engaged is True
+        assert heard[-1].reason == "broker outage" and heard[-1].who == "ops"
+        assert daemon.poll() is False  # no change, no news
+        daemon.release("outage over", "ana")
+        assert DbKillSwitch(st_cli).engaged() == (False, "outage over")
+        rec = DbKillSwitch(st_cli).load()
+        assert (rec.engaged, rec.who, rec.ts) == (False, "ana", 100)
+    with Store.open(db_url) as st:  # a restart: the state is what was stored last
+        assert KillSwitch(DbKillSwitch(st), clock).engaged is False

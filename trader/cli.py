@@ -11,6 +11,7 @@ from rich.table import Table
 
 from trader.config import ConfigError
 from trader.feed import DataError
+from trader.journal import JournalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
@@ -29,13 +30,23 @@ class UserError(Exception):
 
 @app.command()
 def backtest(
-    config: Path = typer.Argument(..., help="YAML config of the run"),
+    config: Path = typer.Argument(None, help="YAML config of the run"),
     out: Path = typer.Option(None, "--out", help="directory for the reports (default runs/<name>)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    journal: Path = typer.Option(None, "--journal",
+                                 help="replay a paper/live session's journal and check parity"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
     from trader.backtest import run_backtest
     from trader.config import load_config
+
+    if journal is not None:
+        from trader.daemon_cli import backtest_journal
+
+        backtest_journal(journal, config, out)
+        return
+    if config is None:
+        raise UserError("backtest needs a CONFIG file (or --journal FILE)")
 
     cfg = load_config(config)
     out_dir = out or Path("runs") / cfg.name
@@ -73,10 +84,19 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
     console.print(f"reports written to {out_dir}/")
 
 
+from trader.daemon_cli import run as _run_cmd  # noqa: E402 - registered after app exists
+from trader.daemon_cli import status as _status_cmd  # noqa: E402
+
+app.command("run")(_run_cmd)
+app.command("status")(_status_cmd)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
-    except (ConfigError, DataError, UserError) as exc:
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) returns n in non-standalone mode
+            sys.exit(code)
+    except (ConfigError, DataError, UserError, JournalError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:

@@ -165,11 +165,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
         self._install_signals(loop)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status(f"mode={self.mode} state=starting")
         log.info("daemon_starting", mode=self.mode, config=self.cfg.name, session=self.session_id,
                  data_dir=str(self.data_dir), pid=os.getpid())
         try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
             await self._start(loop)
         except Exception as exc:
             self.state = "failed"
@@ -244,6 +244,7 @@ class Daemon:
             self.metrics_port = self.metrics.serve(self.dcfg.metrics_port)
             log.info("metrics_listening", address=f"127.0.0.1:{self.metrics_port}")
         self.notifier.ready(self._status_line())
+        log.info("ready_notified", systemd=self.notifier.enabled)
         spawn = loop.create_task
         self._tasks = [
             self.feed.start(),

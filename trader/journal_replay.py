@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trader.backtest import Engine
 from trader.clock import ReplayClock
 from trader.config import AppConfig, ConfigError
 from trader.events import OrderRequest
@@ -32,6 +33,7 @@ class ReplayOutcome:
     events: int
     torn_tail: bool = False
     notes: list[str] = field(default_factory=list)
+    engine: Engine | None = None  # the replay's engine (portfolio, router, ...)
 
     @property
     def identical(self) -> bool:
@@ -75,4 +77,4 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
     expected: list[OrderRequest] = []
     n = session.engine.kernel.run(replay_records(session, read.records, expected))
     return ReplayOutcome(header, expected, list(session.engine.orders), n, read.torn_tail,
-                         read.notes)
+                         read.notes, session.engine)

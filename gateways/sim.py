@@ -51,7 +51,8 @@ def fill_price(order: OrderRequest, bar: Bar, slippage_bps: float) -> float | No
 
 
 def commission(notional: float, costs: SimCosts, first_fill: bool) -> float:
-    return abs(notional) * costs.commission_bps / 10_000.0 + (costs.fee_per_order if first_fill else 0.0)
+    fixed = costs.fee_per_order if first_fill else 0.0
+    return abs(notional) * costs.commission_bps / 10_000.0 + fixed
 
 
 class SimulatedGateway:
@@ -97,7 +98,9 @@ class SimulatedGateway:
         inst = self.instruments.get(order.instrument_id)
         ts = order.ts
         if order.client_order_id in self._orders:
-            self._emit_update(order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id")
+            self._emit_update(
+                order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id"
+            )
             return
         reason = None
         if inst is None:
@@ -177,7 +180,8 @@ class SimulatedGateway:
             qty, price, fee, self._orders[order.client_order_id].broker_order_id,
         )
         sign = order.side.sign
-        self.positions[order.instrument_id] = self.positions.get(order.instrument_id, 0.0) + sign * qty
+        inst_id = order.instrument_id
+        self.positions[inst_id] = self.positions.get(inst_id, 0.0) + sign * qty
         self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
         r = self._orders[order.client_order_id]
         self._orders[order.client_order_id] = OrderReport(

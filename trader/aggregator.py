@@ -45,7 +45,9 @@ class BarAggregator:
             )
         known = self._base.setdefault(instrument_id, base_timeframe)
         if known != base_timeframe:
-            raise ValueError(f"{instrument_id}: conflicting base timeframes {known}s and {base_timeframe}s")
+            raise ValueError(
+                f"{instrument_id}: conflicting base timeframes {known}s and {base_timeframe}s"
+            )
         if timeframe == base_timeframe:
             return
         targets = self._targets.setdefault(instrument_id, [])

@@ -129,7 +129,7 @@ def build_engine(
         if inst_id not in bases:
             raise ConfigError(f"instrument {inst_id!r} is traded by a model but has no data")
         aggregator.add(inst_id, bases[inst_id], tf)
-    recorder = Recorder(portfolio, trades_file)
+    recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
     engine = Engine(cfg, kernel, instruments, portfolio, allocator, router, risk_engine, runner,
                     aggregator, recorder, gateways, models)
 
@@ -141,7 +141,7 @@ def build_engine(
     bus.subscribe(Bar, portfolio.on_bar)
     if hasattr(risk_engine, "on_bar"):
         bus.subscribe(Bar, risk_engine.on_bar)
-    bus.subscribe(Bar, _base_only(recorder.on_bar, bases))
+    bus.subscribe(Bar, recorder.on_bar)
     bus.subscribe(Bar, aggregator.on_bar)
     bus.subscribe(Bar, runner.on_bar)
     bus.subscribe(OrderUpdate, router.on_update)
@@ -150,14 +150,6 @@ def build_engine(
     if record_orders:
         router.order_listeners.append(lambda o: engine.orders.append(o.request))
     return engine
-
-
-def _base_only(handler: Callable[[Bar], None], bases: dict[str, int]) -> Callable[[Bar], None]:
-    def on_bar(bar: Bar) -> None:
-        if bases.get(bar.instrument_id) == bar.timeframe:
-            handler(bar)
-
-    return on_bar
 
 
 @dataclass

@@ -137,7 +137,8 @@ class Router:
             )
             if order.client_order_id in self.active:
                 inst = fill.instrument_id
-                self._open_qty[inst] = self._open_qty.get(inst, 0.0) - fill.quantity * fill.side.sign
+                signed = fill.quantity * fill.side.sign
+                self._open_qty[inst] = self._open_qty.get(inst, 0.0) - signed
             done = order.filled_quantity >= order.request.quantity * (1 - 1e-9)
             status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
             if order.status.is_terminal:

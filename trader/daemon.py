@@ -226,8 +226,11 @@ class Daemon:
         # 5. warm up on history: models learn, nothing is traded
         self.state = "warming_up"
         if self.dcfg.warmup and history:
-            n = kernel.run(history)
-            log.info("warmup_done", bars=n, until=ns_to_iso(history[-1].ts))
+            # Through the live dispatch (Kernel.run is reserved for ReplayClock sessions).
+            dispatch = kernel.dispatch
+            for bar in history:
+                dispatch(bar)
+            log.info("warmup_done", bars=len(history), until=ns_to_iso(history[-1].ts))
         self.kill_engaged = self.kill.engaged()
         if self.kill_engaged:
             self.control("halt", True)

@@ -32,6 +32,7 @@ from trader.config import AppConfig, ConfigError, load_config
 from trader.events import Bar, ns_to_iso
 from trader.feed import feed_from_config, parse_time
 from trader.journal import JournalControl, JournalHeader, JournalWriter
+from trader.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
 from trader.notify import Notifier, watchdog_interval
 from trader.session import (
     MODE_STAGES,
@@ -98,28 +99,6 @@ def split_history(bars: Iterable[Bar], start_ns: int | None) -> tuple[list[Bar],
     return history, iter(())
 
 
-class KillSwitchProbe:
-    """Reads the kill switch from the risk backend (flag file) without blocking the loop."""
-
-    def __init__(self, cfg: AppConfig, data_dir: Path) -> None:
-        self.path = data_dir / "KILL_SWITCH"
-        self._backend: Callable[[], bool] | None = None
-        try:  # the risk package's backend, when present
-            from risk import killswitch  # type: ignore[attr-defined]
-
-            factory = getattr(killswitch, "from_config", None)
-            if callable(factory):
-                backend = factory(cfg, data_dir=data_dir)
-                self._backend = getattr(backend, "engaged", None) or backend.is_engaged
-        except ImportError:
-            pass
-
-    def engaged(self) -> bool:
-        if self._backend is not None:
-            return bool(self._backend())
-        return self.path.exists()
-
-
 class Daemon:
     """One paper or live session, from start-up to a clean exit."""
 
@@ -137,7 +116,7 @@ class Daemon:
         self.session: Session | None = None
         self.journal: JournalWriter | None = None
         self.feed: ReplayLiveGateway | None = None
-        self.kill = KillSwitchProbe(cfg, self.data_dir)
+        self.kill = KillSwitchWatch(self._kill_switch_path())
         self.kill_engaged = False
         self.stop = asyncio.Event()
         self.exit_code = 0
@@ -151,6 +130,12 @@ class Daemon:
         self._orders = 0
         self.metrics: Any = None
         self.metrics_port: int | None = None
+
+    def _kill_switch_path(self) -> Path:
+        """The risk config's flag file when it names one, else ``<data_dir>/kill_switch.json``."""
+        ks = getattr(getattr(self.cfg, "risk", None), "kill_switch", None)
+        path = getattr(ks, "path", None)
+        return Path(path) if path else self.data_dir / FLAG_FILE
 
     # -- control records: applied here and journaled, applied identically on replay --
     def control(self, kind: str, value: Any = None) -> None:
@@ -231,10 +216,12 @@ class Daemon:
             for bar in history:
                 dispatch(bar)
             log.info("warmup_done", bars=len(history), until=ns_to_iso(history[-1].ts))
-        self.kill_engaged = self.kill.engaged()
-        if self.kill_engaged:
-            self.control("halt", True)
-            log.warning("kill_switch_engaged_at_start")
+        state = self.kill.read()
+        if state.engaged:
+            self.kill_engaged = True
+            self.control("halt", {"engaged": True, "reason": state.reason, "who": state.who})
+            log.warning("kill_switch_engaged_at_start", reason=state.reason, who=state.who)
+        self._mirror_internal_kill_switch()
         # 6. trade
         self.control("trading", True)
         self.state = "trading"
@@ -320,7 +307,7 @@ class Daemon:
         r = order.request
         log.info("order_submitted", client_order_id=r.client_order_id, instrument=r.instrument_id,
                  side=str(r.side), quantity=r.quantity, order_type=str(r.order_type),
-                 decided=ns_to_iso(r.ts), gateway=r.gateway)
+                 reduce_only=r.reduce_only, decided=ns_to_iso(r.ts), gateway=r.gateway)
 
     def _on_fill(self, fill: Any) -> None:
         self._fills += 1
@@ -330,15 +317,30 @@ class Daemon:
 
     # -- periodic tasks ------------------------------------------------------------------------
     def _poll_kill_switch(self) -> None:
-        engaged = self.kill.engaged()
-        if engaged != self.kill_engaged:
-            self.kill_engaged = engaged
-            self.control("halt", engaged)
-            if engaged:
-                log.warning("kill_switch_engaged", action="new orders blocked")
-            else:
-                log.warning("kill_switch_released")
+        state = self.kill.read()
+        if state.engaged != self.kill_engaged:
+            self.kill_engaged = state.engaged
+            self.control("halt", {"engaged": state.engaged, "reason": state.reason,
+                                  "who": state.who})
+            log.warning("kill_switch_engaged" if state.engaged else "kill_switch_released",
+                        reason=state.reason, who=state.who,
+                        action="new orders blocked" if state.engaged else "trading resumes")
             self._write_status()
+
+    def _mirror_internal_kill_switch(self) -> None:
+        """A halt decided inside the kernel (drawdown) is persisted for the next start."""
+        assert self.session is not None
+        internal = getattr(self.session.gate.inner, "kill_switch", None)
+        if internal is None or not hasattr(internal, "listeners"):
+            return
+
+        def persist(record: Any) -> None:
+            engaged = bool(record.engaged)
+            if engaged != self.kill_engaged:
+                self.kill_engaged = engaged
+                self.kill.write(KillState(engaged, record.reason, record.who))
+
+        internal.listeners.append(persist)
 
     def _check_staleness(self) -> None:
         speed = _speed(self.dcfg.replay.speed)

@@ -141,6 +141,21 @@ def make_sim(cfg: AppConfig, name: str = "sim") -> SimulatedGateway:
     )
 
 
+def session_risk_factory() -> Any:
+    """The risk engine with an in-memory kill switch: the daemon feeds it from the persistent
+    switch through journaled control records, so replay never reads a file."""
+    try:
+        from risk.killswitch import KillSwitch, MemoryBackend  # type: ignore[import-not-found]
+    except ImportError:  # the placeholder engine has no kill switch of its own
+        return None
+
+    def factory(**kw: Any) -> RiskEngine:
+        switch = KillSwitch(MemoryBackend(), kw.get("clock"), who="risk-engine")
+        return RiskEngine(**kw, kill_switch=switch)  # type: ignore[call-arg]
+
+    return factory
+
+
 def build_session(
     cfg: AppConfig,
     clock: Clock,
@@ -155,6 +170,8 @@ def build_session(
     if gateways is None:
         names = sorted(execution_gateways(cfg) or {"sim"})
         gateways = {name: make_sim(cfg, name) for name in names}
+    if risk is None:
+        risk = session_risk_factory()
     engine = build_engine(cfg, clock=clock, gateways=gateways, models=build_models(cfg), risk=risk,
                           id_prefix=id_prefix, record_orders=True)
     engine.router._seq = start_seq  # client order ids continue across restarts
@@ -173,14 +190,18 @@ def apply_control(session: Session, rec: JournalControl) -> None:
     elif kind == "accepting":
         engine.router.accepting = bool(value)
     elif kind == "halt":
-        session.gate.halted = bool(value)
-        inner = session.gate.inner
-        # A risk engine with its own trading state learns of the kill switch too.
-        for attr in ("on_kill_switch", "set_kill_switch"):
-            fn = getattr(inner, attr, None)
-            if callable(fn):
-                fn(bool(value))
-                break
+        if isinstance(value, dict):
+            engaged, reason = bool(value.get("engaged")), str(value.get("reason") or "")
+            who = str(value.get("who") or "operator")
+        else:
+            engaged, reason, who = bool(value), "", "operator"
+        session.gate.halted = engaged
+        # The risk engine's own (in-memory) kill switch follows, so its policy applies
+        # (cancel open orders, optional flattening, HALTED state).
+        switch = getattr(session.gate.inner, "kill_switch", None)
+        if switch is not None and bool(getattr(switch, "engaged", False)) != engaged:
+            text = reason or ("kill switch engaged" if engaged else "kill switch released")
+            (switch.engage if engaged else switch.release)(text, who=who)
     elif kind == "stale":
         inst, is_stale = value
         if is_stale:

@@ -54,6 +54,9 @@ def base_timeframes(cfg: AppConfig) -> dict[str, int]:
     return {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
 
 
+ORDER_RECORD_LIMIT = 100_000
+
+
 @dataclass
 class Engine:
     """Every component of one kernel, wired; the same shape in replay and live."""
@@ -71,6 +74,7 @@ class Engine:
     gateways: dict[str, Any]
     models: list[Model]
     orders: list[OrderRequest] = field(default_factory=list)
+    orders_truncated: bool = False
 
 
 def build_engine(
@@ -127,7 +131,8 @@ def build_engine(
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
-            raise ConfigError(f"instrument {inst_id!r} is traded by a model but has no data")
+            raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
+                              "data (set its data.path and data.timeframe)")
         aggregator.add(inst_id, bases[inst_id], tf)
     recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
     engine = Engine(cfg, kernel, instruments, portfolio, allocator, router, risk_engine, runner,
@@ -148,7 +153,14 @@ def build_engine(
     bus.subscribe(Fill, router.on_fill)
     router.fill_listeners.append(portfolio.on_fill)
     if record_orders:
-        router.order_listeners.append(lambda o: engine.orders.append(o.request))
+        def record(order) -> None:
+            # Kept for parity checks and tests; capped so long replays stay bounded.
+            if len(engine.orders) < ORDER_RECORD_LIMIT:
+                engine.orders.append(order.request)
+            else:
+                engine.orders_truncated = True
+
+        router.order_listeners.append(record)
     return engine
 
 

@@ -58,7 +58,13 @@ class ModelRunner:
                 changed.update(self.allocator.set_weights(model.name, weights))
         # During warm-up models form their view but nothing is traded.
         if changed and self.trading:
-            self.rebalance(sorted(changed), bar.ts)
+            # A higher-timeframe bar whose window lacked its last base bars is
+            # published when a later base bar proves it closed; that later bar's
+            # close already marks the portfolio the orders are sized from, so the
+            # decision is stamped with it, never earlier than the data it used.
+            ts = bar.ts
+            seen = self.planner.portfolio.last_bar_ts.get(bar.instrument_id, ts)
+            self.rebalance(sorted(changed), seen if seen > ts else ts)
 
     def rebalance(self, instrument_ids: list[str], ts: int | None = None) -> None:
         """Plan, check and route orders for the given instruments.

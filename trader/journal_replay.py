@@ -75,6 +75,8 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
     # Reload records name stages; the session judged them by its own mode.
     session.mode = header.mode
     expected: list[OrderRequest] = []
+    produced: list[OrderRequest] = []  # unbounded, unlike Engine.orders
+    session.engine.router.order_listeners.append(lambda o: produced.append(o.request))
     n = session.engine.kernel.run(replay_records(session, read.records, expected))
-    return ReplayOutcome(header, expected, list(session.engine.orders), n, read.torn_tail,
-                         read.notes, session.engine)
+    return ReplayOutcome(header, expected, produced, n, read.torn_tail, read.notes,
+                         session.engine)

@@ -239,8 +239,7 @@ class Daemon:
         self._tasks = [
             self.feed.start(),
             spawn(self._every(self.dcfg.status_interval, self._heartbeat), name="status"),
-            spawn(self._every(self.dcfg.journal_flush_interval, self.journal.flush),
-                  name="journal"),
+            spawn(self._journal_task(), name="journal"),
             spawn(self._every(self.dcfg.kill_switch_poll, self._poll_kill_switch), name="kill"),
             spawn(self._every(0.25, self._check_staleness), name="staleness"),
         ]
@@ -279,6 +278,20 @@ class Daemon:
                 fn()
             except Exception:
                 log.exception("periodic_task_failed", task=getattr(fn, "__name__", str(fn)))
+
+    async def _journal_task(self) -> None:
+        """Write buffered records every flush interval; fsync in a worker thread when due."""
+        journal = self.journal
+        assert journal is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.dcfg.journal_flush_interval)
+            try:
+                journal.flush()
+                if journal.sync_due():
+                    await loop.run_in_executor(None, journal.sync)
+            except OSError:
+                log.exception("journal_write_failed", path=str(journal.path))
 
     async def _stop_at_feed_end(self) -> None:
         assert self.feed is not None

@@ -124,7 +124,12 @@ class JournalWriter:
         self.append(JournalControl(ts, kind, value))
 
     def flush(self, sync: bool = False) -> None:
-        """Hand buffered records to the OS; fsync when asked or when the interval is due."""
+        """Hand buffered records to the OS (``write``); with ``sync`` also ``fsync``.
+
+        The order path calls this without ``sync``: an fsync can stall for
+        milliseconds, so it runs from the periodic task (``sync_due``/``sync``),
+        off the event loop.
+        """
         if self._fd < 0:
             return
         if self._buf:
@@ -134,10 +139,18 @@ class JournalWriter:
                     done += os.write(self._fd, whole[done:])
             self.bytes_written += len(self._buf)
             self._buf.clear()
-        now = time.monotonic()
-        if sync or now - self._last_fsync >= self._fsync_interval:
-            os.fsync(self._fd)
-            self._last_fsync = now
+        if sync:
+            self.sync()
+
+    def sync_due(self) -> bool:
+        return self._fd >= 0 and time.monotonic() - self._last_fsync >= self._fsync_interval
+
+    def sync(self) -> None:
+        """fsync what was written so far (safe to call from a worker thread)."""
+        fd = self._fd
+        if fd >= 0:
+            self._last_fsync = time.monotonic()
+            os.fsync(fd)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 
 from daemon_harness import (
     NotifyListener,
@@ -21,7 +22,8 @@ from trader.journal_replay import replay_journal
 
 def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
     # Slow enough that the session is still streaming when SIGTERM arrives.
-    cfg = write_config(tmp_path, speed=200_000, exit_at_end=False, data_end=None)
+    cfg = write_config(tmp_path, speed=200_000, exit_at_end=False, data_end=None,
+                       daemon={"metrics_port": 0})
     listener = NotifyListener()
     try:
         proc, log_path = start_daemon(cfg, env={"NOTIFY_SOCKET": listener.address,
@@ -42,6 +44,11 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
             assert snap["mode"] == "paper" and snap["trading"] is True
             assert set(snap["last_bar"]) == {"BTCUSD", "SPY"}
             assert run_cli("status", "--config", str(cfg), "--check").returncode == 0
+            # Prometheus /metrics, on loopback only.
+            address = events(log_lines(log_path), "metrics_listening")[0]["address"]
+            assert address.startswith("127.0.0.1:")
+            body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+            assert "trader_nav " in body and "trader_trading 1.0" in body
 
             t_term = time.monotonic()
             proc.send_signal(signal.SIGTERM)

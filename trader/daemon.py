@@ -41,6 +41,7 @@ from trader.session import (
     build_session,
     execution_gateways,
     header_models,
+    restore_state,
 )
 from trader.status import Snapshot, write_snapshot
 
@@ -114,6 +115,8 @@ class Daemon:
         self.state = "starting"
         self.session_id, self.id_prefix = new_session_id(mode)
         self.session: Session | None = None
+        self.store: Any = None
+        self.store_session: Any = None
         self.journal: JournalWriter | None = None
         self.feed: ReplayLiveGateway | None = None
         self.kill = KillSwitchWatch(self._kill_switch_path())
@@ -174,12 +177,32 @@ class Daemon:
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.cfg
-        # 1. store (the status file doubles as the store's snapshot until the store lands)
         self._write_status()
+        # 1. store: stages, a session row (unique client order ids), the fills so far
+        start_seq = 0
+        restored: list[Any] = []
+        self.store = self._open_store()
+        if self.store is not None:
+            self._check_stored_stages()
+            info = self.store_session = self.store.begin_session(self.mode, cfg.name,
+                                                                 time.time_ns())
+            self.id_prefix, start_seq = info.prefix, info.start_seq
+            self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
+            restored = list(self.store.fills())
+            self._add_store_kill_switch()
         # 2. engine and gateways
         session = self.session = build_session(cfg, self.clock, mode=self.mode,
-                                               id_prefix=self.id_prefix)
+                                               id_prefix=self.id_prefix, start_seq=start_seq)
         engine = session.engine
+        if self.store is not None:
+            # Write-ahead: each order is stored (PENDING_SUBMIT) before a gateway sees it.
+            engine.router.journal = self.store.journal(self.store_session,
+                                                       marks=engine.portfolio.marks)
+        if restored:
+            restore_state(session, restored)
+            log.info("state_restored", fills=len(restored),
+                     positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
+                                if p.quantity})
         kernel = engine.kernel
         kernel._queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
@@ -191,10 +214,21 @@ class Daemon:
         for name, gw in engine.gateways.items():
             if name not in SIMULATED:
                 gw.bind(kernel.post)  # external brokers report through the live inbox
+        # 3. connect
+        for gw in [*engine.gateways.values(), self.feed]:
+            await gw.connect()
+        # 4. reconcile; fills it adopts are part of the state the journal starts from
+        adopted: list[Any] = []
+        engine.router.fill_listeners.append(adopted.append)
+        await self._reconcile()
+        engine.router.fill_listeners.remove(adopted.append)
+        open_orders = list(engine.router.active.values())
         header = JournalHeader(
             1, self.session_id, self.mode, cfg.name, time.time_ns(), self.id_prefix,
-            engine.router.seq, tuple(sorted(SIMULATED & set(engine.gateways))),
+            start_seq, tuple(sorted(SIMULATED & set(engine.gateways))),
             cfg.portfolio.initial_cash, {}, header_models(cfg), cfg.model_dump(mode="json"),
+            [*restored, *adopted], [o.request for o in open_orders],
+            {o.client_order_id: o.filled_quantity for o in open_orders},
         )
         self.journal = JournalWriter(self.data_dir / "journal" / f"{self.session_id}.journal",
                                      header, fsync_interval=self.dcfg.journal_fsync_interval)
@@ -203,11 +237,6 @@ class Daemon:
         # Write-ahead: the events that led to an order reach the OS before the order leaves.
         engine.router.order_listeners.insert(0, self._on_order)
         engine.router.fill_listeners.append(self._on_fill)
-        # 3. connect
-        for gw in [*engine.gateways.values(), self.feed]:
-            await gw.connect()
-        # 4. reconcile
-        await self._reconcile()
         # 5. warm up on history: models learn, nothing is traded
         self.state = "warming_up"
         if self.dcfg.warmup and history:
@@ -257,10 +286,62 @@ class Daemon:
         start = parse_time(self.dcfg.replay.start)
         return split_history(bars, start)
 
+    def _open_store(self) -> Any:
+        """The store (SQLite in the data dir unless ``store`` names a database), if installed."""
+        try:
+            from trader.store import open_store  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        scfg = getattr(self.cfg, "store", None)
+        if scfg is not None and "data_dir" not in scfg.model_fields_set:
+            scfg = scfg.model_copy(update={"data_dir": self.data_dir})
+        return open_store(scfg)
+
+    def _check_stored_stages(self) -> None:
+        """The lifecycle registry's stage wins over the config's for registered models."""
+        try:
+            from models.lifecycle import Lifecycle  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        stored = Lifecycle(self.store).stages()
+        allowed = MODE_STAGES[self.mode]
+        wrong = [f"{m.name} (stage {stored[m.name]} in the lifecycle registry)"
+                 for m in self.cfg.models if m.name in stored and stored[m.name] not in allowed]
+        if wrong:
+            raise Refused(f"--mode {self.mode} runs only models at stage "
+                          f"{' or '.join(sorted(allowed))}; refusing: {', '.join(wrong)}")
+
+    def _add_store_kill_switch(self) -> None:
+        try:
+            from trader.store import DbKillSwitch  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        row = DbKillSwitch(self.store)
+        self.kill.extra.append(row.engaged)
+
     async def _reconcile(self) -> None:
         """Compare what brokers report with what we believe before trading."""
         assert self.session is not None
         engine = self.session.engine
+        if self.store is not None:
+            try:
+                from trader.reconcile import (  # type: ignore[import-not-found]
+                    ReconcilePolicy,
+                    reconcile,
+                )
+            except ImportError:
+                reconcile = None
+            if reconcile is not None:
+                policy = ReconcilePolicy(self.cfg.store.reconcile_policy,
+                                         currency=self.cfg.portfolio.currency)
+                for name, gw in engine.gateways.items():
+                    report = await reconcile(self.store, gw, engine.router, engine.portfolio,
+                                             policy)
+                    log.info("reconciled", gateway=name, consistent=report.consistent,
+                             restored_orders=len(report.restored_orders),
+                             adopted_fills=len(report.adopted_fills),
+                             closed_orders=len(report.vanished_orders))
+                return
         for name, gw in engine.gateways.items():
             orders = await gw.open_orders()
             account = await gw.account()
@@ -488,6 +569,11 @@ class Daemon:
                 pass
         if self.journal is not None:
             self.journal.close()
+        if self.store is not None:
+            try:
+                self._close_store()
+            except Exception:
+                log.exception("store_close_failed")
         gateways = list(self.session.engine.gateways.values()) if self.session else []
         if self.feed is not None:
             gateways.append(self.feed)
@@ -498,6 +584,17 @@ class Daemon:
                 log.exception("gateway_close_failed", gateway=getattr(gw, "name", "?"))
         if self.metrics is not None:
             self.metrics.close()
+
+    def _close_store(self) -> None:
+        store, self.store = self.store, None
+        now = time.time_ns()
+        if self.session is not None and self.store_session is not None:
+            pf = self.session.engine.portfolio
+            store.snapshot_account(now, "portfolio", {self.cfg.portfolio.currency: pf.account.cash},
+                                   {i: p.quantity for i, p in pf.account.positions.items()
+                                    if p.quantity}, nav=pf.nav)
+            store.end_session(self.store_session.id, now)
+        store.close()
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file and apply model params and stages."""

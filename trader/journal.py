@@ -65,6 +65,11 @@ class JournalHeader(msgspec.Struct, frozen=True, tag="header"):
     # The whole validated config (it holds no secrets: those come from the environment),
     # so a journal replays without the original file.
     config: dict[str, Any] = {}
+    # State restored at start-up (from the store, and by reconciliation): every fill so
+    # far, in order, and the orders still open, so a replay starts where the session did.
+    fills: list[Fill] = []
+    open_orders: list[OrderRequest] = []
+    open_filled: dict[str, float] = {}
 
 
 class JournalControl(msgspec.Struct, frozen=True, tag="control"):

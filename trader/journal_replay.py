@@ -16,7 +16,13 @@ from trader.clock import ReplayClock
 from trader.config import AppConfig, ConfigError
 from trader.events import OrderRequest
 from trader.journal import JournalHeader, read_journal
-from trader.session import RecordedGateway, build_session, make_sim, replay_records
+from trader.session import (
+    RecordedGateway,
+    build_session,
+    make_sim,
+    replay_records,
+    restore_state,
+)
 
 
 def order_key(o: OrderRequest) -> tuple:
@@ -74,6 +80,8 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
                             start_seq=header.start_seq, gateways=gateways)
     # Reload records name stages; the session judged them by its own mode.
     session.mode = header.mode
+    restore_state(session, header.fills,
+                  [(o, header.open_filled.get(o.client_order_id, 0.0)) for o in header.open_orders])
     expected: list[OrderRequest] = []
     produced: list[OrderRequest] = []  # unbounded, unlike Engine.orders
     session.engine.router.order_listeners.append(lambda o: produced.append(o.request))

@@ -29,17 +29,25 @@ from risk.engine import RiskAction, RiskDecision, RiskEngine
 from trader.backtest import Engine, base_timeframes, build_engine, build_models
 from trader.clock import Clock
 from trader.config import AppConfig, ModelConfig
-from trader.events import Fill, OrderRequest
+from trader.events import Fill, OrderRequest, OrderStatus
 from trader.instruments import Instrument
 from trader.journal import JournalControl, JournalHeader
+from trader.orders import Order
 
 log = structlog.get_logger(__name__)
 
+# Which lifecycle stages each mode runs (the lifecycle registry's rule, when installed).
 MODE_STAGES: dict[str, frozenset[str]] = {
-    "paper": frozenset({"paper", "live"}),
+    "paper": frozenset({"candidate", "paper"}),
     "live": frozenset({"live"}),
     "replay": frozenset({"research", "candidate", "paper", "live"}),
 }
+try:
+    from models.lifecycle import MODE_STAGES as _REGISTRY_STAGES  # type: ignore[import-not-found]
+
+    MODE_STAGES.update({k: v for k, v in _REGISTRY_STAGES.items() if v is not None})
+except ImportError:
+    pass
 
 
 class SessionGate:
@@ -261,6 +269,44 @@ def _apply_pauses(session: Session) -> None:
         for key in m.subscriptions():
             subs.setdefault(key, []).append(m)
     runner._subs = subs
+
+
+def restore_state(session: Session, fills: Iterable[Fill],
+                  open_orders: Iterable[tuple[OrderRequest, float]] = ()) -> int:
+    """Start from where earlier sessions left off: apply their fills, adopt open orders.
+
+    The simulated exchanges get the same fills (their cash and positions are the
+    broker-side truth reconciliation compares with) and continue their trade ids
+    after the highest one used, so a new fill never collides with a stored one.
+    """
+    engine = session.engine
+    n = 0
+    sims = {name: gw for name, gw in engine.gateways.items() if isinstance(gw, SimulatedGateway)}
+    for fill in fills:
+        engine.portfolio.on_fill(fill)
+        n += 1
+        for gw in sims.values():
+            if fill.trade_id.startswith(f"{gw.name}-"):
+                _seed_sim_fill(gw, fill)
+    for request, filled in open_orders:
+        order = Order(request)
+        order.status = OrderStatus.ACCEPTED
+        order.filled_quantity = filled
+        engine.router.adopt(order)
+    return n
+
+
+def _seed_sim_fill(gw: SimulatedGateway, fill: Fill) -> None:
+    sign = fill.side.sign
+    mult = gw.instruments[fill.instrument_id].multiplier if fill.instrument_id in gw.instruments \
+        else 1.0
+    gw.positions[fill.instrument_id] = gw.positions.get(fill.instrument_id, 0.0) + sign * \
+        fill.quantity
+    gw.cash[gw.currency] = (gw.cash.get(gw.currency, 0.0) - sign * fill.quantity * fill.price
+                            * mult - fill.commission)
+    suffix = fill.trade_id.rsplit("-", 1)[-1]
+    if suffix.isdigit() and int(suffix) > gw._seq:
+        gw._seq = int(suffix)
 
 
 def header_models(cfg: AppConfig) -> list[dict[str, Any]]:

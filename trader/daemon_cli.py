@@ -63,12 +63,54 @@ def status(
     running, age = liveness(snap)
     snap["running"] = running
     snap["heartbeat_age_s"] = round(age, 3)
+    stored = _from_store(config, d)
+    if stored is not None:
+        snap["store"] = stored
     if as_json:
         sys.stdout.write(json.dumps(snap, indent=1, sort_keys=True) + "\n")
     else:
         _print(snap, running, age)
     if check and not (running and snap.get("state") in ("trading", "warming_up", "starting")):
         raise typer.Exit(1)
+
+
+def _from_store(config: Path | None, data_dir: Path) -> dict | None:
+    """Positions, open orders, kill switch and stages as the store has them (if installed)."""
+    try:
+        from trader.store import DbKillSwitch, open_store  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    from trader.config import load_config
+
+    scfg = load_config(config).store if config is not None else None
+    if scfg is None or "data_dir" not in scfg.model_fields_set:
+        from trader.config import StoreConfig  # type: ignore[attr-defined]
+
+        scfg = (scfg or StoreConfig()).model_copy(update={"data_dir": data_dir})
+    try:
+        store = open_store(scfg, migrate=False)
+    except Exception as exc:  # the status must still show what the snapshot knows
+        return {"error": str(exc)}
+    try:
+        out: dict = {"database": store.safe_url, "positions": store.positions()}
+        out["open_orders"] = [
+            {k: r.get(k) for k in ("client_order_id", "instrument_id", "side", "quantity",
+                                   "filled_quantity", "status")}
+            for r in store.order_rows(open_only=True)
+        ]
+        engaged, reason = DbKillSwitch(store).engaged()
+        out["kill_switch"] = {"engaged": engaged, "reason": reason}
+        try:
+            from models.lifecycle import Lifecycle  # type: ignore[import-not-found]
+
+            out["stages"] = Lifecycle(store).stages()
+        except ImportError:
+            pass
+        return out
+    except Exception as exc:
+        return {"error": str(exc)}
+    finally:
+        store.close()
 
 
 def _print(snap: dict, running: bool, age: float) -> None:
@@ -104,6 +146,15 @@ def _print(snap: dict, running: bool, age: float) -> None:
     for inst, info in sorted(snap.get("last_bar", {}).items()):
         t.add_row(inst, str(info.get("ts")), "STALE" if inst in stale else "")
     console.print(t)
+    stored = snap.get("store")
+    if stored:
+        if "error" in stored:
+            console.print(f"store: [red]{stored['error']}[/]")
+        else:
+            ks = stored.get("kill_switch", {})
+            console.print(f"store {stored.get('database')}: positions {stored.get('positions')}, "
+                          f"{len(stored.get('open_orders', []))} open orders, kill switch row "
+                          f"{'ENGAGED' if ks.get('engaged') else 'off'}")
     t = Table(title="models")
     for col in ("name", "model", "stage", "active"):
         t.add_column(col)

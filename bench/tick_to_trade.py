@@ -107,11 +107,18 @@ def pct(values: list[int], q: float) -> float:
 
 
 async def live_run(cfg: AppConfig, stream: list[Bar], rate: float, journal_dir: Path,
-                   with_journal: bool = True) -> list[int]:
+                   with_journal: bool = True, with_store: bool = False) -> list[int]:
     sim = timed_sim(cfg)
     session = build_session(cfg, LiveClock(), mode="paper", id_prefix="B",
                             gateways={"sim": sim})
     engine = session.engine
+    store = None
+    if with_store:  # the store's write-ahead: each order committed before it is sent
+        from trader.store import Store  # type: ignore[import-not-found]
+
+        store = Store.open(None, str(journal_dir / f"db-{time.monotonic_ns()}"))
+        info = store.begin_session("paper", "bench", time.time_ns())
+        engine.router.journal = store.journal(info, marks=engine.portfolio.marks)
     kernel = engine.kernel
     kernel.bind_loop(asyncio.get_running_loop())
     journal = JournalWriter(journal_dir / f"bench-{time.monotonic_ns()}.journal",
@@ -142,6 +149,8 @@ async def live_run(cfg: AppConfig, stream: list[Bar], rate: float, journal_dir: 
 
     await asyncio.gather(kernel.run_async(stop), gateway_task())
     journal.close()
+    if store is not None:
+        store.close()
     return [sim.arrivals[k] - t for k, t in sent.items() if k in sim.arrivals]
 
 
@@ -196,6 +205,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2_000, help="bars per second")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--ready-runs", type=int, default=3)
+    ap.add_argument("--store", action="store_true",
+                    help="also measure with the store's write-ahead journal (SQLite)")
     args = ap.parse_args()
     try:
         import uvloop
@@ -211,6 +222,8 @@ def main() -> None:
         runner(live_run(cfg, stream[: args.instruments * 10], args.rate, Path(tmp)))  # warm up
         live = runner(live_run(cfg, stream, args.rate, Path(tmp)))
         nojournal = runner(live_run(cfg, stream, args.rate, Path(tmp), with_journal=False))
+        stored = (runner(live_run(cfg, stream, args.rate, Path(tmp), with_store=True))
+                  if args.store else None)
     base = replay_run(cfg, stream)
     print(f"tick-to-trade, {args.instruments} instruments, {len(stream):,} bars at "
           f"{args.rate:,.0f} bars/s ({loop_name}); one order per bar")
@@ -220,6 +233,10 @@ def main() -> None:
     print(f"  live path without the journal:                                       "
           f"n={len(nojournal):,}  p50 {pct(nojournal, .5):8.1f} us  "
           f"p99 {pct(nojournal, .99):8.1f} us")
+    if stored is not None:
+        print(f"  live path + store write-ahead (SQLite, synchronous=FULL):            "
+              f"n={len(stored):,}  p50 {pct(stored, .5):8.1f} us  "
+              f"p99 {pct(stored, .99):8.1f} us")
     print(f"  replay path (Kernel.run dispatch -> ... -> submit, baseline):        "
           f"n={len(base):,}  p50 {pct(base, .5):8.1f} us  p99 {pct(base, .99):8.1f} us")
     print(f"  ratio live/replay: p50 {pct(live, .5) / pct(base, .5):.2f}x  "

@@ -164,7 +164,9 @@ class Daemon:
             log.exception("daemon_start_failed", error=str(exc))
             self._write_status()
             await self._close_everything()
-            return 1
+            # 2: a refusal or bad config, which a restart cannot fix (the units set
+            # RestartPreventExitStatus=2); 1: anything else, worth a restart.
+            return 2 if isinstance(exc, ConfigError) else 1
         log.info("daemon_ready", mode=self.mode, startup_s=round(time.monotonic() - t0, 3),
                  nav=self.session.engine.portfolio.nav if self.session else None)
         try:
@@ -251,6 +253,8 @@ class Daemon:
             self.control("halt", {"engaged": True, "reason": state.reason, "who": state.who})
             log.warning("kill_switch_engaged_at_start", reason=state.reason, who=state.who)
         self._mirror_internal_kill_switch()
+        if self._shutting_down:
+            return  # SIGTERM during start-up: never turn trading on
         # 6. trade
         self.control("trading", True)
         self.state = "trading"

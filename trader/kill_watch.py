@@ -19,6 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 FLAG_FILE = "kill_switch.json"  # the risk package's file name (``trader kill``)
 
 
@@ -54,8 +58,10 @@ class KillSwitchWatch:
                     self._file_state = KillState(bool(raw.get("engaged")),
                                                  str(raw.get("reason", "")),
                                                  str(raw.get("who", "")))
-                except (OSError, ValueError, AttributeError):
-                    pass  # half-written by a foreign tool: keep the last good reading
+                except (OSError, ValueError, AttributeError) as exc:
+                    # `trader kill` replaces the file atomically; anything else is logged and
+                    # the last good reading kept (a spurious halt would cancel and flatten).
+                    log.error("kill_switch_file_unreadable", path=str(self.path), error=str(exc))
         state = self._file_state
         for source in self.extra:
             engaged, reason = source()

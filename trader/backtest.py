@@ -100,6 +100,7 @@ def build_engine(
     budgets = {m.name: mc.budget for mc in cfg.models for m in models if m.name == mc.name}
     allocator = Allocator(portfolio, budgets)
     portfolio.set_attribution(allocator.attribute)
+    replay_sim = gateways is None
     if gateways is None:
         sim = SimulatedGateway(
             instruments,
@@ -116,18 +117,26 @@ def build_engine(
     planner = Planner(allocator, portfolio, router.open_quantity, instruments,
                       min_trade_fraction=cfg.planner.min_trade_fraction)
     if risk is None:
-        risk_engine = RiskEngine()
-    elif isinstance(risk, RiskEngine):
+        risk = RiskEngine  # the class is its own factory
+    if isinstance(risk, RiskEngine):
         risk_engine = risk
     else:
         risk_engine = risk(cfg=cfg, portfolio=portfolio, instruments=instruments, clock=clock,
                            bus=bus, allocator=allocator, router=router)
     gateway_of = {}
-    for mc in cfg.models:
+    for idx, mc in enumerate(cfg.models):
+        # A replay sends every model's orders to the simulated exchange, whatever
+        # broker the model names for paper or live sessions.
+        name = "sim" if replay_sim else mc.gateway
+        if name not in gateways:
+            raise ConfigError(f"models.{idx}.gateway: no gateway named {name!r}; "
+                              f"available: {sorted(gateways)}")
         for inst in mc.instruments:
-            gateway_of[inst] = mc.gateway
+            gateway_of[inst] = name
     runner = ModelRunner(models, allocator, planner, risk_engine, router, clock,
                          gateway_of=gateway_of)
+    if hasattr(risk_engine, "attach"):
+        risk_engine.attach(runner)  # de-risking re-plans through the runner
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
@@ -220,6 +229,8 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["bars"] = rec.bars
     m["orders"] = engine.router.seq
     m["model_pnl"] = {k: v for k, v in sorted(engine.portfolio.model_pnl().items())}
+    if hasattr(engine.risk, "summary"):
+        m["risk"] = engine.risk.summary()
     return m
 
 

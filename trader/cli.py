@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from risk.cli import kill, risk_summary
 from trader.config import ConfigError
 from trader.feed import DataError
 from trader.journal import JournalError
@@ -22,6 +23,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+app.command("kill")(kill)
 
 
 @app.callback()
@@ -99,6 +103,8 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
             text = str(v)
         table.add_row(key, text)
     console.print(table)
+    if (risk_table := risk_summary(metrics)) is not None:
+        console.print(risk_table)
     console.print(f"reports written to {out_dir}/")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from risk.config import RiskConfig
 from trader.instruments import Instrument
 from trader.timeframes import parse_timeframe
 
@@ -130,7 +131,7 @@ class AppConfig(Strict):
     planner: PlannerConfig = PlannerConfig()
     instruments: list[InstrumentConfig] = Field(min_length=1)
     models: list[ModelConfig] = Field(default_factory=list)
-    risk: dict[str, Any] = Field(default_factory=dict)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
     daemon: DaemonConfig = DaemonConfig()
 
     @model_validator(mode="after")

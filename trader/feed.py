@@ -58,6 +58,8 @@ def _ts_to_ns(col: pa.ChunkedArray | pa.Array, path: Path, row0: int = 0) -> np.
             out = pc.multiply(out, NS)
         elif top is not None and top < 10**14:  # milliseconds
             out = pc.multiply(out, 1_000_000)
+        elif top is not None and top < 10**17:  # microseconds
+            out = pc.multiply(out, 1_000)
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         parsed = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit="ns", error_is_null=True)
         if parsed.null_count:
@@ -109,7 +111,8 @@ class BarFile:
         suffix = path.suffix.lower()
         try:
             if suffix == ".parquet":
-                pf = pq.ParquetFile(path)
+                # pre_buffer would cache every row group read until the file is closed.
+                pf = pq.ParquetFile(path, pre_buffer=False)
                 missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
                 if missing:
                     raise DataError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")

@@ -75,6 +75,12 @@ class Router:
         gateway = self.gateways.get(request.gateway)
         if gateway is None:
             raise KeyError(f"no gateway named {request.gateway!r}")
+        coid = request.client_order_id
+        if coid in self.active or coid in self._recent:
+            # Sending it would make the broker's "duplicate id" rejection land on
+            # the order that already owns the id.
+            log.error("order_dropped_duplicate_client_order_id", client_order_id=coid)
+            return None
         order = Order(request, model_tags=model_tags)
         self.active[request.client_order_id] = order
         self._open_qty[request.instrument_id] = (

@@ -118,3 +118,12 @@ def test_order_state_machine() -> None:
         check_transition(OrderStatus.FILLED, OrderStatus.CANCELED)
     with pytest.raises(IllegalTransition):
         check_transition(OrderStatus.ACCEPTED, OrderStatus.REJECTED)
+
+
+def test_router_refuses_a_client_order_id_it_already_owns() -> None:
+    router, sim, events = make_router()
+    first = router.submit(OrderRequest(1, "dup", "SPY", Side.BUY, 10.0))
+    assert router.submit(OrderRequest(2, "dup", "SPY", Side.SELL, 3.0)) is None
+    assert first.status is OrderStatus.ACCEPTED and router.active["dup"] is first
+    assert router.open_quantity("SPY") == 10.0
+    assert list(sim.submitted) == ["dup"]

@@ -180,3 +180,13 @@ def test_total_rows_counts_what_the_replay_will_see(tmp_path: Path) -> None:
     f = bar_file(path, start_ns=(T0 + 2 * HOUR) * NS, end_ns=(T0 + 5 * HOUR) * NS, batch_size=4)
     assert f.total_rows() == 3 == len(list(f))
     assert bar_file(write_csv(tmp_path / "a.csv", rows(3))).total_rows() is None
+
+
+@pytest.mark.parametrize("scale", [1, 1_000, 1_000_000, 1_000_000_000])
+def test_integer_epoch_timestamps_in_any_unit(tmp_path: Path, scale: int) -> None:
+    data = rows(3)
+    table = pa.table({"ts": pa.array([r[0] * scale for r in data], pa.int64()),
+                      **{k: [r[i + 1] for r in data]
+                         for i, k in enumerate(("open", "high", "low", "close", "volume"))}})
+    pq.write_table(table, tmp_path / "i.parquet")
+    assert [b.ts_open for b in bar_file(tmp_path / "i.parquet")] == [r[0] * NS for r in data]

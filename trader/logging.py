@@ -75,6 +75,14 @@ def secret_values(environ: Mapping[str, str] | None = None,
     return sorted(found, key=len, reverse=True)
 
 
+def _mask_val(m: re.Match[str]) -> str:
+    return m.group("key") + MASK
+
+
+def _mask_scheme(m: re.Match[str]) -> str:
+    return m.group("scheme") + MASK
+
+
 class Redactor:
     """Masks secrets in strings and in nested structures; a structlog processor."""
 
@@ -94,12 +102,24 @@ class Redactor:
         self.secrets = sorted(values, key=len, reverse=True)
 
     def text(self, s: str) -> str:
+        s = self.known(s)
+        # Cheap membership tests gate the patterns: most logged values (ids, enums,
+        # numbers as text) contain none of these characters, and logging sits on the
+        # order path.
+        if "=" in s or ":" in s:
+            s = _FREE_TEXT.sub(_mask_val, s)
+            if "://" in s:
+                s = _URL_PASSWORD.sub(_mask_scheme, s)
+        if " " in s:
+            s = _BEARER.sub(_mask_val, s)
+        return s
+
+    def known(self, s: str) -> str:
+        """Mask only the known secret values (the rendered line's final pass)."""
         for secret in self.secrets:
             if secret in s:
                 s = s.replace(secret, MASK)
-        s = _FREE_TEXT.sub(lambda m: m.group("key") + MASK, s)
-        s = _BEARER.sub(lambda m: m.group("key") + MASK, s)
-        return _URL_PASSWORD.sub(lambda m: m.group("scheme") + MASK, s)
+        return s
 
     def value(self, v: Any, key: str | None = None) -> Any:
         if key is not None and SECRET_NAME.search(key) and v not in (None, "", MASK):
@@ -126,7 +146,8 @@ class _RedactingRenderer:
         self._json = structlog.processors.JSONRenderer(sort_keys=False, default=str)
 
     def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> str:
-        return self._redactor.text(self._json(logger, name, event_dict))
+        # Every value was masked already; this catches a secret split across keys/values.
+        return self._redactor.known(self._json(logger, name, event_dict))
 
 
 _redactor = Redactor()

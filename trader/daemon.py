@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from gateways.replay_live import ReplayLiveGateway
+from gateways.sim import SimulatedGateway
 from trader.clock import LiveClock
 from trader.config import AppConfig, ConfigError, load_config
 from trader.events import Bar, ns_to_iso
@@ -35,12 +36,14 @@ from trader.journal import JournalControl, JournalHeader, JournalWriter
 from trader.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
 from trader.notify import Notifier, watchdog_interval
 from trader.session import (
+    GATEWAY_FACTORIES,
     MODE_STAGES,
     Session,
     apply_control,
     build_session,
     execution_gateways,
     header_models,
+    make_sim,
     restore_state,
 )
 from trader.status import Snapshot, write_snapshot
@@ -70,11 +73,25 @@ def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
         )
     if not cfg.models:
         raise Refused("the config has no models: nothing to run")
+    names = execution_gateways(cfg)
     if mode == "live":
-        sim = sorted(execution_gateways(cfg) & SIMULATED)
+        sim = sorted(names & SIMULATED)
         if sim:
             raise Refused(f"live mode needs a broker execution gateway, but models route to "
                           f"{sim} (the simulator); use --mode paper for simulated execution")
+    unknown = sorted(names - SIMULATED - set(GATEWAY_FACTORIES))
+    if unknown:
+        # Never simulate silently what the config names as a broker.
+        raise Refused(f"models route orders to gateway(s) {unknown}, which this installation "
+                      f"cannot build (available: {sorted(SIMULATED | set(GATEWAY_FACTORIES))})")
+
+
+def build_gateways(cfg: AppConfig) -> dict[str, Any]:
+    """The execution gateways the models route to: the simulator or registered brokers."""
+    out: dict[str, Any] = {}
+    for name in sorted(execution_gateways(cfg) or SIMULATED):
+        out[name] = make_sim(cfg, name) if name in SIMULATED else GATEWAY_FACTORIES[name](cfg, name)
+    return out
 
 
 def new_session_id(mode: str) -> tuple[str, str]:
@@ -194,7 +211,8 @@ class Daemon:
             self._add_store_kill_switch()
         # 2. engine and gateways
         session = self.session = build_session(cfg, self.clock, mode=self.mode,
-                                               id_prefix=self.id_prefix, start_seq=start_seq)
+                                               id_prefix=self.id_prefix, start_seq=start_seq,
+                                               gateways=build_gateways(cfg))
         engine = session.engine
         if self.store is not None:
             # Write-ahead: each order is stored (PENDING_SUBMIT) before a gateway sees it.
@@ -213,8 +231,10 @@ class Daemon:
         self.feed = ReplayLiveGateway(live, speed=_speed(self.dcfg.replay.speed),
                                       pending=kernel.pending)
         self.feed.bind(kernel.post)
+        simulated = sorted(n for n, gw in engine.gateways.items()
+                           if isinstance(gw, SimulatedGateway))
         for name, gw in engine.gateways.items():
-            if name not in SIMULATED:
+            if name not in simulated:
                 gw.bind(kernel.post)  # external brokers report through the live inbox
         # 3. connect
         for gw in [*engine.gateways.values(), self.feed]:
@@ -227,7 +247,7 @@ class Daemon:
         open_orders = list(engine.router.active.values())
         header = JournalHeader(
             1, self.session_id, self.mode, cfg.name, time.time_ns(), self.id_prefix,
-            start_seq, tuple(sorted(SIMULATED & set(engine.gateways))),
+            start_seq, tuple(simulated),
             cfg.portfolio.initial_cash, {}, header_models(cfg), cfg.model_dump(mode="json"),
             [*restored, *adopted], [o.request for o in open_orders],
             {o.client_order_id: o.filled_quantity for o in open_orders},

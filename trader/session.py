@@ -16,7 +16,7 @@ Parity (a journal replays to the session's orders) holds by construction:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,12 @@ class Session:
     gate: SessionGate
     mode: str
     paused_models: set[str] = field(default_factory=set)
+
+
+# Broker gateways the daemon can build, by the name models route to (``models[].gateway``).
+# Broker integrations register a factory ``(cfg, name) -> Gateway`` here; "sim" is the
+# simulated exchange and needs none.
+GATEWAY_FACTORIES: dict[str, Callable[[AppConfig, str], Any]] = {}
 
 
 def execution_gateways(cfg: AppConfig) -> set[str]:

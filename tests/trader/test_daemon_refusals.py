@@ -52,3 +52,12 @@ def test_unknown_mode_is_refused(tmp_path):
     res = run_cli("run", "--config", str(cfg), "--mode", "yolo")
     assert res.returncode != 0
     assert "--mode must be 'paper' or 'live'" in res.stderr
+
+
+def test_a_broker_gateway_that_cannot_be_built_is_never_simulated(tmp_path):
+    cfg = write_config(tmp_path, models=[
+        {"name": "btc", "model": "SmaCross", "stage": "paper", "budget": 0.5,
+         "instruments": ["BTCUSD"], "timeframe": "1h", "gateway": "nobroker"}])
+    res = run_cli("run", "--config", str(cfg), "--mode", "paper")
+    assert res.returncode != 0
+    assert "['nobroker']" in " ".join(res.stderr.split())

@@ -141,6 +141,7 @@ class Daemon:
         self.stop = asyncio.Event()
         self.exit_code = 0
         self._shutting_down = False
+        self._exit_timer: threading.Timer | None = None
         self._sigint_count = 0
         self._tasks: list[asyncio.Task] = []
         self._last_bar: dict[str, tuple[int, float]] = {}  # inst -> (bar ts, monotonic arrival)
@@ -564,7 +565,7 @@ class Daemon:
         log.info("shutdown_requested", reason=reason)
         self.state = "stopping"
         self.notifier.stopping(self._status_line())
-        _arm_exit_timer(self.dcfg.shutdown_timeout)
+        self._exit_timer = _arm_exit_timer(self.dcfg.shutdown_timeout)
         if self.feed is not None:
             self.feed.pause()
         if self.session is not None:
@@ -581,6 +582,8 @@ class Daemon:
         await self._close_everything()
         self.state = "stopped" if self.exit_code == 0 else "failed"
         self._write_status()
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()  # done in time
         log.info("daemon_stopped", exit_code=self.exit_code, orders=self._orders, fills=self._fills)
 
     async def _close_everything(self) -> None:
@@ -650,7 +653,7 @@ def _speed(value: float | str) -> float | None:
     return None if value == "max" else float(value)
 
 
-def _arm_exit_timer(timeout: float) -> None:
+def _arm_exit_timer(timeout: float) -> threading.Timer:
     """If shutdown hangs, leave anyway (non-zero: systemd records the failure)."""
     def expire() -> None:
         log.error("shutdown_timeout_exceeded", timeout_s=timeout)
@@ -659,6 +662,7 @@ def _arm_exit_timer(timeout: float) -> None:
     t = threading.Timer(timeout, expire)
     t.daemon = True
     t.start()
+    return t
 
 
 def run_daemon(cfg: AppConfig, mode: str, *, config_path: Path | None = None,

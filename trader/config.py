@@ -119,6 +119,43 @@ class DaemonConfig(Strict):
     queue_size: int = Field(100_000, gt=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+class StoreConfig(Strict):
+    """Where the daemon keeps its state.
+
+    ``database_url`` selects PostgreSQL (``postgresql+psycopg://...``); it may
+    also come from ``$TRADER_DATABASE_URL``, which is where a password belongs.
+    Without one, SQLite in ``data_dir`` is used.
+    """
+
+    data_dir: Path = Path("state")
+    database_url: str | None = None
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    reconcile_policy: Literal["adopt", "refuse"] = "refuse"
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        # Committed config must not carry secrets; the message must not echo one either.
+        if v and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            userinfo = v.split("://", 1)[1].split("@", 1)[0]
+            if ":" in userinfo:
+                raise ValueError(
+                    "database_url contains a password; put the URL in the TRADER_DATABASE_URL "
+                    "environment variable (or use a .pgpass file) instead of the config"
+                )
+        return v
+
+
+class LifecycleConfig(Strict):
+    """Gates a model must pass to move up the stages research -> candidate -> paper -> live."""
+
+    candidate_min_sharpe: float = 1.0
+    candidate_max_drawdown: float = Field(0.20, ge=0, le=1)
+    candidate_min_cagr: float = 0.10
+    candidate_min_trades: int = Field(10, ge=0)
+    live_min_paper_days: float = Field(30.0, ge=0)
+    live_min_paper_trades: int = Field(10, ge=0)
+    live_max_mean_slippage_bps: float = Field(10.0, ge=0)
 
 
 class AppConfig(Strict):
@@ -133,6 +170,8 @@ class AppConfig(Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     daemon: DaemonConfig = DaemonConfig()
+    store: StoreConfig = StoreConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:
@@ -164,6 +203,9 @@ class AppConfig(Strict):
         raise KeyError(instrument_id)
 
 
+_SECRET_WORDS = ("url", "password", "secret", "token", "api_key")
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
@@ -179,7 +221,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
             msg = "unknown key (check the spelling)"
         got = e.get("input")
         hint = ""
-        if e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+        secret = any(w in path.lower() for w in _SECRET_WORDS)  # never echo a secret back
+        if (e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list)
+                and not secret):
             hint = f" (got {got!r})"
         lines.append(f"  at {path}: {msg}{hint}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import signal
 import time
 import urllib.request
 
+import pytest
 from daemon_harness import (
     NotifyListener,
     events,
@@ -83,6 +84,21 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
                         for k, p in outcome.engine.portfolio.account.positions.items()
                         if p.quantity}
     assert replay_positions == snap["positions"]
+    # The store (SQLite in the data dir) agrees: same positions, same open orders, and the
+    # session row is closed.
+    stored = snap["store"]
+    assert "error" not in stored, stored
+    assert stored["positions"] == pytest.approx(snap["positions"], abs=1e-9)
+    assert sorted(o["client_order_id"] for o in stored["open_orders"]) == sorted(
+        o["client_order_id"] for o in snap["open_orders"])
+    from trader.config import StoreConfig
+    from trader.store import open_store
+
+    with open_store(StoreConfig(data_dir=tmp_path / "data"), migrate=False) as store:
+        sessions = [store.session(i) for i in range(1, 3)]
+        assert sessions[0] is not None and sessions[0]["ended_ts"] is not None
+        assert sessions[1] is None
+        assert store.count_orders() == snap["orders_submitted"]
 
 
 def test_sigint_twice_exits_at_once(tmp_path):

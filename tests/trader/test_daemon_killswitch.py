@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import subprocess
 import sys
 import time
 
+import pytest
 from daemon_harness import NotifyListener, events, log_lines, run_cli, start_daemon, write_config
 
 from trader.journal import JournalControl, read_journal
@@ -15,25 +17,27 @@ from trader.journal_replay import replay_journal
 from trader.status import read_snapshot
 
 
-def _engage_from_another_process(data_dir) -> None:
+def _engage_with_trader_kill(data_dir) -> None:
     res = run_cli("kill", "--state-dir", str(data_dir), "--reason", "test: stop now")
-    if res.returncode == 0:
-        return
-    assert "No such command" in res.stderr, res.stderr  # `trader kill` not merged yet
-    # The same flag file `trader kill` writes (risk/killswitch.py's format), atomically.
-    code = ("import json,os,sys,time; p=sys.argv[1]; t=p+'.tmp'; "
-            "open(t,'w').write(json.dumps({'engaged': True, 'reason': 'test: stop now', "
-            "'ts': time.time_ns(), 'who': 'test'})); os.replace(t,p)")
-    import subprocess
+    assert res.returncode == 0, res.stderr
 
-    subprocess.run([sys.executable, "-c", code, str(data_dir / "kill_switch.json")], check=True)
+
+def _engage_the_store_row(data_dir) -> None:
+    # Another process flips the kill switch row in the daemon's database.
+    code = ("import sys; from trader.config import StoreConfig; "
+            "from trader.store import DbKillSwitch, open_store; "
+            "s = open_store(StoreConfig(data_dir=sys.argv[1]), migrate=False); "
+            "DbKillSwitch(s).engage('test: stop now', 'test'); s.close()")
+    subprocess.run([sys.executable, "-c", code, str(data_dir)], check=True, timeout=30)
 
 
 def _t(line) -> float:
     return dt.datetime.fromisoformat(line["time"]).timestamp()
 
 
-def test_kill_switch_from_another_process_stops_orders_within_a_second(tmp_path):
+@pytest.mark.parametrize("engage", [_engage_with_trader_kill, _engage_the_store_row],
+                         ids=["flag_file", "store_row"])
+def test_kill_switch_from_another_process_stops_orders_within_a_second(tmp_path, engage):
     models = [{"name": "btc_busy", "model": "SmaCross", "stage": "paper", "budget": 0.8,
                "instruments": ["BTCUSD"], "timeframe": "1h",
                "params": {"fast": 2, "slow": 4, "allow_short": True}}]
@@ -51,7 +55,7 @@ def test_kill_switch_from_another_process_stops_orders_within_a_second(tmp_path)
                     break
                 time.sleep(0.1)
             assert snap["orders_submitted"] >= 3
-            _engage_from_another_process(data_dir)
+            engage(data_dir)
             engaged_at = time.time()
             time.sleep(1.5)  # ~150 more bars: the model keeps wanting to trade
             snap = json.loads(run_cli("status", "--data-dir", str(data_dir), "--json").stdout)

@@ -86,6 +86,9 @@ def config_for(path: Path):
 
 def run_kernel(path: Path) -> tuple[float, int, int]:
     from trader.backtest import run_backtest
+    from trader.logging import configure_logging
+
+    configure_logging("error", sys.stderr)
 
     cfg = config_for(path)
     t0 = time.perf_counter()

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_EVENTS_KEPT = 100_000
+_LOG_FIRST = 20  # decisions of one reason logged in full before thinning out
+_LOG_EVERY = 1000
 _MAX_FLATTEN_ATTEMPTS = 5
 
 
@@ -435,11 +437,18 @@ class RiskEngine:
         event = OrderRiskEvent(now, order.client_order_id, order.instrument_id, order.side.value,
                                order.quantity, action.value, allowed, reason, breach.detail)
         self._record(event)
-        logger = log.warning if action is RiskAction.REJECT else log.info
-        logger("risk_order_" + ("rejected" if action is RiskAction.REJECT else "scaled"),
-               client_order_id=order.client_order_id, instrument=order.instrument_id,
-               side=order.side.value, quantity=order.quantity, allowed=allowed, reason=reason,
-               detail=breach.detail, ts=ns_to_iso(now))
+        n = self.counts[reason]
+        # Every decision is an event and counted; the log shows the first few of
+        # each reason and then every thousandth, so a model hammering a halted
+        # engine cannot flood the journal.
+        if n <= _LOG_FIRST or n % _LOG_EVERY == 0:
+            logger = log.warning if action is RiskAction.REJECT else log.info
+            logger("risk_order_" + ("rejected" if action is RiskAction.REJECT else "scaled"),
+                   client_order_id=order.client_order_id, instrument=order.instrument_id,
+                   side=order.side.value, quantity=order.quantity, allowed=allowed,
+                   reason=reason, detail=breach.detail, ts=ns_to_iso(now), count=n,
+                   **({"note": f"further '{reason}' decisions are logged every {_LOG_EVERY}th"}
+                      if n == _LOG_FIRST else {}))
 
     def _record(self, event: Any) -> None:
         if len(self.events) < _MAX_EVENTS_KEPT:

@@ -60,6 +60,11 @@ class BarAggregator:
             targets.append([timeframe, None, offset])
             targets.sort(key=lambda t: t[0])
 
+    @property
+    def active(self) -> bool:
+        """Whether any higher timeframe was asked for (else it need not see bars)."""
+        return bool(self._targets)
+
     def on_bar(self, bar: Bar) -> None:
         targets = self._targets.get(bar.instrument_id)
         if targets is None or bar.timeframe != self._base[bar.instrument_id]:

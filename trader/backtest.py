@@ -158,7 +158,8 @@ def build_engine(
     bus.subscribe(Bar, portfolio.on_bar)
     if hasattr(risk_engine, "on_bar"):
         bus.subscribe(Bar, risk_engine.on_bar)
-    bus.subscribe(Bar, aggregator.on_bar)
+    if aggregator.active:
+        bus.subscribe(Bar, aggregator.on_bar)
     bus.subscribe(Bar, runner.on_bar)
     bus.subscribe(OrderUpdate, router.on_update)
     bus.subscribe(Fill, router.on_fill)

@@ -47,10 +47,18 @@ def backtest(
                                  help="replay a paper/live session's journal and check parity"),
     store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
                                "(default: only the run summary is stored, at the end)"),
+    log_level: str = typer.Option("warning", "--log-level",
+                                  help="JSON log lines on stderr from this level up; risk "
+                                       "decisions are in risk_events.csv whatever the level"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
     from trader.config import load_config
+    from trader.logging import StderrProxy, configure_logging
     from trader.store import open_store
+
+    # A replay can reject thousands of orders after a halt: each is counted and
+    # written to risk_events.csv, not printed, unless a lower level is asked for.
+    configure_logging(log_level, StderrProxy())
 
     if journal is not None:
         from trader.daemon_cli import backtest_journal

@@ -158,6 +158,20 @@ def redactor() -> Redactor:
     return _redactor
 
 
+class StderrProxy:
+    """Writes to whatever ``sys.stderr`` is at the time of each write.
+
+    Binding the logger to the object itself would break when the stream is
+    swapped (a test runner capturing output) and later closed.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None,
                       environ: Mapping[str, str] | None = None) -> Redactor:
     """Route structlog and stdlib logging to one JSON line per event on ``stream``."""

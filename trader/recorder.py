@@ -92,6 +92,8 @@ class Recorder:
         elif realized < 0:
             self.losses += 1
             self.closing_pnls_neg += -realized
+        if self._writer is None and not self.keep_fills:
+            return
         row = [
             ns_to_iso(fill.ts), fill.client_order_id, fill.trade_id, fill.instrument_id,
             fill.side.value, repr(fill.quantity), repr(fill.price), repr(fill.commission),

@@ -1,1 +1,0 @@
-"""Broker gateways behind one ``Gateway`` protocol; ``sim`` is the simulated exchange."""

@@ -1,1 +1,0 @@
-"""Trading models, their registry by class name, and the lifecycle stages."""

@@ -11,15 +11,14 @@ restart.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from risk.killswitch import FileBackend, KillSwitchError, KillSwitchRecord
 
 log = structlog.get_logger(__name__)
 
@@ -39,26 +38,22 @@ class KillSwitchWatch:
     def __init__(self, path: Path, extra: list[Callable[[], tuple[bool, str]]] | None = None
                  ) -> None:
         self.path = Path(path)
+        self._file = FileBackend(self.path)
         self.extra = list(extra or [])
-        self._version: tuple[int, int, int] | None = None
+        self._version: Hashable = None
         self._file_state = KillState(False)
 
     def read(self) -> KillState:
         """Engaged if any source says so; a missing or unreadable flag file reads as before."""
-        try:
-            st = self.path.stat()
-            version = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            version = None
+        version = self._file.version()
         if version != self._version:
             self._version = version
             if version is not None:
                 try:
-                    raw = json.loads(self.path.read_bytes())
-                    self._file_state = KillState(bool(raw.get("engaged")),
-                                                 str(raw.get("reason", "")),
-                                                 str(raw.get("who", "")))
-                except (OSError, ValueError, AttributeError) as exc:
+                    rec = self._file.load()
+                    if rec is not None:
+                        self._file_state = KillState(rec.engaged, rec.reason, rec.who)
+                except KillSwitchError as exc:
                     # `trader kill` replaces the file atomically; anything else is logged and
                     # the last good reading kept (a spurious halt would cancel and flatten).
                     log.error("kill_switch_file_unreadable", path=str(self.path), error=str(exc))
@@ -70,26 +65,11 @@ class KillSwitchWatch:
         return state
 
     def write(self, state: KillState) -> None:
-        """Persist a change made inside the daemon (atomic replace, like ``trader kill``)."""
+        """Persist a change made inside the daemon, in the format ``trader kill`` writes."""
         ts = time.time_ns()
-        record = {"engaged": state.engaged, "reason": state.reason, "ts": ts,
-                  "who": state.who or "daemon",
-                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1e9))}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._file.save(KillSwitchRecord(
+            state.engaged, state.reason, ts, state.who or "daemon",
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1e9)),
+        ))
         self._file_state = state
-        try:
-            st = self.path.stat()
-            self._version = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            self._version = None
+        self._version = self._file.version()

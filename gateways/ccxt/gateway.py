@@ -341,7 +341,7 @@ class CcxtGateway:
             if self.config.use_websocket and failures < t.ws_failures_before_polling:
                 try:
                     await self._backfill(symbol)
-                    await self._stream_bars(symbol, on_data=lambda: None)
+                    await self._stream_bars(symbol)
                 except asyncio.CancelledError:
                     raise
                 except (NetworkError, ExchangeError) as exc:
@@ -357,25 +357,30 @@ class CcxtGateway:
             else:
                 failures = await self._poll_bars(symbol, failures)
 
-    async def _stream_bars(self, symbol: str, on_data: Callable[[], None]) -> None:
+    async def _stream_bars(self, symbol: str) -> None:
         """Consume ``watch_ohlcv`` until it fails; a quiet market is closed through REST."""
         ex = self._ex
         closer = self._closers[symbol]
         tf = self.config.timeframe
         grace_ms = int(self.config.timing.close_grace_s * 1000)
+        quiet_floor_s = 0.05
         watch: asyncio.Task[Any] | None = None
         try:
             while self._running:
                 if watch is None:
                     watch = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
                 end = closer.current_end_ms()
-                timeout = None if end is None else max(0.05, (end + grace_ms - self._now_ms()) / 1e3)
+                timeout = None
+                if end is not None:
+                    timeout = max(quiet_floor_s, (end + grace_ms - self._now_ms()) / 1e3)
                 done, _ = await asyncio.wait({watch}, timeout=timeout)
                 if not done:
                     # nothing arrived although the forming candle should be over:
                     # ask REST (venues such as Kraken send no candle without trades)
-                    await self._backfill(symbol)
+                    got = await self._backfill(symbol)
+                    quiet_floor_s = 0.05 if got else self.config.timing.poll_interval_s
                     continue
+                quiet_floor_s = 0.05
                 candles = watch.result()
                 watch = None
                 for c in candles:
@@ -723,7 +728,8 @@ class CcxtGateway:
             market = ex.markets.get(symbol)
             if market is None:
                 raise GatewayStartError(
-                    f"gateway {self.name}: symbol {symbol!r} is not listed on {self.config.exchange}"
+                    f"gateway {self.name}: symbol {symbol!r} is not listed on "
+                    f"{self.config.exchange}"
                 )
             self.instruments[inst] = instrument_from_market(market, inst, self.config.exchange,
                                                             ex.precisionMode)

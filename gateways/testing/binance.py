@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gateways.testing.standin import Fault, MarketSpec, Recorded, SOrder, STrade, StandinExchange
+from gateways.testing.standin import Fault, MarketSpec, Recorded, SOrder, StandinExchange, STrade
 
 _INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 

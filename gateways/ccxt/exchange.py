@@ -58,6 +58,7 @@ class Dialect:
     """Venue specifics ccxt does not unify; the defaults suit Binance-like venues."""
 
     options: dict[str, Any] = {}
+    sign_with_server_time = True
 
     async def find_order(
         self, ex: Any, client_order_id: str, symbols: list[str]
@@ -87,6 +88,8 @@ class BinanceDialect(Dialect):
 
 
 class KrakenDialect(Dialect):
+    sign_with_server_time = False  # the nonce must only ever grow
+
     async def find_order(
         self, ex: Any, client_order_id: str, symbols: list[str]
     ) -> dict[str, Any] | None:

@@ -58,6 +58,7 @@ log = structlog.get_logger(__name__)
 
 _MS = 1_000_000
 _EPS = 1e-12
+_SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
 
 
 class GatewayStartError(RuntimeError):
@@ -128,6 +129,7 @@ class CcxtGateway:
         self._parked: dict[str, list[dict[str, Any]]] = {}  # broker id -> trades before the ack
         self._quotes: set[str] = set()
         self.stats = GatewayStats()
+        self._offset_ms = 0
         self.private_ws_ok = False
 
     # -- protocol --------------------------------------------------------------------
@@ -326,6 +328,12 @@ class CcxtGateway:
         if start is None:
             cur = closer.current
             if cur is None:
+                # first contact: the last closed candle becomes the baseline, so the
+                # stream starts with the first bar that closes after we connected
+                tf_ms = self._tf_s * 1000
+                now = self._now_ms()
+                recent = await self._fetch_ohlcv_range(symbol, now - 3 * tf_ms, None)
+                closer.on_rest(recent, now)
                 return 0
             start = int(cur[0])
         candles = await self._fetch_ohlcv_range(symbol, start, until_ms)
@@ -340,6 +348,8 @@ class CcxtGateway:
         while self._running:
             if self.config.use_websocket and failures < t.ws_failures_before_polling:
                 try:
+                    if failures:
+                        await self._sync_time()  # a long outage may have moved the clocks
                     await self._backfill(symbol)
                     await self._stream_bars(symbol)
                 except asyncio.CancelledError:
@@ -358,44 +368,80 @@ class CcxtGateway:
                 failures = await self._poll_bars(symbol, failures)
 
     async def _stream_bars(self, symbol: str) -> None:
-        """Consume ``watch_ohlcv`` until it fails; a quiet market is closed through REST."""
+        """Consume ``watch_ohlcv`` until it fails; a quiet market is closed through REST.
+
+        The watch is only a wake-up: a ``watch_*`` call resolves on one message,
+        and messages arriving before the next call land in ccxt's cache without
+        waking anybody.  So the next watch is armed first, then the cache is read.
+        """
         ex = self._ex
         closer = self._closers[symbol]
         tf = self.config.timeframe
         grace_ms = int(self.config.timing.close_grace_s * 1000)
         quiet_floor_s = 0.05
-        watch: asyncio.Task[Any] | None = None
+        watch: asyncio.Task[Any] = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
         try:
             while self._running:
-                if watch is None:
-                    watch = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
                 end = closer.current_end_ms()
-                timeout = None
+                timeout = _SAFETY_WAKE_S
                 if end is not None:
-                    timeout = max(quiet_floor_s, (end + grace_ms - self._now_ms()) / 1e3)
+                    timeout = min(timeout, max(quiet_floor_s,
+                                               (end + grace_ms - self._now_ms()) / 1e3))
                 done, _ = await asyncio.wait({watch}, timeout=timeout)
-                if not done:
+                if done:
+                    returned = watch.result()  # raises the stream's error, if any
+                    watch = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
+                    await asyncio.sleep(0)  # let the new watch register before reading
+                else:
+                    returned = []
+                await self._consume_candles(symbol, self._fresh_candles(symbol, returned))
+                end_now = closer.current_end_ms()
+                if not done and end_now is not None and end_now + grace_ms <= self._now_ms():
                     # nothing arrived although the forming candle should be over:
                     # ask REST (venues such as Kraken send no candle without trades)
                     got = await self._backfill(symbol)
                     quiet_floor_s = 0.05 if got else self.config.timing.poll_interval_s
-                    continue
-                quiet_floor_s = 0.05
-                candles = watch.result()
-                watch = None
-                for c in candles:
-                    res = closer.on_update(c)
-                    if res.closed:
-                        self._emit_bars(symbol, res.closed)
-                    if res.gap_from_ms is not None:
-                        filled = await self._fetch_ohlcv_range(symbol, res.gap_from_ms,
-                                                               res.gap_to_ms)
-                        got = closer.on_rest(filled, self._now_ms())
-                        self._emit_bars(symbol, got)
-                        self.stats.backfilled_bars += len(got)
+                elif done:
+                    quiet_floor_s = 0.05
         finally:
-            if watch is not None and not watch.done():
+            if not watch.done():
                 watch.cancel()
+
+    async def _consume_candles(self, symbol: str, candles: list[Any]) -> None:
+        closer = self._closers[symbol]
+        for c in candles:
+            res = closer.on_update(c)
+            if res.closed:
+                self._emit_bars(symbol, res.closed)
+            if res.gap_from_ms is not None:
+                filled = await self._fetch_ohlcv_range(symbol, res.gap_from_ms, res.gap_to_ms)
+                got = closer.on_rest(filled, self._now_ms())
+                self._emit_bars(symbol, got)
+                self.stats.backfilled_bars += len(got)
+
+    def _fresh_candles(self, symbol: str, returned: list[Any]) -> list[Any]:
+        """Everything new in ccxt's candle cache, not only what woke the watcher.
+
+        A ``watch_*`` call resolves on one message; messages that arrive before
+        the next call only land in the cache, so the cache is read from its end
+        back to the candle being formed.
+        """
+        cache = (self._ex.ohlcvs.get(symbol) or {}).get(self.config.timeframe)
+        if not cache:
+            return returned
+        closer = self._closers[symbol]
+        floor = closer.current[0] if closer.current is not None else (
+            closer.last_emitted_ms + 1 if closer.last_emitted_ms is not None else None)
+        if floor is None:
+            return list(cache)
+        out = []
+        for i in range(len(cache) - 1, -1, -1):
+            c = cache[i]
+            if c[0] < floor:
+                break
+            out.append(c)
+        out.reverse()
+        return out
 
     async def _poll_bars(self, symbol: str, failures: int) -> int:
         """REST polling when websockets are off or keep failing; retries the WS later."""
@@ -482,8 +528,11 @@ class CcxtGateway:
             self._emit_update(tracked.client_order_id, OrderStatus.ACCEPTED, "", bid)
         for trade in o.get("trades") or []:
             if trade.get("id"):
-                if not trade.get("order"):
-                    trade["order"] = bid
+                # an order response's trades are partial: they omit what the order says
+                trade = dict(trade)
+                trade["order"] = trade.get("order") or bid
+                trade["side"] = trade.get("side") or o.get("side")
+                trade["timestamp"] = trade.get("timestamp") or o.get("timestamp")
                 self._on_trade(trade)
         await self._apply_order(tracked, o)
         if tracked.cancel_requested and not tracked.terminal_sent:
@@ -591,9 +640,14 @@ class CcxtGateway:
             # the execution report can overtake the order's REST acknowledgement
             self._parked.setdefault(bid, []).append(trade)
             return
+        try:
+            fill = trade_to_fill(trade, tracked.client_order_id, tracked.instrument_id,
+                                 self._quote_of(tracked.symbol))
+        except BrokerMessageError as exc:
+            # not marked seen: the REST catch-up may still deliver it whole
+            log.error("bad_trade_message", gateway=self.name, error=str(exc))
+            return
         self._seen_trades.add(tid)
-        fill = trade_to_fill(trade, tracked.client_order_id, tracked.instrument_id,
-                             self._quote_of(tracked.symbol))
         tracked.trade_ids.add(tid)
         tracked.filled += fill.quantity
         if not tracked.accepted_sent:
@@ -637,21 +691,25 @@ class CcxtGateway:
         trades_task = asyncio.ensure_future(ex.watch_my_trades())
         try:
             while self._running:
-                done, _ = await asyncio.wait({orders_task, trades_task},
+                done, _ = await asyncio.wait({orders_task, trades_task}, timeout=_SAFETY_WAKE_S,
                                              return_when=asyncio.FIRST_COMPLETED)
-                self.private_ws_ok = True
                 if trades_task in done:
-                    trades = trades_task.result()
+                    trades_task.result()
                     trades_task = asyncio.ensure_future(ex.watch_my_trades())
-                    for trade in trades:
-                        self._on_trade(trade)
                 if orders_task in done:
-                    orders = orders_task.result()
+                    orders_task.result()
                     orders_task = asyncio.ensure_future(ex.watch_orders())
-                    for o in orders:
-                        tracked = self._tracked_for(o)
-                        if tracked is not None:
-                            await self._apply_order(tracked, o)
+                if done:
+                    self.private_ws_ok = True
+                    await asyncio.sleep(0)  # let the new watches register before reading
+                # as with candles, read ccxt's caches: updates that arrived between
+                # two watch calls are there and woke nobody
+                for trade in list(ex.myTrades or []):
+                    self._on_trade(trade)
+                for o in list(ex.orders or []):
+                    tracked = self._tracked_for(o)
+                    if tracked is not None and not tracked.terminal_sent:
+                        await self._apply_order(tracked, o)
         finally:
             for task in (orders_task, trades_task):
                 if not task.done():
@@ -740,19 +798,29 @@ class CcxtGateway:
         return str(market["quote"]) if market else None
 
     async def _sync_time(self) -> None:
+        """Measure the exchange clock offset (used to decide when a bar has closed).
+
+        Only dialects that sign with the server time get it written into ccxt's
+        ``timeDifference``: Kraken derives its nonce from it, and a re-measured
+        offset (one-second resolution there) could move the nonce backwards.
+        """
         ex = self._ex
         if not ex.has.get("fetchTime"):
             return
         try:
-            await ex.load_time_difference()
+            server_ms = await ex.fetch_time()
         except (NetworkError, ExchangeError) as exc:
             log.warning("time_sync_failed", gateway=self.name, error=str(exc))
+            return
+        if server_ms is None:
+            return
+        self._offset_ms = int(time.time() * 1000) - int(server_ms)
+        if self._dialect.sign_with_server_time:
+            ex.options["timeDifference"] = self._offset_ms
 
     def _now_ms(self) -> int:
         """Exchange time: local clock corrected by the measured server offset."""
-        ex = self._ex
-        diff = int(ex.options.get("timeDifference") or 0) if ex is not None else 0
-        return int(time.time() * 1000) - diff
+        return int(time.time() * 1000) - self._offset_ms
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
         tracked.in_flight = False

@@ -38,6 +38,10 @@ class BinanceStandin(StandinExchange):
         self.balances = {"USDT": 100_000.0, "BTC": 0.0, "ETH": 0.0}
         self.subscriptions: list[str] = []
         self.kline_interval = "1m"
+        self.private_subs = 0
+
+    def private_subscriptions(self) -> int:
+        return self.private_subs
 
     def urls(self) -> dict[str, Any]:
         """The ``urls['api']`` override pointing ccxt at this stand-in."""
@@ -91,6 +95,8 @@ class BinanceStandin(StandinExchange):
             if bad is not None:
                 return params, fault, bad
         if fault is not None:
+            if fault.kind == "stall_before":
+                return params, fault, self.error(-1000, "Internal error.", 500)
             if fault.kind == "rate_limit":
                 return params, fault, self.error(-1003, "Too many requests.", 429)
             if fault.kind == "error":
@@ -321,6 +327,7 @@ class BinanceStandin(StandinExchange):
                 return
             await ws.send_json({"id": msg.get("id"), "status": 200,
                                 "result": {"subscriptionId": 0}})
+            self.private_subs += 1
 
     def execution_report(self, o: SOrder, exec_type: str, trade: STrade | None) -> dict[str, Any]:
         status = {"open": "PARTIALLY_FILLED" if o.filled > 0 else "NEW", "closed": "FILLED",

@@ -59,6 +59,9 @@ class KrakenStandin(StandinExchange):
         self.subscriptions: list[dict[str, Any]] = []
         self.interval_min = 1
 
+    def private_subscriptions(self) -> int:
+        return sum(1 for sub in self.subscriptions if sub.get("channel") == "executions")
+
     def urls(self) -> dict[str, Any]:
         """The ``urls['api']`` override pointing ccxt at this stand-in."""
         return {
@@ -145,7 +148,7 @@ class KrakenStandin(StandinExchange):
         mac = hmac.new(base64.b64decode(self.secret), path.encode() + sha, hashlib.sha512)
         if not hmac.compare_digest(base64.b64encode(mac.digest()).decode(),
                                    headers.get("API-Sign", "")):
-            return "EAPI:Invalid signature"
+            return "EAPI:Invalid key"  # what Kraken answers to a bad signature
         if int(nonce) <= self.last_nonce:
             return "EAPI:Invalid nonce"
         self.last_nonce = int(nonce)
@@ -157,6 +160,8 @@ class KrakenStandin(StandinExchange):
         params = dict(parse_qsl(body))
         rec = Recorded("POST", request.path, params)
         fault = await self.record_and_fault(method, rec)
+        if fault is not None and fault.kind == "stall_before":
+            return self.err("EGeneral:Internal error")  # the caller has long given up
         bad = self._verify(request.path, body, request.headers)
         rec.signed_ok = bad is None
         if bad is not None:

@@ -113,6 +113,7 @@ class StandinExchange:
         self.market_ws: set[web.WebSocketResponse] = set()
         self.private_ws: set[web.WebSocketResponse] = set()
         self._ids = itertools.count(1)
+        self.clock_offset_ms = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.app = web.Application()
@@ -190,9 +191,13 @@ class StandinExchange:
     def next_id(self) -> int:
         return next(self._ids)
 
-    @staticmethod
-    def now_ms() -> int:
-        return int(time.time() * 1000)
+    def now_ms(self) -> int:
+        """The venue's clock: real time shifted by a scriptable offset."""
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    def set_clock(self, ms: int) -> None:
+        """Make the venue's clock read ``ms`` now (it keeps running from there)."""
+        self.clock_offset_ms = ms - int(time.time() * 1000)
 
     def affordable(self, spec: MarketSpec, side: str, qty: float, price: float) -> bool:
         if side == "buy":

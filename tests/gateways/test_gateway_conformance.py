@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from gateways.ccxt import GatewayStartError
-from gateways.testing.harness import ANCHOR_MS, HARNESSES, MINUTE_MS, CcxtHarness, candle, wait_until
+from gateways.testing.harness import (
+    ANCHOR_MS,
+    HARNESSES,
+    MINUTE_MS,
+    CcxtHarness,
+    candle,
+    wait_until,
+)
 from gateways.testing.standin import Fault
 from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 
@@ -36,7 +43,8 @@ def bars(events: list[Any]) -> list[Bar]:
 
 
 def fills(events: list[Any], coid: str | None = None) -> list[Fill]:
-    return [e for e in events if isinstance(e, Fill) and (coid is None or e.client_order_id == coid)]
+    return [e for e in events
+            if isinstance(e, Fill) and (coid is None or e.client_order_id == coid)]
 
 
 def updates(events: list[Any], coid: str) -> list[OrderUpdate]:

@@ -16,6 +16,7 @@ positions) that reconciliation compares against.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,7 +52,8 @@ def fill_price(order: OrderRequest, bar: Bar, slippage_bps: float) -> float | No
 
 
 def commission(notional: float, costs: SimCosts, first_fill: bool) -> float:
-    return abs(notional) * costs.commission_bps / 10_000.0 + (costs.fee_per_order if first_fill else 0.0)
+    fixed = costs.fee_per_order if first_fill else 0.0
+    return abs(notional) * costs.commission_bps / 10_000.0 + fixed
 
 
 class SimulatedGateway:
@@ -66,6 +68,7 @@ class SimulatedGateway:
         initial_cash: float = 0.0,
         currency: str = "USD",
         name: str = "sim",
+        history_limit: int | None = 50_000,
     ) -> None:
         self.name = name
         self.instruments = dict(instruments)
@@ -76,11 +79,15 @@ class SimulatedGateway:
         self._orders: dict[str, OrderReport] = {}
         self._last: dict[str, Bar] = {}
         self._seq = 0
-        self.fills: list[Fill] = []
+        # The broker-side record is bounded so a replay's memory does not grow
+        # with history; ``history_limit=None`` keeps everything (a paper broker).
+        self.history_limit = history_limit
+        self.fills: deque[Fill] = deque(maxlen=history_limit)
         self.cash: dict[str, float] = {currency: initial_cash}
         self.positions: dict[str, float] = {}
         self.currency = currency
-        self.submitted: list[str] = []
+        self.submitted: deque[str] = deque(maxlen=history_limit)
+        self._terminal: deque[str] = deque()
 
     # -- Gateway protocol -------------------------------------------------
     def bind(self, sink: EventSink) -> None:
@@ -97,7 +104,9 @@ class SimulatedGateway:
         inst = self.instruments.get(order.instrument_id)
         ts = order.ts
         if order.client_order_id in self._orders:
-            self._emit_update(order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id")
+            self._emit_update(
+                order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id"
+            )
             return
         reason = None
         if inst is None:
@@ -177,7 +186,8 @@ class SimulatedGateway:
             qty, price, fee, self._orders[order.client_order_id].broker_order_id,
         )
         sign = order.side.sign
-        self.positions[order.instrument_id] = self.positions.get(order.instrument_id, 0.0) + sign * qty
+        inst_id = order.instrument_id
+        self.positions[inst_id] = self.positions.get(inst_id, 0.0) + sign * qty
         self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
         r = self._orders[order.client_order_id]
         self._orders[order.client_order_id] = OrderReport(
@@ -185,9 +195,20 @@ class SimulatedGateway:
             qty, r.broker_order_id, r.limit_price,
         )
         self.fills.append(fill)
+        self._forget_old(order.client_order_id)
         self._sink(fill)
 
+    def _forget_old(self, coid: str) -> None:
+        limit = self.history_limit
+        if limit is None:
+            return
+        self._terminal.append(coid)
+        while len(self._terminal) > limit:
+            self._orders.pop(self._terminal.popleft(), None)
+
     def _set_status(self, coid: str, status: OrderStatus) -> None:
+        if status.is_terminal:
+            self._forget_old(coid)
         r = self._orders[coid]
         self._orders[coid] = OrderReport(
             r.client_order_id, r.instrument_id, status, r.side, r.quantity,

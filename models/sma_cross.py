@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from pydantic import Field, model_validator
 
 from models.base import Model, Params
-from models.indicators import RollingMean
 from trader.events import Bar
 
 
@@ -28,26 +29,40 @@ class SmaCross(Model):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        p = self.params
-        self._state: dict[str, tuple[RollingMean, RollingMean, list]] = {
-            inst: (RollingMean(p.fast), RollingMean(p.slow), [None]) for inst in self.instruments
+        # Per instrument: [window of closes, fast sum, slow sum, above?]. Both
+        # sums are kept incrementally from one window: O(1) per bar.
+        self._state: dict[str, list] = {
+            inst: [deque(), 0.0, 0.0, None] for inst in self.instruments
         }
 
     def warmup_bars(self) -> int:
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
-        fast, slow, last = self._state[bar.instrument_id]
-        f = fast.update(bar.close)
-        s = slow.update(bar.close)
-        if s is None:
+        st = self._state[bar.instrument_id]
+        buf = st[0]
+        c = bar.close
+        buf.append(c)
+        fsum = st[1] + c
+        ssum = st[2] + c
+        fast = self.params.fast
+        slow = self.params.slow
+        n = len(buf)
+        if n > fast:
+            fsum -= buf[-fast - 1]
+        if n > slow:
+            ssum -= buf.popleft()
+            n -= 1
+        st[1] = fsum
+        st[2] = ssum
+        if n < slow:
             return None
-        above = f > s
-        if above == last[0]:
+        above = fsum / fast > ssum / slow
+        last = st[3]
+        if above == last:
             return None
-        first = last[0] is None
-        last[0] = above
-        if first and not above:
+        st[3] = above
+        if last is None and not above:
             return None  # no position to leave before the first cross
         if above:
             w = 1.0

@@ -1,6 +1,7 @@
 """Builds higher-timeframe bars (5m, 1h, H4, D1, ...) from base bars.
 
-Windows are aligned to the UTC epoch.  A bar is published only once its window
+Windows are aligned to the UTC epoch, except that weekly windows start on
+Monday 00:00 UTC (the epoch fell on a Thursday).  A bar is published only once its window
 is closed: when the base bar that ends the window arrives, or when a later base
 bar (or ``flush``) proves the window is over.  Missing base bars are simply
 absent from the window; no price is invented.  An empty window yields no bar.
@@ -12,6 +13,9 @@ from collections.abc import Callable
 
 from trader.events import Bar
 from trader.timeframes import NS
+
+_WEEK = 7 * 86_400
+_MONDAY_NS = 4 * 86_400 * NS  # 1970-01-05, the first Monday after the epoch
 
 
 class _Window:
@@ -45,12 +49,15 @@ class BarAggregator:
             )
         known = self._base.setdefault(instrument_id, base_timeframe)
         if known != base_timeframe:
-            raise ValueError(f"{instrument_id}: conflicting base timeframes {known}s and {base_timeframe}s")
+            raise ValueError(
+                f"{instrument_id}: conflicting base timeframes {known}s and {base_timeframe}s"
+            )
         if timeframe == base_timeframe:
             return
         targets = self._targets.setdefault(instrument_id, [])
         if all(t[0] != timeframe for t in targets):
-            targets.append([timeframe, None])
+            offset = _MONDAY_NS if timeframe % _WEEK == 0 else 0
+            targets.append([timeframe, None, offset])
             targets.sort(key=lambda t: t[0])
 
     def on_bar(self, bar: Bar) -> None:
@@ -61,7 +68,7 @@ class BarAggregator:
             tf_ns = target[0] * NS
             win = target[1]
             # A base bar belongs to the window containing its open time.
-            start = bar.ts_open - bar.ts_open % tf_ns
+            start = bar.ts_open - (bar.ts_open - target[2]) % tf_ns
             if win is not None and start != win.start:
                 self._emit(bar.instrument_id, target[0], win)
                 win = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.table import Table
 
 from trader.config import ConfigError
 from trader.feed import DataError
+
+if TYPE_CHECKING:
+    from trader.backtest import BacktestResult
+    from trader.config import AppConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
@@ -34,26 +39,39 @@ def backtest(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
-    from trader.backtest import run_backtest
     from trader.config import load_config
 
     cfg = load_config(config)
     out_dir = out or Path("runs") / cfg.name
-    if progress and console.is_terminal:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from trader.feed import feed_from_config
-
-        feed = feed_from_config(cfg)
-        total = feed.total_rows()
-        with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
-                      TimeRemainingColumn(), console=console, transient=True) as bar:
-            task = bar.add_task("replay", total=total)
-            result = run_backtest(cfg, out_dir, feed=feed,
-                                  progress=lambda n: bar.update(task, completed=n))
-    else:
-        result = run_backtest(cfg, out_dir)
+    try:
+        result = _replay(cfg, out_dir, progress and console.is_terminal)
+    except ConfigError as exc:
+        # Problems found while wiring the engine: still name the file.
+        raise ConfigError(f"{config}: {exc}") from None
     print_summary(result.metrics, out_dir)
+    for inst_id, stats in sorted(result.feed_stats.items()):
+        if stats["skipped"]:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
+            err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "
+                              f"of {stats['rows']} ({reasons})", highlight=False)
+
+
+def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool) -> BacktestResult:
+    from trader.backtest import run_backtest
+
+    if not show_progress:
+        return run_backtest(cfg, out_dir)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trader.feed import feed_from_config
+
+    feed = feed_from_config(cfg)
+    total = feed.total_rows()
+    with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("replay", total=total)
+        return run_backtest(cfg, out_dir, feed=feed,
+                            progress=lambda n: bar.update(task, completed=n))
 
 
 def print_summary(metrics: dict, out_dir: Path) -> None:

@@ -101,22 +101,22 @@ class AppConfig(Strict):
         ids = [i.id for i in self.instruments]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"duplicate instrument ids: {dupes}")
+            raise ValueError(f"instruments: duplicate instrument ids {dupes}")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate model names: {dupes}")
+            raise ValueError(f"models: duplicate model names {dupes}")
         known = set(ids)
         for idx, m in enumerate(self.models):
             for inst in m.instruments:
                 if inst not in known:
                     raise ValueError(
-                        f"models[{idx}] ({m.name}): unknown instrument {inst!r}; "
-                        f"configured instruments are {sorted(known)}"
+                        f"models.{idx}.instruments: unknown instrument {inst!r} in model "
+                        f"{m.name!r}; configured instruments are {sorted(known)}"
                     )
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
-            raise ValueError(f"model budgets sum to {total:.4f}, which exceeds 1")
+            raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
         return self
 
     def instrument(self, instrument_id: str) -> InstrumentConfig:
@@ -129,8 +129,12 @@ class AppConfig(Strict):
 def format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
+        if not path:
+            # Cross-field checks name their own key path at the start of the message.
+            lines.append(f"  at {msg.removeprefix('Value error, ')}")
+            continue
         if e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
@@ -160,6 +164,45 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def model_problems(cfg: AppConfig) -> list[str]:
+    """What is wrong with the models section beyond its shape: unknown classes, bad
+    params, timeframes the instrument's data cannot build; as ``key.path: problem``."""
+    from models.registry import MODEL_CLASSES
+
+    problems = []
+    for idx, mc in enumerate(cfg.models):
+        cls = MODEL_CLASSES.get(mc.model)
+        if cls is None:
+            problems.append(f"models.{idx}.model: unknown model class {mc.model!r}; "
+                            f"known: {sorted(MODEL_CLASSES)}")
+            continue
+        try:
+            cls.Params(**mc.params)
+        except ValidationError as err:
+            for e in err.errors():
+                key = ".".join(str(x) for x in e["loc"])
+                msg = e["msg"].removeprefix("Value error, ")
+                if e["type"] == "extra_forbidden":
+                    msg = "unknown parameter (check the spelling)"
+                elif "input" in e and not isinstance(e["input"], dict | list):
+                    msg += f" (got {e['input']!r})"
+                problems.append(f"models.{idx}.params{'.' + key if key else ''}: {msg}")
+        except TypeError as exc:
+            problems.append(f"models.{idx}.params: {exc}")
+        tf = parse_timeframe(mc.timeframe)
+        for inst_id in mc.instruments:
+            inst = next((i for i in cfg.instruments if i.id == inst_id), None)
+            if inst is None or inst.data is None:
+                continue
+            base = parse_timeframe(inst.data.timeframe)
+            if tf % base:
+                problems.append(
+                    f"models.{idx}.timeframe: {mc.timeframe} is not a multiple of "
+                    f"{inst_id}'s data timeframe {inst.data.timeframe}"
+                )
+    return problems
+
+
 def load_config(path: str | Path) -> AppConfig:
     """Load and validate a config file; relative data paths resolve against its folder."""
     p = Path(path)
@@ -168,6 +211,10 @@ def load_config(path: str | Path) -> AppConfig:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(str(p), err)) from None
+    problems = model_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join([f"{p}: invalid configuration",
+                                      *(f"  at {x}" for x in problems)]))
     base = p.resolve().parent
     for inst in cfg.instruments:
         if inst.data is not None and not inst.data.path.is_absolute():

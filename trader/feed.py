@@ -45,27 +45,43 @@ class FeedStats:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def _ts_to_ns(col: pa.ChunkedArray | pa.Array, path: Path) -> np.ndarray:
+def _ts_to_ns(col: pa.ChunkedArray | pa.Array, path: Path, row0: int = 0) -> np.ndarray:
+    """The ``ts`` column as int64 UTC nanoseconds; ``DataError`` names the first bad row."""
     t = col.type
     if pa.types.is_timestamp(t):
-        if t.tz is None:
-            # Naive timestamps are taken as UTC, as documented in the README.
-            pass
-        return col.cast(pa.timestamp("ns", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    if pa.types.is_integer(t):
-        arr = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        if len(arr) and arr.max() < 10**11:  # seconds since epoch
-            return arr * NS
-        if len(arr) and arr.max() < 10**14:  # milliseconds
-            return arr * 1_000_000
-        return arr
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        # Naive timestamps are taken as UTC, as documented in the README.
+        out = col.cast(pa.timestamp("ns", tz=t.tz)).cast(pa.int64())
+    elif pa.types.is_integer(t):
+        out = col.cast(pa.int64())
+        top = pc.max(out).as_py()
+        if top is not None and top < 10**11:  # seconds since epoch
+            out = pc.multiply(out, NS)
+        elif top is not None and top < 10**14:  # milliseconds
+            out = pc.multiply(out, 1_000_000)
+        elif top is not None and top < 10**17:  # microseconds
+            out = pc.multiply(out, 1_000)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
         parsed = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit="ns", error_is_null=True)
         if parsed.null_count:
-            parsed2 = pc.cast(col, pa.timestamp("ns", tz="UTC"), safe=False)
-            parsed = parsed2
-        return parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    raise DataError(f"{path}: column 'ts' has unsupported type {t}")
+            try:
+                parsed = pc.cast(col, pa.timestamp("ns", tz="UTC"), safe=False)
+            except pa.ArrowInvalid:
+                for i, text in enumerate(col.to_pylist()):
+                    try:
+                        pc.cast(pa.array([text]), pa.timestamp("ns", tz="UTC"))
+                    except pa.ArrowInvalid:
+                        raise DataError(
+                            f"{path}: row {row0 + i + 1}: unreadable ts {text!r} "
+                            "(expected ISO-8601 UTC or epoch seconds/ms/ns)"
+                        ) from None
+                raise
+        out = parsed.cast(pa.int64())
+    else:
+        raise DataError(f"{path}: column 'ts' has unsupported type {t}")
+    if out.null_count:
+        first = next(i for i, v in enumerate(out.to_pylist()) if v is None)
+        raise DataError(f"{path}: row {row0 + first + 1}: missing ts")
+    return out.to_numpy(zero_copy_only=False)
 
 
 class BarFile:
@@ -118,9 +134,23 @@ class BarFile:
             raise DataError(f"{path}: cannot read bars: {exc}") from None
 
     def total_rows(self) -> int | None:
-        if self.spec.path.suffix.lower() == ".parquet":
-            return pq.ParquetFile(self.spec.path).metadata.num_rows
-        return None
+        """Rows the replay will see (for the progress bar); None when only reading tells."""
+        if self.spec.path.suffix.lower() != ".parquet":
+            return None
+        pf = pq.ParquetFile(self.spec.path)
+        if self.start_ns is None and self.end_ns is None:
+            return pf.metadata.num_rows
+        # A start or end date: count the rows inside it, one column, batch by batch.
+        n = 0
+        for batch in pf.iter_batches(batch_size=self.batch_size, columns=["ts"]):
+            ts = _ts_to_ns(batch.column(0), self.spec.path)
+            keep = np.ones(len(ts), dtype=bool)
+            if self.start_ns is not None:
+                keep &= ts >= self.start_ns
+            if self.end_ns is not None:
+                keep &= ts < self.end_ns
+            n += int(keep.sum())
+        return n
 
     def _bad(self, row: int, problem: str) -> None:
         msg = f"{self.spec.path}: row {row}: {problem}"
@@ -139,7 +169,7 @@ class BarFile:
         row0 = 0
         for batch in self._batches():
             n = batch.num_rows
-            ts = _ts_to_ns(batch.column(0), spec.path)
+            ts = _ts_to_ns(batch.column(0), spec.path, row0)
             o, h, lo, c, v = (
                 batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
                 for i in range(1, 6)

@@ -110,7 +110,9 @@ class Portfolio:
         self.last_bar_ts: dict[str, int] = {}
         self._base = dict(base_timeframes or {})
         self._attribution: Attribution | None = None
+        self._open: dict[str, Position] = {}  # positions that are not flat
         self.nav = initial_cash
+        self.gross = 0.0
         self.hwm = initial_cash
         self.drawdown = 0.0
         self.fill_listeners: list[Callable[[Fill, float], None]] = []
@@ -129,10 +131,7 @@ class Portfolio:
         signed = fill.quantity * fill.side.sign
         split = self._attribution(fill) if self._attribution else {}
         realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission)
-        allocated = 0.0
-        for model, qty in split.items():
-            allocated += qty
-        rest = signed - allocated
+        rest = signed - sum(split.values())
         for model, qty in split.items():
             fee = fill.commission * abs(qty) / fill.quantity if fill.quantity else 0.0
             self.model_book(model).apply(fill.instrument_id, qty, fill.price, fee)
@@ -141,28 +140,36 @@ class Portfolio:
             self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price, fee)
         if fill.instrument_id not in self.marks:
             self.marks[fill.instrument_id] = fill.price
+        pos = self.account.positions[fill.instrument_id]
+        if pos.quantity:
+            self._open[fill.instrument_id] = pos
+        else:
+            self._open.pop(fill.instrument_id, None)
         self._revalue()
         for listener in self.fill_listeners:
             listener(fill, realized)
 
     def on_bar(self, bar: Bar) -> None:
         inst = bar.instrument_id
-        base = self._base.get(inst)
-        if base is not None and bar.timeframe != base:
+        if self._base.get(inst, bar.timeframe) != bar.timeframe:
             return
         self.marks[inst] = bar.close
         self.last_bar_ts[inst] = bar.ts
-        self._revalue()
+        # A price move of an instrument we hold no position in changes nothing.
+        if inst in self._open:
+            self._revalue()
 
     def _revalue(self) -> None:
         nav = self.account.cash
+        gross = 0.0
         marks = self.marks
         mult = self._mult
-        for inst, pos in self.account.positions.items():
-            q = pos.quantity
-            if q:
-                nav += q * marks[inst] * mult[inst]
+        for inst, pos in self._open.items():
+            v = pos.quantity * marks[inst] * mult[inst]
+            nav += v
+            gross += v if v > 0 else -v
         self.nav = nav
+        self.gross = gross
         if nav > self.hwm:
             self.hwm = nav
         self.drawdown = 1.0 - nav / self.hwm if self.hwm > 0 else 0.0
@@ -177,10 +184,14 @@ class Portfolio:
         return q * self.marks.get(instrument_id, 0.0) * self._mult[instrument_id] if q else 0.0
 
     def gross_exposure(self) -> float:
-        return sum(abs(self.exposure(i)) for i in self.account.positions)
+        return self.gross
 
     def net_exposure(self) -> float:
-        return sum(self.exposure(i) for i in self.account.positions)
+        return self.nav - self.account.cash
+
+    @property
+    def has_positions(self) -> bool:
+        return bool(self._open)
 
     def pnl(self) -> float:
         return self.nav - self.initial_cash

@@ -34,11 +34,12 @@ class Recorder:
     """Samples the portfolio and counts trades while a run goes on."""
 
     def __init__(self, portfolio: Portfolio, trades_file: IO[str] | None = None,
-                 keep_fills: bool = True) -> None:
+                 keep_fills: bool = False, base_timeframes: dict[str, int] | None = None) -> None:
         self.portfolio = portfolio
+        self._base = dict(base_timeframes or {})
         self.equity: list[EquityPoint] = []
         self._day: int | None = None
-        self._pending: EquityPoint | None = None
+        self._prev: tuple | None = None
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.bars = 0
@@ -56,25 +57,24 @@ class Recorder:
         portfolio.fill_listeners.append(self.on_fill)
 
     def on_bar(self, bar: Bar) -> None:
+        """Samples NAV at the last base bar of each UTC day."""
+        if self._base.get(bar.instrument_id, bar.timeframe) != bar.timeframe:
+            return
         pf = self.portfolio
         ts = bar.ts
         if self.first_ts is None:
             self.first_ts = ts
             self.equity.append(EquityPoint(bar.ts_open, pf.initial_cash, pf.initial_cash, 0.0, 0.0))
-        self.last_ts = ts
         self.bars += 1
-        gross = 0.0
-        for pos in pf.account.positions.values():
-            if pos.quantity:
-                gross = pf.gross_exposure()
-                self.bars_exposed += 1
-                break
+        if pf._open:
+            self.bars_exposed += 1
         day = (ts - 1) // DAY_NS  # a bar closing at midnight belongs to the day before
-        point = EquityPoint(ts, pf.nav, pf.account.cash, gross, pf.drawdown)
-        if self._day is not None and day != self._day and self._pending is not None:
-            self.equity.append(self._pending)
-        self._day = day
-        self._pending = point
+        if day != self._day:
+            if self._day is not None:
+                self.equity.append(EquityPoint(*self._prev))
+            self._day = day
+        self.last_ts = ts
+        self._prev = (ts, pf.nav, pf.account.cash, pf.gross, pf.drawdown)
 
     def on_fill(self, fill: Fill, realized: float) -> None:
         self.fills += 1
@@ -95,6 +95,6 @@ class Recorder:
             self.fill_rows.append(row)
 
     def finish(self) -> None:
-        if self._pending is not None:
-            self.equity.append(self._pending)
-            self._pending = None
+        if self._prev is not None:
+            self.equity.append(EquityPoint(*self._prev))
+            self._prev = None

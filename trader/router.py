@@ -75,6 +75,12 @@ class Router:
         gateway = self.gateways.get(request.gateway)
         if gateway is None:
             raise KeyError(f"no gateway named {request.gateway!r}")
+        coid = request.client_order_id
+        if coid in self.active or coid in self._recent:
+            # Sending it would make the broker's "duplicate id" rejection land on
+            # the order that already owns the id.
+            log.error("order_dropped_duplicate_client_order_id", client_order_id=coid)
+            return None
         order = Order(request, model_tags=model_tags)
         self.active[request.client_order_id] = order
         self._open_qty[request.instrument_id] = (
@@ -137,7 +143,8 @@ class Router:
             )
             if order.client_order_id in self.active:
                 inst = fill.instrument_id
-                self._open_qty[inst] = self._open_qty.get(inst, 0.0) - fill.quantity * fill.side.sign
+                signed = fill.quantity * fill.side.sign
+                self._open_qty[inst] = self._open_qty.get(inst, 0.0) - signed
             done = order.filled_quantity >= order.request.quantity * (1 - 1e-9)
             status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
             if order.status.is_terminal:

@@ -58,11 +58,23 @@ class ModelRunner:
                 changed.update(self.allocator.set_weights(model.name, weights))
         # During warm-up models form their view but nothing is traded.
         if changed and self.trading:
-            self.rebalance(sorted(changed))
+            # A higher-timeframe bar whose window lacked its last base bars is
+            # published when a later base bar proves it closed; that later bar's
+            # close already marks the portfolio the orders are sized from, so the
+            # decision is stamped with it, never earlier than the data it used.
+            ts = bar.ts
+            seen = self.planner.portfolio.last_bar_ts.get(bar.instrument_id, ts)
+            self.rebalance(sorted(changed), seen if seen > ts else ts)
 
-    def rebalance(self, instrument_ids: list[str]) -> None:
-        """Plan, check and route orders for the given instruments."""
-        ts = self.clock.now()
+    def rebalance(self, instrument_ids: list[str], ts: int | None = None) -> None:
+        """Plan, check and route orders for the given instruments.
+
+        ``ts`` is the time of the event that caused the decision (a bar's close):
+        stamping orders with it rather than the wall clock is what makes a live
+        session's orders identical to the replay of its journal.
+        """
+        if ts is None:
+            ts = self.clock.now()
         for planned in self.planner.plan(instrument_ids):
             request = to_request(
                 planned, self.router.next_client_order_id(), ts,

@@ -92,6 +92,7 @@ class GatewayStats:
     reconnects: int = 0
     backfilled_bars: int = 0
     polled_bars: int = 0
+    polling_fallbacks: int = 0
     submits_sent: int = 0
     resolved_by_query: int = 0
     rate_limited: int = 0
@@ -404,8 +405,7 @@ class CcxtGateway:
                 elif done:
                     quiet_floor_s = 0.05
         finally:
-            if not watch.done():
-                watch.cancel()
+            _discard(watch)
 
     async def _consume_candles(self, symbol: str, candles: list[Any]) -> None:
         closer = self._closers[symbol]
@@ -446,6 +446,7 @@ class CcxtGateway:
     async def _poll_bars(self, symbol: str, failures: int) -> int:
         """REST polling when websockets are off or keep failing; retries the WS later."""
         t = self.config.timing
+        self.stats.polling_fallbacks += 1
         loop = asyncio.get_running_loop()
         retry_ws_at = loop.time() + t.ws_retry_after_polling_s
         while self._running:
@@ -712,8 +713,7 @@ class CcxtGateway:
                         await self._apply_order(tracked, o)
         finally:
             for task in (orders_task, trades_task):
-                if not task.done():
-                    task.cancel()
+                _discard(task)
 
     async def _poll_orders_once(self) -> None:
         for tracked in list(self._orders.values()):
@@ -852,6 +852,14 @@ class CcxtGateway:
         if self._ex is not None:
             with contextlib.suppress(Exception):
                 await self._ex.close()
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a watch we no longer wait for, or collect its error so none goes unretrieved."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _reason(exc: Exception) -> str:

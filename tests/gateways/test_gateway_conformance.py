@@ -334,3 +334,76 @@ async def test_no_url_escapes_loopback(harness: CcxtHarness) -> None:
     assert urls and all("://127.0.0.1:" in u for u in urls)
     dead = [u for u in urls if f":{h.standin.port}" not in u]
     assert dead and all("127.0.0.1:1" in u for u in dead)
+
+
+async def test_websocket_failing_falls_back_to_rest_polling(harness: CcxtHarness) -> None:
+    h = harness
+    history = h.history(3)
+    urls = h.standin.urls()  # type: ignore[attr-defined]
+    # market-data websocket pointed at a closed port: every dial fails
+    broken = {k: (dict(v) if isinstance(v, dict) else v) for k, v in urls.items()}
+    for key in ("spot", "publicV2"):
+        if key in broken["ws"]:
+            broken["ws"][key] = "ws://127.0.0.1:1/ws"
+    events: list[Any] = []
+    timing = h.config().timing.model_copy(update={"ws_retry_after_polling_s": 30.0})
+    gw = h.gateway(events.append, trading=False, urls=broken, timing=timing)
+    await gw.connect()
+    await wait_until(lambda: gw.stats.polling_fallbacks == 1, what="fallback to polling")
+    assert gw.stats.ws_errors == 3
+    later = [candle(ANCHOR_MS + k * MINUTE_MS, 600.0 + k) for k in range(2)]
+    h.standin.set_series(h.venue_id, history + later)
+    h.standin.set_clock(ANCHOR_MS + 2 * MINUTE_MS + 5_000)
+    await gw._sync_time()
+    await wait_until(lambda: len(bars(events)) >= 2, what="bars by polling")
+    assert as_rows(bars(events)) == expected_rows(later)
+    assert gw.stats.polled_bars == 2
+
+
+async def test_quiet_market_bar_is_closed_through_rest(harness: CcxtHarness) -> None:
+    h = harness
+    h.history(3)
+    events: list[Any] = []
+    gw = h.gateway(events.append, trading=False)
+    await gw.connect()
+    await h.wait_market_ws()
+    await h.standin.push_candle(h.venue_id, candle(ANCHOR_MS, 700.0, 0.5))
+    final = [float(ANCHOR_MS), 700.0, 710.0, 690.0, 705.0, 4.0]
+    h.standin.set_series(h.venue_id, h.standin.candles[h.venue_id][:-1] + [final])
+    # no next candle ever comes (no trades); the venue clock passes the bar's end
+    h.standin.set_clock(ANCHOR_MS + MINUTE_MS + 100)
+    await gw._sync_time()
+    await wait_until(lambda: len(bars(events)) >= 1, what="bar closed by REST")
+    assert as_rows(bars(events)) == expected_rows([final])
+
+
+async def test_partial_fill_then_cancel_keeps_event_order(harness: CcxtHarness) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await gw.connect()
+    await h.wait_private_ws(gw)
+    gw.submit(order("T-10", h.instrument_id, Side.BUY, 0.02, limit=45_000.0))
+    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "T-10"), what="ack")
+    part = await h.standin.fill("T-10", 0.005, 45_000.0)
+    gw.cancel("T-10")
+    await wait_until(lambda: OrderStatus.CANCELED in statuses(events, "T-10"), what="cancel")
+    mine = [e for e in events if getattr(e, "client_order_id", None) == "T-10"]
+    kinds = [type(e).__name__ if isinstance(e, Fill) else e.status.value for e in mine]
+    assert kinds == ["ACCEPTED", "Fill", "CANCELED"]
+    assert fills(events, "T-10")[0].trade_id == part.trade_id
+
+
+async def test_fill_during_order_stream_outage_is_not_lost(harness: CcxtHarness) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await gw.connect()
+    await h.wait_private_ws(gw)
+    gw.submit(order("T-11", h.instrument_id, Side.BUY, 0.01, limit=45_000.0))
+    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "T-11"), what="ack")
+    await h.standin.drop_connections()
+    trade = await h.standin.fill("T-11", notify=False)  # nobody is told
+    await wait_until(lambda: len(fills(events, "T-11")) == 1, what="recovered fill")
+    await asyncio.sleep(0.2)
+    assert [f.trade_id for f in fills(events, "T-11")] == [trade.trade_id]

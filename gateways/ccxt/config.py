@@ -101,6 +101,20 @@ class CcxtGatewayConfig(BaseModel):
         return parse_timeframe(self.timeframe)
 
 
+def parse_config(data: Any, where: str = "gateway") -> CcxtGatewayConfig:
+    """Validate a mapping (a YAML section) into a config; errors name ``where`` and the key."""
+    from pydantic import ValidationError
+
+    try:
+        return CcxtGatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(top)"
+            lines.append(f"{where}.{path}: {err['msg']}")
+        raise CcxtConfigError("; ".join(lines)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """API key and secret; ``repr`` hides both."""

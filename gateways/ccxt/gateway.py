@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ log = structlog.get_logger(__name__)
 _MS = 1_000_000
 _EPS = 1e-12
 _SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
+_KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
 
 
 class GatewayStartError(RuntimeError):
@@ -131,6 +133,7 @@ class CcxtGateway:
         self._quotes: set[str] = set()
         self.stats = GatewayStats()
         self._offset_ms = 0
+        self._retired: deque[str] = deque()
         self.private_ws_ok = False
 
     # -- protocol --------------------------------------------------------------------
@@ -201,6 +204,14 @@ class CcxtGateway:
         if not self.config.trading:
             self._emit_update(coid, OrderStatus.REJECTED,
                               f"gateway {self.name} is market-data only (trading: false)")
+            return
+        if not self._running:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"gateway {self.name} is not connected")
+            return
+        if coid in self._orders:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"duplicate client order id {coid} (not sent)")
             return
         tracked = _Tracked(coid, order.instrument_id, symbol, request=order)
         self._orders[coid] = tracked
@@ -611,6 +622,8 @@ class CcxtGateway:
             self._emit_update(tracked.client_order_id, status, "", tracked.broker_order_id)
         elif status is OrderStatus.FILLED and tracked.filled >= float(filled or 0) - 1e-9:
             tracked.terminal_sent = True  # the router derives FILLED from the fills
+            self._retired.append(tracked.client_order_id)
+            self._forget_old()
 
     async def _catch_up_fills(self, tracked: _Tracked) -> None:
         if not tracked.broker_order_id:
@@ -833,6 +846,18 @@ class CcxtGateway:
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:
         self._sink(OrderUpdate(self._now_ms() * _MS, coid, status, reason, broker_order_id))
+        if status.is_terminal:
+            self._retired.append(coid)
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        """Bound memory: drop the oldest finished orders beyond ``_KEEP_FINISHED``."""
+        while len(self._retired) > _KEEP_FINISHED:
+            tracked = self._orders.pop(self._retired.popleft(), None)
+            if tracked is not None:
+                self._coid_by_broker.pop(tracked.broker_order_id, None)
+                self._parked.pop(tracked.broker_order_id, None)
+                self._seen_trades.difference_update(tracked.trade_ids)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")

@@ -100,3 +100,60 @@ def test_backoff_is_capped_exponential_with_bounded_jitter() -> None:
         d = backoff_delay(a, 0.5, 30.0, 0.25, rng)
         base = min(30.0, 0.5 * 2 ** (a - 1))
         assert 0.75 * base - 1e-9 <= d <= min(30.0, 1.25 * base) + 1e-9
+
+
+def test_example_configs_validate() -> None:
+    import yaml
+
+    from gateways.ccxt.config import parse_config
+
+    root = Path(__file__).resolve().parents[2] / "config" / "gateways"
+    names = sorted(p.name for p in root.glob("*.yaml"))
+    assert names == ["binance_spot.yaml", "kraken_spot.yaml"]
+    for path in root.glob("*.yaml"):
+        cfg = parse_config(yaml.safe_load(path.read_text())["gateway"], path.name)
+        assert cfg.symbols and cfg.timeframe_seconds == 60
+
+
+def test_parse_config_names_the_key() -> None:
+    from gateways.ccxt.config import parse_config
+
+    with pytest.raises(CcxtConfigError, match=r"gw\.timing\.poll_interval_s: .*greater than 0"):
+        parse_config({"exchange": "binance", "symbols": {"BTC/USDT": "B"},
+                      "timing": {"poll_interval_s": 0}}, "gw")
+
+
+async def test_binance_sandbox_points_at_testnet() -> None:
+    cfg = CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}, sandbox=True)
+    ex = build_exchange(cfg, Credentials(), dialect_for("binance"))
+    try:
+        assert "testnet.binance.vision" in ex.urls["api"]["public"]
+    finally:
+        await ex.close()
+
+
+async def test_submit_refused_when_not_connected_or_market_data_only() -> None:
+    from gateways.ccxt import CcxtGateway
+    from trader.events import OrderRequest, OrderStatus, Side
+
+    events: list = []
+    cfg = CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}, trading=False)
+    gw = CcxtGateway(cfg)
+    gw.bind(events.append)
+    gw.submit(OrderRequest(1, "C-1", "B", Side.BUY, 1.0))
+    gw.submit(OrderRequest(1, "C-2", "UNKNOWN", Side.BUY, 1.0))
+    assert [(u.client_order_id, u.status) for u in events] == [
+        ("C-1", OrderStatus.REJECTED), ("C-2", OrderStatus.REJECTED)]
+    assert "market-data only" in events[0].reason and "not traded" in events[1].reason
+    live = CcxtGateway(CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}))
+    live.bind(events.append)
+    live.submit(OrderRequest(1, "C-3", "B", Side.BUY, 1.0))
+    assert "not connected" in events[-1].reason
+
+
+async def test_trading_without_credentials_refuses_to_start() -> None:
+    from gateways.ccxt import CcxtGateway, GatewayStartError
+
+    gw = CcxtGateway(CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}))
+    with pytest.raises(GatewayStartError, match="no API credentials"):
+        await gw.connect()

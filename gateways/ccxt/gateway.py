@@ -165,6 +165,9 @@ class CcxtGateway:
             self._load_instruments()
             if cfg.trading:
                 await self._ex.fetch_balance()
+        except GatewayStartError:
+            await self._close_exchange()
+            raise
         except (AuthenticationError, PermissionDenied) as exc:
             await self._close_exchange()
             raise GatewayStartError(

@@ -407,3 +407,23 @@ async def test_fill_during_order_stream_outage_is_not_lost(harness: CcxtHarness)
     await wait_until(lambda: len(fills(events, "T-11")) == 1, what="recovered fill")
     await asyncio.sleep(0.2)
     assert [f.trade_id for f in fills(events, "T-11")] == [trade.trade_id]
+
+
+async def test_unlisted_symbol_refuses_to_start(harness: CcxtHarness) -> None:
+    h = harness
+    gw = h.gateway(lambda _e: None, trading=False, symbols={"DOGE/EUR": "DOGE"})
+    with pytest.raises(GatewayStartError, match="'DOGE/EUR' is not listed"):
+        await gw.connect()
+
+
+async def test_duplicate_client_order_id_is_not_sent_twice(harness: CcxtHarness) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await gw.connect()
+    gw.submit(order("T-12", h.instrument_id, Side.BUY, 0.01, limit=40_000.0))
+    gw.submit(order("T-12", h.instrument_id, Side.BUY, 0.01, limit=40_000.0))
+    await wait_until(lambda: len(updates(events, "T-12")) >= 2, what="ack and refusal")
+    assert sorted(u.status for u in updates(events, "T-12")) == [
+        OrderStatus.ACCEPTED, OrderStatus.REJECTED]
+    assert len(h.creates()) == 1

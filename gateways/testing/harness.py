@@ -51,6 +51,7 @@ class CcxtHarness:
     create_path: str = ""
     create_endpoint: str = ""
     insufficient_text: str = ""
+    second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
 
     def __init__(self) -> None:
         self.standin: StandinExchange = self.make_standin()
@@ -126,6 +127,7 @@ class BinanceHarness(CcxtHarness):
     symbol = "BTC/USDT"
     venue_id = "BTCUSDT"
     instrument_id = "BTCUSDT.BINANCE"
+    second = ("ETH/USDT", "ETHUSDT", "ETHUSDT.BINANCE")
     create_path = "/api/v3/order"
     create_endpoint = "order"
     insufficient_text = "insufficient balance"
@@ -142,6 +144,7 @@ class KrakenHarness(CcxtHarness):
     symbol = "BTC/USD"
     venue_id = "XXBTZUSD"
     instrument_id = "BTCUSD.KRAKEN"
+    second = ("ETH/USD", "XETHZUSD", "ETHUSD.KRAKEN")
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
     insufficient_text = "Insufficient funds"

@@ -427,3 +427,26 @@ async def test_duplicate_client_order_id_is_not_sent_twice(harness: CcxtHarness)
     assert sorted(u.status for u in updates(events, "T-12")) == [
         OrderStatus.ACCEPTED, OrderStatus.REJECTED]
     assert len(h.creates()) == 1
+
+
+async def test_two_instruments_stream_independently(harness: CcxtHarness) -> None:
+    h = harness
+    sym2, vid2, inst2 = h.second
+    h.history(2)
+    events: list[Any] = []
+    gw = h.gateway(events.append, trading=False,
+                   symbols={h.symbol: h.instrument_id, sym2: inst2})
+    await gw.connect()
+    await wait_until(lambda: len(h.standin.subscriptions) >= 2, what="two subscriptions")
+    await asyncio.sleep(0.05)
+    for k in range(3):
+        t = ANCHOR_MS + k * MINUTE_MS
+        await h.standin.push_candle(h.venue_id, candle(t, 100.0 + k))
+        await h.standin.push_candle(vid2, candle(t, 10.0 + k))
+    await wait_until(lambda: len(bars(events)) >= 4, what="two bars each")
+    await asyncio.sleep(0.1)
+    by_inst: dict[str, list[float]] = {}
+    for b in bars(events):
+        by_inst.setdefault(b.instrument_id, []).append(b.open)
+    assert by_inst == {h.instrument_id: [100.0, 101.0], inst2: [10.0, 11.0]}
+    assert set(gw.instruments) == {h.instrument_id, inst2}

@@ -74,6 +74,10 @@ def config_for(path: Path):
                          "data": {"path": str(path), "timeframe": "1m"}}],
         "models": [{"name": "sma", "model": "SmaCross", "budget": 1.0, "instruments": ["X"],
                     "timeframe": "1m", "params": {"fast": 10, "slow": 30}}],
+        # Every check is on; the caps admit a single model holding its whole
+        # budget so the stream of orders is approved, not rejected and logged.
+        "risk": {"instrument_exposure": {"limit": 1.0}, "net_exposure": {"limit": 1.0},
+                 "gross_leverage": {"limit": 1.2}},
     })
 
 

@@ -167,8 +167,11 @@ class SimulatedGateway:
         if not book:
             return
         for coid, order in list(book.items()):
-            if order.ts >= bar.ts:
-                continue  # decided on this very bar: fills from the next one
+            if order.ts > bar.ts_open:
+                # Decided on this very bar, or while it was open (an order placed at
+                # another instrument's bar, e.g. by the risk engine): it cannot take
+                # this bar's open, which is in its past; it fills from the next one.
+                continue
             price = fill_price(order, bar, self.costs.slippage_bps)
             if price is None:
                 continue

@@ -1,11 +1,65 @@
-"""The risk engine: every order passes ``check`` before it may reach a gateway."""
+"""The risk engine: every order passes ``check`` before it may reach a gateway.
+
+``check`` runs the pre-trade rules of ``risk.checks`` in a fixed order and
+answers approve, scale (to a smaller quantity) or reject, with a reason code.
+Every answer other than a plain approval is published on the bus as an
+``OrderRiskEvent``, logged and counted.  ``on_bar`` (subscribed right after the
+portfolio) drives drawdown control and polls the kill switch.
+
+The engine is built by ``trader.backtest.build_engine`` with the keyword
+arguments ``cfg, portfolio, instruments, clock, bus, allocator, router`` and is
+then given the model runner with ``attach`` so that de-risking can re-plan
+through the normal pipeline (whose orders pass ``check`` again).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from collections import Counter, deque
+from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from trader.events import OrderRequest
+import msgspec
+import structlog
+
+from risk.checks import (
+    NS,
+    Breach,
+    check_class_exposure,
+    check_duplicate,
+    check_gross_leverage,
+    check_instrument,
+    check_instrument_exposure,
+    check_max_notional,
+    check_net_exposure,
+    check_order_rate,
+    check_price_band,
+    check_stale,
+)
+from risk.config import OnBreach, RiskConfig
+from risk.drawdown import DrawdownAction, DrawdownMonitor
+from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, TradingStateChanged
+from risk.killswitch import KillSwitch, KillSwitchRecord, backend_from_config
+from risk.reasons import RiskReason
+from risk.state import TradingState, TradingStateMachine, state_breach
+from trader.events import Bar, OrderRequest, OrderType, Side, Timer, ns_to_iso
+
+if TYPE_CHECKING:
+    from trader.allocator import Allocator
+    from trader.bus import EventBus
+    from trader.clock import Clock
+    from trader.config import AppConfig
+    from trader.instruments import Instrument
+    from trader.portfolio import Portfolio
+    from trader.router import Router
+    from trader.runner import ModelRunner
+
+log = structlog.get_logger(__name__)
+
+_MAX_EVENTS_KEPT = 100_000
+_MAX_FLATTEN_ATTEMPTS = 5
 
 
 class RiskAction(StrEnum):
@@ -14,19 +68,619 @@ class RiskAction(StrEnum):
     REJECT = "reject"
 
 
-@dataclass(frozen=True, slots=True)
-class RiskDecision:
+class RiskDecision(msgspec.Struct, frozen=True):
+    """The answer to one order: approve, scale to ``quantity``, or reject with a reason."""
+
     action: RiskAction
     quantity: float = 0.0
     reason: str = ""
     detail: str = ""
 
 
+EVENT_COLUMNS = [
+    "ts", "kind", "client_order_id", "instrument_id", "side", "quantity", "action",
+    "allowed_quantity", "reason", "detail",
+]
+
+
 class RiskEngine:
-    """Placeholder engine: approves everything. The risk issue fills in the checks."""
+    """Pre-trade checks, trading state, drawdown control and the kill switch of one account.
 
-    def __init__(self) -> None:
-        self.enabled = True
+    Without a portfolio (``RiskEngine()``) there is nothing to check against and
+    the engine approves everything; that form exists for unit tests of other
+    components only.
+    """
 
+    def __init__(
+        self,
+        cfg: AppConfig | None = None,
+        portfolio: Portfolio | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+        allocator: Allocator | None = None,
+        router: Router | None = None,
+        *,
+        config: RiskConfig | None = None,
+        kill_switch: KillSwitch | None = None,
+    ) -> None:
+        if config is None:
+            config = cfg.risk if cfg is not None else RiskConfig()
+        self.config = config
+        self.portfolio = portfolio
+        self.instruments = dict(instruments or (portfolio.instruments if portfolio else {}))
+        self.clock = clock
+        self.bus = bus
+        self.allocator = allocator
+        self.router = router
+        self.runner: ModelRunner | None = None
+        self.enabled = config.enabled and portfolio is not None and clock is not None
+        if portfolio is not None and not config.enabled:
+            log.warning("risk_engine_disabled", detail="every order is approved unchecked")
+
+        ks_cfg = config.kill_switch
+        if kill_switch is None:
+            kill_switch = KillSwitch(backend_from_config(ks_cfg.backend, ks_cfg.path), clock,
+                                     who="risk-engine")
+        self.kill_switch = kill_switch
+        kill_switch.listeners.append(self._on_kill_switch)
+        self._poll_ns = int(ks_cfg.poll_seconds * NS) if ks_cfg.backend != "memory" else None
+        self._last_poll: int | None = None
+        if bus is not None and self._poll_ns is not None and self.enabled:
+            # Subscribed while the factory runs, i.e. before the gateways: a switch
+            # engaged between two bars cancels working orders before they can fill.
+            bus.subscribe(Bar, self._poll_kill_switch)
+            bus.subscribe(Timer, self._poll_kill_switch)
+
+        self.states = TradingStateMachine()
+        self.states.listeners.append(self._on_state_change)
+        dd = config.drawdown
+        self.drawdown = DrawdownMonitor(dd.trigger, dd.halt, portfolio.nav if portfolio else 0.0,
+                                        dd.restore_at)
+        if portfolio is not None:
+            portfolio.fill_listeners.append(self._on_fill)
+
+        # Per-instrument facts looked up on every check.
+        intervals: dict[str, int] = {}
+        if cfg is not None:
+            from trader.timeframes import parse_timeframe
+
+            intervals = {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
+        self._interval = intervals
+        self._learn_intervals = any(i not in intervals for i in self.instruments)
+        self._meta = {
+            iid: (inst, inst.multiplier, inst.asset_class.value)
+            for iid, inst in self.instruments.items()
+        }
+        self._inst_list = [(iid, m, ac) for iid, (_, m, ac) in self._meta.items()]
+        self._class_limits = dict(config.asset_class_exposure.limits)
+        self._class_on_breach = config.asset_class_exposure.on_breach
+        self._cap_instrument = (config.instrument_exposure.limit,
+                                config.instrument_exposure.on_breach)
+        self._cap_gross = (config.gross_leverage.limit, config.gross_leverage.on_breach)
+        self._cap_net = (config.net_exposure.limit, config.net_exposure.on_breach)
+
+        price = config.price
+        self._band = price.band
+        self._stale_bars = price.stale_bars
+        self._max_notional = (config.max_order_notional.limit,
+                              config.max_order_notional.on_breach)
+        self._per_second = config.order_rate.per_second
+        self._per_minute = config.order_rate.per_minute
+        self._rate_on = self._per_second is not None or self._per_minute is not None
+        self._constraints = config.instrument_constraints
+        self._sent_second: dict[str, deque[int]] = {}
+        self._sent_minute: dict[str, deque[int]] = {}
+        self._last_same: dict[tuple[str, bool, float], int] = {}
+        dup = config.duplicate.window_seconds
+        self._dup_ns = int(dup * NS) if dup is not None else None
+
+        self._own: set[str] = set()  # client order ids of the engine's own flattening
+        self._flattening = False
+        self._flatten_attempts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.actions: Counter[str] = Counter()
+        self.events: list[Any] = []
+        self.events_dropped = 0
+        self._first_ts: int | None = None
+        if self.kill_switch.engaged and self.enabled:
+            log.warning("kill_switch_engaged_at_start", reason=self.kill_switch.record.reason
+                        if self.kill_switch.record else "")
+            # Whatever reconciliation finds is flattened from the first bar on.
+            self._flattening = ks_cfg.flatten
+
+    # -- wiring ----------------------------------------------------------------------
+    def attach(self, runner: ModelRunner) -> None:
+        """Give the engine the decision pipeline it re-plans through when de-risking."""
+        self.runner = runner
+
+    @property
+    def state(self) -> TradingState:
+        return self.states.state
+
+    # -- the pre-trade check -----------------------------------------------------------
     def check(self, order: OrderRequest) -> RiskDecision:
-        return RiskDecision(RiskAction.APPROVE, order.quantity)
+        """Approve, scale down or reject ``order``; every non-approval is an event."""
+        if not self.enabled:
+            return RiskDecision(RiskAction.APPROVE, order.quantity)
+        # Time is the order's own stamp (the deciding event), never the wall clock:
+        # a replay of a session's journal must reach the same decisions.
+        now = order.ts
+        inst_id = order.instrument_id
+        meta = self._meta.get(inst_id)
+        if meta is None:
+            return self._reject(order, Breach(RiskReason.UNKNOWN_INSTRUMENT,
+                                              f"unknown instrument {inst_id!r}"), now)
+        inst, mult, asset_class = meta
+        pf = self.portfolio
+        qty = order.quantity
+        buy = order.side is Side.BUY
+        p = pf.account.positions.get(inst_id)
+        pos = p.quantity if p is not None else 0.0
+        own = order.client_order_id in self._own
+        # Exposure already committed: the position plus what is still working.
+        cur_q = pos if own else pos + self.router.open_quantity(inst_id)
+        reduces = cur_q != 0.0 and buy != (cur_q > 0) and qty <= abs(cur_q) * (1 + 1e-9)
+
+        if self.kill_switch.engaged and not own:
+            return self._reject(order, Breach(RiskReason.KILL_SWITCH, self._kill_detail()), now)
+        state = self.states.state
+        if state is not TradingState.ACTIVE:
+            reason = state_breach(state, reduces, own)
+            if reason is not None:
+                return self._reject(order, Breach(reason, f"trading state is {state.value} "
+                                                          f"({self.states.reason})"), now)
+        if order.reduce_only and not reduces:
+            return self._reject(order, Breach(
+                RiskReason.REDUCE_ONLY_INVALID,
+                f"reduce-only {order.side.value} {qty} against position {pos} "
+                f"and working {cur_q - pos}"), now)
+        if own:
+            return RiskDecision(RiskAction.APPROVE, qty)
+
+        mark = pf.marks.get(inst_id)
+        sent_price = order.limit_price
+        if sent_price is None:
+            sent_price = order.stop_price
+        stale_bars = self._stale_bars
+        if stale_bars is not None or mark is None:
+            b = check_stale(pf.last_bar_ts.get(inst_id) if mark is not None else None, now,
+                            self._interval.get(inst_id, 60), stale_bars or 1_000_000_000)
+            if b is not None:
+                return self._reject(order, b, now)
+        if self._band is not None and sent_price is not None:
+            b = check_price_band(sent_price, mark, self._band)
+            if b is not None:
+                return self._reject(order, b, now)
+        ref = sent_price if sent_price is not None else mark
+        if self._constraints:
+            b = check_instrument(inst, qty, ref, sent_price is not None)
+            if b is not None:
+                return self._reject(order, b, now)
+
+        unit = ref * mult
+        binding: Breach | None = None
+        limit, on_breach = self._max_notional
+        if limit is not None:
+            b = check_max_notional(qty, unit, limit)
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return self._reject(order, b, now)
+                qty, binding = b.fit, b
+        if not reduces:
+            b2 = self._exposure_caps(inst_id, asset_class, qty if buy else -qty, unit)
+            if b2 is not None:
+                b, on_breach = b2
+                if on_breach is OnBreach.REJECT:
+                    return self._reject(order, b, now)
+                qty, binding = b.fit, b
+
+        if binding is not None:
+            qty = inst.round_quantity(qty)
+            problem = inst.constraint_violation(qty, ref, check_tick=False) if qty > 0 else (
+                "nothing fits")
+            if problem is not None:
+                return self._reject(order, Breach(binding.reason, f"{binding.detail}; scaled "
+                                                                  f"quantity: {problem}"), now)
+
+        dup_ns = self._dup_ns
+        if dup_ns is not None:
+            key = (inst_id, buy, qty)
+            b = check_duplicate(self._last_same.get(key), now, dup_ns)
+            if b is not None:
+                return self._reject(order, b, now)
+        if self._rate_on:
+            sec, minute = self._rate_windows(order.gateway, now)
+            b = check_order_rate(len(sec), len(minute), self._per_second, self._per_minute)
+            if b is not None:
+                return self._reject(order, b, now)
+            sec.append(now)
+            minute.append(now)
+        if dup_ns is not None:
+            self._remember(key, now)
+
+        if binding is None:
+            return RiskDecision(RiskAction.APPROVE, qty)
+        self._emit_order(order, RiskAction.SCALE, qty, binding, now)
+        return RiskDecision(RiskAction.SCALE, qty, binding.reason.value, binding.detail)
+
+    def _exposure_caps(
+        self, inst_id: str, asset_class: str, delta_q: float, unit: float
+    ) -> tuple[Breach, OnBreach] | None:
+        """Run the exposure caps in turn, each on what is left of the order after the last.
+
+        Working orders may fill in any order, or not at all, so each instrument
+        counts at the worse of "position" and "position + working": a sell still
+        working frees no room for a buy elsewhere until it has filled.
+        """
+        pf = self.portfolio
+        nav = pf.nav
+        marks = pf.marks
+        positions = pf.account.positions
+        open_q = self.router.open_quantity
+        gross = net_hi = net_lo = class_gross = 0.0
+        cur_p = cur_c = 0.0  # this instrument: filled, and filled + working
+        for iid, m, ac in self._inst_list:
+            p = positions.get(iid)
+            q = p.quantity if p is not None else 0.0
+            w = open_q(iid)
+            if not q and not w:
+                continue
+            px = marks.get(iid, 0.0) * m
+            e_p = q * px
+            # Plain comparisons rather than abs/max/min calls: this loop is the hot spot.
+            if w:
+                e_c = e_p + w * px
+                a_p = e_p if e_p >= 0.0 else -e_p
+                a_c = e_c if e_c >= 0.0 else -e_c
+                worst = a_p if a_p > a_c else a_c
+                if e_p > e_c:
+                    net_hi += e_p
+                    net_lo += e_c
+                else:
+                    net_hi += e_c
+                    net_lo += e_p
+            else:
+                e_c = e_p
+                worst = e_p if e_p >= 0.0 else -e_p
+                net_hi += e_p
+                net_lo += e_p
+            if iid == inst_id:
+                cur_p, cur_c = e_p, e_c
+            gross += worst
+            if ac == asset_class:
+                class_gross += worst
+        two = cur_p != cur_c
+        worst_here = max(abs(cur_p), abs(cur_c))
+        delta = delta_q * unit
+        sign = 1.0 if delta_q > 0 else -1.0
+        result: tuple[Breach, OnBreach] | None = None
+
+        limit, on_breach = self._cap_instrument
+        if limit is not None:
+            b = check_instrument_exposure(cur_p, delta, nav, limit, unit)
+            if two:
+                b = _tighter(b, check_instrument_exposure(cur_c, delta, nav, limit, unit))
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
+        limit = self._class_limits.get(asset_class)
+        if limit is not None:
+            on_breach = self._class_on_breach
+            others = class_gross - worst_here
+            b = check_class_exposure(asset_class, others + abs(cur_p), cur_p, delta, nav, limit,
+                                     unit)
+            if two:
+                b = _tighter(b, check_class_exposure(asset_class, others + abs(cur_c), cur_c,
+                                                     delta, nav, limit, unit))
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
+        limit, on_breach = self._cap_gross
+        if limit is not None:
+            others = gross - worst_here
+            b = check_gross_leverage(others + abs(cur_p), cur_p, delta, nav, limit, unit)
+            if two:
+                b = _tighter(b, check_gross_leverage(others + abs(cur_c), cur_c, delta, nav,
+                                                     limit, unit))
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result, delta = (b, on_breach), sign * b.fit * unit
+        limit, on_breach = self._cap_net
+        if limit is not None:
+            b = check_net_exposure(net_hi if delta > 0 else net_lo, delta, nav, limit, unit)
+            if b is not None:
+                if on_breach is OnBreach.REJECT:
+                    return b, on_breach
+                result = (b, on_breach)
+        return result
+
+    def _rate_windows(self, gateway: str, now: int) -> tuple[deque[int], deque[int]]:
+        sec = self._sent_second.get(gateway)
+        if sec is None:
+            sec = self._sent_second[gateway] = deque()
+            self._sent_minute[gateway] = deque()
+        minute = self._sent_minute[gateway]
+        while sec and now - sec[0] >= NS:
+            sec.popleft()
+        while minute and now - minute[0] >= 60 * NS:
+            minute.popleft()
+        return sec, minute
+
+    def _remember(self, key: tuple[str, bool, float], now: int) -> None:
+        last = self._last_same
+        last[key] = now
+        if len(last) > 10_000:
+            window = self._dup_ns or 0
+            for k in [k for k, ts in last.items() if now - ts > window]:
+                del last[k]
+
+    def _kill_detail(self) -> str:
+        rec = self.kill_switch.record
+        return f"kill switch engaged: {rec.reason} (by {rec.who})" if rec else "kill switch engaged"
+
+    # -- non-approvals -------------------------------------------------------------------
+    def _reject(self, order: OrderRequest, breach: Breach, now: int) -> RiskDecision:
+        self._emit_order(order, RiskAction.REJECT, 0.0, breach, now)
+        return RiskDecision(RiskAction.REJECT, 0.0, breach.reason.value, breach.detail)
+
+    def _emit_order(self, order: OrderRequest, action: RiskAction, allowed: float,
+                    breach: Breach, now: int) -> None:
+        reason = breach.reason.value
+        self.counts[reason] += 1
+        self.actions[action.value] += 1
+        event = OrderRiskEvent(now, order.client_order_id, order.instrument_id, order.side.value,
+                               order.quantity, action.value, allowed, reason, breach.detail)
+        self._record(event)
+        logger = log.warning if action is RiskAction.REJECT else log.info
+        logger("risk_order_" + ("rejected" if action is RiskAction.REJECT else "scaled"),
+               client_order_id=order.client_order_id, instrument=order.instrument_id,
+               side=order.side.value, quantity=order.quantity, allowed=allowed, reason=reason,
+               detail=breach.detail, ts=ns_to_iso(now))
+
+    def _record(self, event: Any) -> None:
+        if len(self.events) < _MAX_EVENTS_KEPT:
+            self.events.append(event)
+        else:
+            self.events_dropped += 1
+        if self.bus is not None:
+            self.bus.publish(event)
+
+    # -- bars, fills, drawdown -------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> None:
+        """After the portfolio has marked this bar: watch drawdown, keep flattening."""
+        if not self.enabled:
+            return
+        if self._first_ts is None:
+            self._first_ts = bar.ts
+            self.states.start(bar.ts)
+        if self._learn_intervals and bar.instrument_id not in self._interval:
+            self._interval[bar.instrument_id] = bar.timeframe
+        # Runs on every bar: a comparison against a precomputed floor, nothing more.
+        nav = self.portfolio.nav
+        mon = self.drawdown
+        if nav <= mon.floor or nav >= mon.ceiling:
+            action = mon.update(nav)
+            if action is not None:
+                self._on_drawdown(action, bar.ts)
+        elif nav > mon.peak:
+            mon.observe(nav)
+        if self._flattening:
+            self._flatten(bar.ts)
+
+    def _poll_kill_switch(self, event: Bar | Timer) -> None:
+        """Read the persisted switch at most every ``poll_seconds`` of event time."""
+        ts = event.ts
+        last = self._last_poll
+        if last is None or ts - last >= self._poll_ns:
+            self._last_poll = ts
+            self.kill_switch.poll()
+
+    def _on_fill(self, fill: Any, realized: float) -> None:  # noqa: ARG002
+        self.drawdown.observe(self.portfolio.nav)
+
+    def _on_drawdown(self, action: DrawdownAction, ts: int) -> None:
+        mon = self.drawdown
+        pf = self.portfolio
+        detail = f"drawdown {mon.last:.2%} from peak {mon.peak:,.2f} (NAV {pf.nav:,.2f})"
+        if action is not DrawdownAction.HALT:
+            factor = self.config.drawdown.derisk_factor if action is DrawdownAction.DERISK else 1.0
+            changed: list[str] = []
+            if self.allocator is not None:
+                changed = self.allocator.rescale(factor)
+            self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, factor))
+            self.counts[f"drawdown_{action.value}"] += 1
+            log.warning(f"risk_drawdown_{action.value}", detail=detail, budget_scale=factor,
+                        ts=ns_to_iso(ts))
+            runner = self.runner
+            if runner is not None and runner.trading and changed:
+                runner.rebalance(changed, ts)
+            return
+        scale = self.allocator.scale if self.allocator is not None else 1.0
+        self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, scale))
+        self.counts["drawdown_halt"] += 1
+        self.halt("drawdown_halt", detail)
+
+    # -- state changes -----------------------------------------------------------------------
+    def halt(self, reason: str, detail: str = "") -> None:
+        """Cancel open orders, flatten every position, go HALTED and engage the kill switch."""
+        ts = self._now()
+        self.states.change(TradingState.HALTED, ts, reason, detail)
+        if self.router is not None:
+            self.router.cancel_all()
+        self._start_flatten(ts)
+        if not self.kill_switch.engaged:
+            self.kill_switch.engage(f"{reason}: {detail}" if detail else reason, who="risk-engine")
+
+    def reduce_only(self, reason: str) -> None:
+        """Let only orders that shrink exposure through (from ACTIVE)."""
+        if self.states.state is TradingState.HALTED:
+            raise ValueError("trading is HALTED: resume first, then reduce")
+        self.states.change(TradingState.REDUCING, self._now(), reason)
+
+    def resume(self, reason: str) -> None:
+        """Explicitly return to ACTIVE; drawdown is measured again from the current NAV."""
+        if not reason.strip():
+            raise ValueError("a reason is required to resume trading")
+        was_halted = self.states.state is TradingState.HALTED
+        if self.states.change(TradingState.ACTIVE, self._now(), reason) and was_halted:
+            if self.portfolio is not None:
+                self.drawdown.rebase(self.portfolio.nav)
+            if not self.kill_switch.engaged:
+                self._flattening = False
+
+    def _on_kill_switch(self, record: KillSwitchRecord) -> None:
+        ts = self._now()
+        self._record(KillSwitchChanged(ts, record.engaged, record.reason, record.who))
+        self.counts["kill_switch_engaged" if record.engaged else "kill_switch_released"] += 1
+        log.warning("kill_switch_" + ("engaged" if record.engaged else "released"),
+                    reason=record.reason, who=record.who, ts=ns_to_iso(ts))
+        if not self.enabled:
+            return
+        if record.engaged:
+            if self.router is not None:
+                self.router.cancel_all()
+            if self.config.kill_switch.flatten:
+                self._start_flatten(ts)
+            return
+        if self.states.state is TradingState.HALTED:
+            self.resume(f"kill switch released: {record.reason}")
+        else:
+            self._flattening = False
+
+    def _on_state_change(self, event: TradingStateChanged) -> None:
+        self._record(event)
+        log.warning("risk_trading_state", previous=event.previous, state=event.state,
+                    reason=event.reason, detail=event.detail, ts=ns_to_iso(event.ts))
+
+    # -- flattening ------------------------------------------------------------------------------
+    def _start_flatten(self, ts: int) -> None:
+        self._flattening = True
+        self._flatten_attempts.clear()
+        self._flatten(ts)
+
+    def _flatten(self, ts: int) -> None:
+        """Send reduce-only market orders closing what is not already being closed."""
+        router = self.router
+        pf = self.portfolio
+        if router is None or pf is None:
+            return
+        for iid, p in list(pf.account.positions.items()):
+            q = p.quantity
+            if not q:
+                continue
+            working = 0.0
+            for coid in self._own:
+                o = router.active.get(coid)
+                if o is not None and o.request.instrument_id == iid:
+                    working += o.signed_remaining()
+            inst = self.instruments.get(iid)
+            if inst is None:
+                continue
+            need = inst.round_quantity(-(q + working))
+            if not need or self._flatten_attempts[iid] >= _MAX_FLATTEN_ATTEMPTS:
+                continue
+            self._flatten_attempts[iid] += 1
+            coid = router.next_client_order_id()
+            gateway = self._gateway_for(iid)
+            request = OrderRequest(ts, coid, iid, Side.BUY if need > 0 else Side.SELL, abs(need),
+                                   OrderType.MARKET, None, None, True, gateway)
+            self._own.add(coid)
+            decision = self.check(request)
+            if decision.action is RiskAction.APPROVE:
+                router.submit(request)
+
+    def _gateway_for(self, inst_id: str) -> str:
+        if self.runner is not None and inst_id in self.runner.gateway_of:
+            return self.runner.gateway_of[inst_id]
+        if self.router is not None and self.router.gateways:
+            return "sim" if "sim" in self.router.gateways else next(iter(self.router.gateways))
+        return "sim"
+
+    def _now(self) -> int:
+        return self.clock.now() if self.clock is not None else 0
+
+    # -- reporting -----------------------------------------------------------------------------
+    def state_snapshot(self) -> dict[str, Any]:
+        """What must survive the end of a run (a later issue persists it)."""
+        return {
+            "state": self.states.state.value,
+            "state_reason": self.states.reason,
+            "drawdown_peak": self.drawdown.peak,
+            "derisked": self.drawdown.derisked,
+            "halted": self.drawdown.halted,
+            "budget_scale": self.allocator.scale if self.allocator is not None else 1.0,
+            "kill_switch": self.kill_switch.engaged,
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Take back a ``state_snapshot`` at start-up, before any bar."""
+        self.drawdown.peak = float(snapshot["drawdown_peak"])
+        self.drawdown.derisked = bool(snapshot["derisked"])
+        self.drawdown.halted = bool(snapshot["halted"])
+        self.drawdown.refresh_floor()
+        if self.allocator is not None:
+            self.allocator.scale = float(snapshot["budget_scale"])
+        state = TradingState(snapshot["state"])
+        if state is not TradingState.ACTIVE:
+            self.states.change(state, self._now(), str(snapshot.get("state_reason", "restored")))
+        if state is TradingState.HALTED:
+            self._flattening = True
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by reason and time in each trading state, for metrics.json."""
+        end = self._now()  # a replay's clock stands at its last event
+        durations = self.states.durations(end)
+        total = sum(durations.values())
+        return {
+            "enabled": self.enabled,
+            "state": self.states.state.value,
+            "kill_switch_engaged": self.kill_switch.engaged,
+            "budget_scale": self.allocator.scale if self.allocator is not None else 1.0,
+            "counts_by_reason": dict(sorted(self.counts.items())),
+            "counts_by_action": dict(sorted(self.actions.items())),
+            "events": len(self.events) + self.events_dropped,
+            "time_in_state": {
+                s.value: {"seconds": durations[s] / NS,
+                          "fraction": durations[s] / total if total else 0.0}
+                for s in TradingState
+            },
+        }
+
+    def write_events_csv(self, path: Path) -> None:
+        """One row per risk event, in the order they happened."""
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(EVENT_COLUMNS)
+            for ev in self.events:
+                w.writerow(event_row(ev))
+
+
+def _tighter(a: Breach | None, b: Breach | None) -> Breach | None:
+    """Of two breaches of one cap, the one that leaves the least room."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a.fit <= b.fit else b
+
+
+def event_row(ev: Any) -> list[str]:
+    """A risk event as a row of ``EVENT_COLUMNS``."""
+    ts = ns_to_iso(ev.ts)
+    if isinstance(ev, OrderRiskEvent):
+        return [ts, "order", ev.client_order_id, ev.instrument_id, ev.side, repr(ev.quantity),
+                ev.action, repr(ev.allowed_quantity), ev.reason, ev.detail]
+    if isinstance(ev, TradingStateChanged):
+        return [ts, "state", "", "", "", "", f"{ev.previous}->{ev.state}", "", ev.reason,
+                ev.detail]
+    if isinstance(ev, DrawdownEvent):
+        return [ts, "drawdown", "", "", "", "", ev.level, "", f"drawdown_{ev.level}",
+                f"drawdown {ev.drawdown:.4%} from peak {ev.peak:.2f}, NAV {ev.nav:.2f}, "
+                f"budget scale {ev.budget_scale}"]
+    return [ts, "kill_switch", "", "", "", "", "engage" if ev.engaged else "release", "",
+            "kill_switch_engaged" if ev.engaged else "kill_switch_released",
+            f"{ev.reason} (by {ev.who})"]

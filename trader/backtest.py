@@ -87,6 +87,7 @@ def build_engine(
     trades_file: IO[str] | None = None,
     id_prefix: str = "bt",
     record_orders: bool = True,
+    journal: Any = None,
 ) -> Engine:
     """Wire the kernel's components on one bus, in the order bars must reach them."""
     clock = clock or ReplayClock()
@@ -113,12 +114,12 @@ def build_engine(
         gateways = {"sim": sim}
     for gw in gateways.values():
         gw.bind(bus.publish)
-    router = Router(gateways, clock, id_prefix=id_prefix)
+    router = Router(gateways, clock, id_prefix=id_prefix, journal=journal)
     planner = Planner(allocator, portfolio, router.open_quantity, instruments,
                       min_trade_fraction=cfg.planner.min_trade_fraction)
     if risk is None:
-        risk_engine = RiskEngine()
-    elif isinstance(risk, RiskEngine):
+        risk = RiskEngine  # the class is its own factory
+    if isinstance(risk, RiskEngine):
         risk_engine = risk
     else:
         risk_engine = risk(cfg=cfg, portfolio=portfolio, instruments=instruments, clock=clock,
@@ -135,6 +136,8 @@ def build_engine(
             gateway_of[inst] = name
     runner = ModelRunner(models, allocator, planner, risk_engine, router, clock,
                          gateway_of=gateway_of)
+    if hasattr(risk_engine, "attach"):
+        risk_engine.attach(runner)  # de-risking re-plans through the runner
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
@@ -176,6 +179,7 @@ class BacktestResult:
     metrics: dict[str, Any]
     engine: Engine
     feed_stats: dict[str, Any]
+    run_id: int | None = None  # the run's row in the store, when one was given
 
 
 def run_backtest(
@@ -185,14 +189,28 @@ def run_backtest(
     feed: Iterable[Bar] | None = None,
     progress: Callable[[int], None] | None = None,
     risk: Any = None,
+    store: Any = None,
+    persist: bool = False,
 ) -> BacktestResult:
-    """Replay history through the kernel and (optionally) write the reports to ``out_dir``."""
+    """Replay history through the kernel and (optionally) write the reports to ``out_dir``.
+
+    With a ``store`` the run's summary is recorded there at the end; with
+    ``persist`` too, every order, order event and fill is journaled as it happens
+    (open the store with a ``batch_size`` to keep that fast).
+    """
+    from trader.store.runs import BacktestRecording
+
     trades_fh = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         trades_fh = open(out_dir / "trades.csv", "w", newline="")
+    recording = BacktestRecording(store, cfg, persist) if store is not None else None
     try:
-        engine = build_engine(cfg, trades_file=trades_fh, risk=risk)
+        engine = build_engine(cfg, trades_file=trades_fh, risk=risk,
+                              id_prefix=recording.id_prefix if recording else "bt",
+                              journal=recording.journal if recording else None)
+        if recording is not None:
+            recording.attach(engine)
         source = feed if feed is not None else feed_from_config(cfg)
         engine.kernel.run(source, progress)
         engine.recorder.finish()
@@ -200,6 +218,7 @@ def run_backtest(
         if trades_fh is not None:
             trades_fh.close()
     metrics = summarize(engine)
+    run_id = recording.finish(engine, metrics) if recording is not None else None
     stats = {}
     if isinstance(source, HistoricalFeed):
         stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason}
@@ -208,7 +227,7 @@ def run_backtest(
         from trader.reports import write_reports
 
         write_reports(engine, metrics, out_dir)
-    return BacktestResult(metrics, engine, stats)
+    return BacktestResult(metrics, engine, stats, run_id)
 
 
 def summarize(engine: Engine) -> dict[str, Any]:
@@ -227,6 +246,8 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["bars"] = rec.bars
     m["orders"] = engine.router.seq
     m["model_pnl"] = {k: v for k, v in sorted(engine.portfolio.model_pnl().items())}
+    if hasattr(engine.risk, "summary"):
+        m["risk"] = engine.risk.summary()
     return m
 
 

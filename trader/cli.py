@@ -10,17 +10,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from risk.cli import kill, risk_summary
 from trader.config import ConfigError
 from trader.feed import DataError
 
 if TYPE_CHECKING:
     from trader.backtest import BacktestResult
     from trader.config import AppConfig
+    from trader.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+app.command("kill")(kill)
 
 
 @app.callback()
@@ -37,18 +42,25 @@ def backtest(
     config: Path = typer.Argument(..., help="YAML config of the run"),
     out: Path = typer.Option(None, "--out", help="directory for the reports (default runs/<name>)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
+                               "(default: only the run summary is stored, at the end)"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
     from trader.config import load_config
+    from trader.store import open_store
 
     cfg = load_config(config)
+    db = open_store(cfg.store, batch_size=5000 if store else 0)
     out_dir = out or Path("runs") / cfg.name
     try:
-        result = _replay(cfg, out_dir, progress and console.is_terminal)
+        result = _replay(cfg, out_dir, progress and console.is_terminal, db, store)
     except ConfigError as exc:
         # Problems found while wiring the engine: still name the file.
         raise ConfigError(f"{config}: {exc}") from None
+    finally:
+        db.close()
     print_summary(result.metrics, out_dir)
+    console.print(f"run #{result.run_id} recorded in {db.safe_url}")
     for inst_id, stats in sorted(result.feed_stats.items()):
         if stats["skipped"]:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
@@ -56,11 +68,12 @@ def backtest(
                               f"of {stats['rows']} ({reasons})", highlight=False)
 
 
-def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool) -> BacktestResult:
+def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store,
+            persist: bool) -> BacktestResult:
     from trader.backtest import run_backtest
 
     if not show_progress:
-        return run_backtest(cfg, out_dir)
+        return run_backtest(cfg, out_dir, store=db, persist=persist)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from trader.feed import feed_from_config
@@ -70,7 +83,7 @@ def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool) -> BacktestResul
     with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
                   TimeRemainingColumn(), console=console, transient=True) as bar:
         task = bar.add_task("replay", total=total)
-        return run_backtest(cfg, out_dir, feed=feed,
+        return run_backtest(cfg, out_dir, feed=feed, store=db, persist=persist,
                             progress=lambda n: bar.update(task, completed=n))
 
 
@@ -88,13 +101,23 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
             text = str(v)
         table.add_row(key, text)
     console.print(table)
+    if (risk_table := risk_summary(metrics)) is not None:
+        console.print(risk_table)
     console.print(f"reports written to {out_dir}/")
+
+
+from models.lifecycle_cli import models_app  # noqa: E402 - registered after the core commands
+from trader.store.cli import db_app  # noqa: E402
+from trader.store.db import StoreError  # noqa: E402
+
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:
     try:
         app(standalone_mode=False)
-    except (ConfigError, DataError, UserError) as exc:
+    except (ConfigError, DataError, UserError, StoreError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:

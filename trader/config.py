@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from risk.config import RiskConfig
 from trader.instruments import Instrument
 from trader.timeframes import parse_timeframe
 
@@ -84,6 +85,45 @@ class PlannerConfig(Strict):
     min_trade_fraction: float = Field(0.0, ge=0, le=1)
 
 
+class StoreConfig(Strict):
+    """Where the daemon keeps its state.
+
+    ``database_url`` selects PostgreSQL (``postgresql+psycopg://...``); it may
+    also come from ``$TRADER_DATABASE_URL``, which is where a password belongs.
+    Without one, SQLite in ``data_dir`` is used.
+    """
+
+    data_dir: Path = Path("state")
+    database_url: str | None = None
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    reconcile_policy: Literal["adopt", "refuse"] = "refuse"
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        # Committed config must not carry secrets; the message must not echo one either.
+        if v and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            userinfo = v.split("://", 1)[1].split("@", 1)[0]
+            if ":" in userinfo:
+                raise ValueError(
+                    "database_url contains a password; put the URL in the TRADER_DATABASE_URL "
+                    "environment variable (or use a .pgpass file) instead of the config"
+                )
+        return v
+
+
+class LifecycleConfig(Strict):
+    """Gates a model must pass to move up the stages research -> candidate -> paper -> live."""
+
+    candidate_min_sharpe: float = 1.0
+    candidate_max_drawdown: float = Field(0.20, ge=0, le=1)
+    candidate_min_cagr: float = 0.10
+    candidate_min_trades: int = Field(10, ge=0)
+    live_min_paper_days: float = Field(30.0, ge=0)
+    live_min_paper_trades: int = Field(10, ge=0)
+    live_max_mean_slippage_bps: float = Field(10.0, ge=0)
+
+
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
 
@@ -94,7 +134,9 @@ class AppConfig(Strict):
     planner: PlannerConfig = PlannerConfig()
     instruments: list[InstrumentConfig] = Field(min_length=1)
     models: list[ModelConfig] = Field(default_factory=list)
-    risk: dict[str, Any] = Field(default_factory=dict)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    store: StoreConfig = StoreConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:
@@ -126,6 +168,9 @@ class AppConfig(Strict):
         raise KeyError(instrument_id)
 
 
+_SECRET_WORDS = ("url", "password", "secret", "token", "api_key")
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
@@ -141,7 +186,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
             msg = "unknown key (check the spelling)"
         got = e.get("input")
         hint = ""
-        if e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+        secret = any(w in path.lower() for w in _SECRET_WORDS)  # never echo a secret back
+        if (e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list)
+                and not secret):
             hint = f" (got {got!r})"
         lines.append(f"  at {path}: {msg}{hint}")
     return "\n".join(lines)

@@ -111,7 +111,8 @@ class BarFile:
         suffix = path.suffix.lower()
         try:
             if suffix == ".parquet":
-                pf = pq.ParquetFile(path)
+                # pre_buffer would cache every row group read until the file is closed.
+                pf = pq.ParquetFile(path, pre_buffer=False)
                 missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
                 if missing:
                     raise DataError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")

@@ -19,6 +19,8 @@ def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
         for p in engine.recorder.equity:
             w.writerow([ns_to_iso(p.ts), repr(p.nav), repr(p.cash), repr(p.gross_exposure),
                         repr(p.drawdown)])
+    if hasattr(engine.risk, "write_events_csv"):
+        engine.risk.write_events_csv(out_dir / "risk_events.csv")
     write_chart(engine.recorder.equity, out_dir / "report.html", engine.cfg.name)
 
 

@@ -82,13 +82,20 @@ class Router:
             log.error("order_dropped_duplicate_client_order_id", client_order_id=coid)
             return None
         order = Order(request, model_tags=model_tags)
-        self.active[request.client_order_id] = order
-        self._open_qty[request.instrument_id] = (
-            self._open_qty.get(request.instrument_id, 0.0) + order.signed_remaining()
-        )
         if self.journal is not None:
-            self.journal.order_created(order)  # write-ahead: stored before it is sent
-        self._set_status(order, OrderStatus.SUBMITTED, request.ts)
+            # Write-ahead: committed before it is sent.  If storing fails, the error
+            # propagates and nothing is sent, nor kept here as a phantom open order.
+            self.journal.order_created(order)
+        self.active[coid] = order
+        inst = request.instrument_id
+        self._open_qty[inst] = self._open_qty.get(inst, 0.0) + order.signed_remaining()
+        try:
+            self._set_status(order, OrderStatus.SUBMITTED, request.ts)
+        except Exception:
+            # Stored as PENDING_SUBMIT but never sent: reconciliation closes it on restart.
+            del self.active[coid]
+            self._open_qty[inst] -= order.signed_remaining()
+            raise
         for listener in self.order_listeners:
             listener(order)
         gateway.submit(request)

@@ -76,6 +76,8 @@ def kernel_trades(tmp_path: Path, fast_n: int, slow_n: int) -> list[tuple]:
                          "data": {"path": str(DATA), "timeframe": "1d"}}],
         "models": [{"name": "sma", "model": "SmaCross", "budget": BUDGET, "instruments": ["SPY"],
                     "timeframe": "1d", "params": {"fast": fast_n, "slow": slow_n}}],
+        # The plain loop knows no exposure caps or drawdown halts: compare the mechanics only.
+        "risk": {"enabled": False},
     })
     result = run_backtest(cfg, tmp_path)
     with open(tmp_path / "trades.csv") as fh:

@@ -1,0 +1,1 @@
+"""Broker gateways behind one ``Gateway`` protocol; ``sim`` is the simulated exchange."""

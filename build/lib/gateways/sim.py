@@ -1,0 +1,220 @@
+"""The simulated exchange used by replay and by paper sessions.
+
+Fill rules (no look-ahead): an order decided on bar *t* is first examined on
+the next base bar of its instrument.
+
+* market: fills at that bar's open, moved against the order by the slippage;
+* limit: fills when the bar's range reaches the limit, at the limit, or at the
+  open when the bar gaps through it (a better price);
+* stop: triggers when the range reaches the stop, at the stop, or at the open
+  when the bar gaps through it (a worse price); slippage applies.
+
+Commission is ``commission_bps`` of notional plus ``fee_per_order`` once per
+order.  The gateway also keeps the broker-side record (orders, fills, cash,
+positions) that reconciliation compares against.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateways.base import AccountReport, EventSink, OrderReport
+from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.instruments import Instrument
+
+
+@dataclass(frozen=True, slots=True)
+class SimCosts:
+    slippage_bps: float = 0.0
+    commission_bps: float = 0.0
+    fee_per_order: float = 0.0
+
+
+def fill_price(order: OrderRequest, bar: Bar, slippage_bps: float) -> float | None:
+    """The price at which ``order`` fills on ``bar``, or None if it does not fill."""
+    buy = order.side is Side.BUY
+    slip = slippage_bps / 10_000.0
+    if order.order_type is OrderType.MARKET:
+        return bar.open * (1 + slip) if buy else bar.open * (1 - slip)
+    if order.order_type is OrderType.LIMIT:
+        limit = order.limit_price
+        assert limit is not None
+        if buy:
+            return min(bar.open, limit) if bar.low <= limit else None
+        return max(bar.open, limit) if bar.high >= limit else None
+    stop = order.stop_price
+    assert stop is not None
+    if buy:
+        return max(bar.open, stop) * (1 + slip) if bar.high >= stop else None
+    return min(bar.open, stop) * (1 - slip) if bar.low <= stop else None
+
+
+def commission(notional: float, costs: SimCosts, first_fill: bool) -> float:
+    fixed = costs.fee_per_order if first_fill else 0.0
+    return abs(notional) * costs.commission_bps / 10_000.0 + fixed
+
+
+class SimulatedGateway:
+    """Executes orders against the bars it is shown; speaks the ``Gateway`` protocol."""
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        costs: SimCosts = SimCosts(),
+        *,
+        base_timeframes: Mapping[str, int] | None = None,
+        initial_cash: float = 0.0,
+        currency: str = "USD",
+        name: str = "sim",
+        history_limit: int | None = 50_000,
+    ) -> None:
+        self.name = name
+        self.instruments = dict(instruments)
+        self.costs = costs
+        self._base = dict(base_timeframes or {})
+        self._sink: EventSink = lambda _e: None
+        self._pending: dict[str, dict[str, OrderRequest]] = {}  # instrument -> coid -> order
+        self._orders: dict[str, OrderReport] = {}
+        self._last: dict[str, Bar] = {}
+        self._seq = 0
+        # The broker-side record is bounded so a replay's memory does not grow
+        # with history; ``history_limit=None`` keeps everything (a paper broker).
+        self.history_limit = history_limit
+        self.fills: deque[Fill] = deque(maxlen=history_limit)
+        self.cash: dict[str, float] = {currency: initial_cash}
+        self.positions: dict[str, float] = {}
+        self.currency = currency
+        self.submitted: deque[str] = deque(maxlen=history_limit)
+        self._terminal: deque[str] = deque()
+
+    # -- Gateway protocol -------------------------------------------------
+    def bind(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def submit(self, order: OrderRequest) -> None:
+        self.submitted.append(order.client_order_id)
+        inst = self.instruments.get(order.instrument_id)
+        ts = order.ts
+        if order.client_order_id in self._orders:
+            self._emit_update(
+                order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id"
+            )
+            return
+        reason = None
+        if inst is None:
+            reason = f"unknown instrument {order.instrument_id}"
+        elif order.order_type is OrderType.LIMIT and order.limit_price is None:
+            reason = "limit order without limit price"
+        elif order.order_type is OrderType.STOP and order.stop_price is None:
+            reason = "stop order without stop price"
+        else:
+            sent = order.limit_price if order.limit_price is not None else order.stop_price
+            ref = sent
+            if ref is None and order.instrument_id in self._last:
+                ref = self._last[order.instrument_id].close
+            reason = inst.constraint_violation(order.quantity, ref, check_tick=sent is not None)
+        self._orders[order.client_order_id] = OrderReport(
+            order.client_order_id, order.instrument_id, OrderStatus.ACCEPTED,
+            order.side.value, order.quantity, 0.0, f"S{len(self._orders) + 1}", order.limit_price,
+        )
+        if reason:
+            self._set_status(order.client_order_id, OrderStatus.REJECTED)
+            self._emit_update(order.client_order_id, OrderStatus.REJECTED, ts, reason)
+            return
+        self._pending.setdefault(order.instrument_id, {})[order.client_order_id] = order
+        self._emit_update(order.client_order_id, OrderStatus.ACCEPTED, ts)
+
+    def cancel(self, client_order_id: str) -> None:
+        report = self._orders.get(client_order_id)
+        if report is None:
+            return
+        book = self._pending.get(report.instrument_id, {})
+        order = book.pop(client_order_id, None)
+        if order is None:
+            return
+        self._set_status(client_order_id, OrderStatus.CANCELED)
+        ts = self._last[report.instrument_id].ts if report.instrument_id in self._last else order.ts
+        self._emit_update(client_order_id, OrderStatus.CANCELED, ts, "canceled")
+
+    async def open_orders(self) -> list[OrderReport]:
+        return [r for r in self._orders.values() if not r.status.is_terminal]
+
+    async def order_status(self, client_order_id: str) -> OrderReport | None:
+        return self._orders.get(client_order_id)
+
+    async def fills_since(self, ts: int) -> list[Fill]:
+        return [f for f in self.fills if f.ts >= ts]
+
+    async def account(self) -> AccountReport:
+        return AccountReport(dict(self.cash), {k: v for k, v in self.positions.items() if v})
+
+    # -- market data ----------------------------------------------------------
+    def on_bar(self, bar: Bar) -> None:
+        inst_id = bar.instrument_id
+        base = self._base.get(inst_id)
+        if base is not None and bar.timeframe != base:
+            return
+        self._last[inst_id] = bar
+        book = self._pending.get(inst_id)
+        if not book:
+            return
+        for coid, order in list(book.items()):
+            if order.ts >= bar.ts:
+                continue  # decided on this very bar: fills from the next one
+            price = fill_price(order, bar, self.costs.slippage_bps)
+            if price is None:
+                continue
+            del book[coid]
+            self._fill(order, price, bar.ts_open)
+
+    def _fill(self, order: OrderRequest, price: float, ts: int) -> None:
+        inst = self.instruments[order.instrument_id]
+        qty = order.quantity
+        notional = qty * price * inst.multiplier
+        fee = commission(notional, self.costs, first_fill=True)
+        self._seq += 1
+        fill = Fill(
+            ts, order.client_order_id, f"sim-{self._seq}", order.instrument_id, order.side,
+            qty, price, fee, self._orders[order.client_order_id].broker_order_id,
+        )
+        sign = order.side.sign
+        inst_id = order.instrument_id
+        self.positions[inst_id] = self.positions.get(inst_id, 0.0) + sign * qty
+        self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
+        r = self._orders[order.client_order_id]
+        self._orders[order.client_order_id] = OrderReport(
+            r.client_order_id, r.instrument_id, OrderStatus.FILLED, r.side, r.quantity,
+            qty, r.broker_order_id, r.limit_price,
+        )
+        self.fills.append(fill)
+        self._forget_old(order.client_order_id)
+        self._sink(fill)
+
+    def _forget_old(self, coid: str) -> None:
+        limit = self.history_limit
+        if limit is None:
+            return
+        self._terminal.append(coid)
+        while len(self._terminal) > limit:
+            self._orders.pop(self._terminal.popleft(), None)
+
+    def _set_status(self, coid: str, status: OrderStatus) -> None:
+        if status.is_terminal:
+            self._forget_old(coid)
+        r = self._orders[coid]
+        self._orders[coid] = OrderReport(
+            r.client_order_id, r.instrument_id, status, r.side, r.quantity,
+            r.filled_quantity, r.broker_order_id, r.limit_price,
+        )
+
+    def _emit_update(self, coid: str, status: OrderStatus, ts: int, reason: str = "") -> None:
+        broker_id = self._orders[coid].broker_order_id if coid in self._orders else ""
+        self._sink(OrderUpdate(ts, coid, status, reason, broker_id))

@@ -1,0 +1,1 @@
+"""Trading models, their registry by class name, and the lifecycle stages."""

@@ -1,0 +1,71 @@
+"""Moving-average crossover: long while the fast SMA is above the slow one."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from pydantic import Field, model_validator
+
+from models.base import Model, Params
+from trader.events import Bar
+
+
+class SmaCrossParams(Params):
+    fast: int = Field(10, gt=0)
+    slow: int = Field(30, gt=0)
+    allow_short: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> SmaCrossParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
+        return self
+
+
+class SmaCross(Model):
+    """Goes long (or short, if allowed) when the fast SMA crosses the slow one."""
+
+    Params = SmaCrossParams
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Per instrument: [window of closes, fast sum, slow sum, above?]. Both
+        # sums are kept incrementally from one window: O(1) per bar.
+        self._state: dict[str, list] = {
+            inst: [deque(), 0.0, 0.0, None] for inst in self.instruments
+        }
+
+    def warmup_bars(self) -> int:
+        return self.params.slow
+
+    def on_bar(self, bar: Bar) -> dict[str, float] | None:
+        st = self._state[bar.instrument_id]
+        buf = st[0]
+        c = bar.close
+        buf.append(c)
+        fsum = st[1] + c
+        ssum = st[2] + c
+        fast = self.params.fast
+        slow = self.params.slow
+        n = len(buf)
+        if n > fast:
+            fsum -= buf[-fast - 1]
+        if n > slow:
+            ssum -= buf.popleft()
+            n -= 1
+        st[1] = fsum
+        st[2] = ssum
+        if n < slow:
+            return None
+        above = fsum / fast > ssum / slow
+        last = st[3]
+        if above == last:
+            return None
+        st[3] = above
+        if last is None and not above:
+            return None  # no position to leave before the first cross
+        if above:
+            w = 1.0
+        else:
+            w = -1.0 if self.params.allow_short else 0.0
+        return {bar.instrument_id: w}

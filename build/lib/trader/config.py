@@ -1,0 +1,273 @@
+"""The YAML configuration, validated by pydantic at the boundary.
+
+Every error is turned into a ``ConfigError`` that names the file, the key path
+and what was expected, so the CLI can print it and exit non-zero without a
+traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trader.instruments import Instrument
+from trader.timeframes import parse_timeframe
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used, with a message fit for an operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(Strict):
+    """Where an instrument's history lives (Parquet or CSV) and its bar length."""
+
+    path: Path
+    timeframe: str = "1m"
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+
+class InstrumentConfig(Instrument):
+    data: DataSource | None = None
+
+
+class DataConfig(Strict):
+    on_bad_row: Literal["error", "skip"] = "error"
+    batch_size: int = Field(65_536, gt=0)
+    start: str | None = None
+    end: str | None = None
+
+
+class ExecutionConfig(Strict):
+    """Simulated execution costs."""
+
+    slippage_bps: float = Field(1.0, ge=0)
+    commission_bps: float = Field(1.0, ge=0)
+    fee_per_order: float = Field(0.0, ge=0)
+
+
+class ModelConfig(Strict):
+    name: str
+    model: str = Field(description="model class name, e.g. SmaCross")
+    stage: Literal["research", "candidate", "paper", "live"] = "research"
+    budget: float = Field(gt=0, le=1)
+    instruments: list[str] = Field(min_length=1)
+    timeframe: str = "1d"
+    params: dict[str, Any] = Field(default_factory=dict)
+    gateway: str = "sim"
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+
+class PortfolioConfig(Strict):
+    initial_cash: float = Field(100_000.0, gt=0)
+    currency: str = "USD"
+
+
+class PlannerConfig(Strict):
+    # Skip rebalances smaller than this fraction of NAV to avoid churning on drift.
+    min_trade_fraction: float = Field(0.0, ge=0, le=1)
+
+
+class StoreConfig(Strict):
+    """Where the daemon keeps its state.
+
+    ``database_url`` selects PostgreSQL (``postgresql+psycopg://...``); it may
+    also come from ``$TRADER_DATABASE_URL``, which is where a password belongs.
+    Without one, SQLite in ``data_dir`` is used.
+    """
+
+    data_dir: Path = Path("state")
+    database_url: str | None = None
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    reconcile_policy: Literal["adopt", "refuse"] = "refuse"
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        # Committed config must not carry secrets; the message must not echo one either.
+        if v and "://" in v and "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            userinfo = v.split("://", 1)[1].split("@", 1)[0]
+            if ":" in userinfo:
+                raise ValueError(
+                    "database_url contains a password; put the URL in the TRADER_DATABASE_URL "
+                    "environment variable (or use a .pgpass file) instead of the config"
+                )
+        return v
+
+
+class LifecycleConfig(Strict):
+    """Gates a model must pass to move up the stages research -> candidate -> paper -> live."""
+
+    candidate_min_sharpe: float = 1.0
+    candidate_max_drawdown: float = Field(0.20, ge=0, le=1)
+    candidate_min_cagr: float = 0.10
+    candidate_min_trades: int = Field(10, ge=0)
+    live_min_paper_days: float = Field(30.0, ge=0)
+    live_min_paper_trades: int = Field(10, ge=0)
+    live_max_mean_slippage_bps: float = Field(10.0, ge=0)
+
+
+class AppConfig(Strict):
+    """A whole run: instruments, data, models and the components' settings."""
+
+    name: str = "run"
+    portfolio: PortfolioConfig = PortfolioConfig()
+    data: DataConfig = DataConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    planner: PlannerConfig = PlannerConfig()
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(default_factory=list)
+    risk: dict[str, Any] = Field(default_factory=dict)
+    store: StoreConfig = StoreConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AppConfig:
+        ids = [i.id for i in self.instruments]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"instruments: duplicate instrument ids {dupes}")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models: duplicate model names {dupes}")
+        known = set(ids)
+        for idx, m in enumerate(self.models):
+            for inst in m.instruments:
+                if inst not in known:
+                    raise ValueError(
+                        f"models.{idx}.instruments: unknown instrument {inst!r} in model "
+                        f"{m.name!r}; configured instruments are {sorted(known)}"
+                    )
+        total = sum(m.budget for m in self.models)
+        if total > 1 + 1e-9:
+            raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
+        return self
+
+    def instrument(self, instrument_id: str) -> InstrumentConfig:
+        for inst in self.instruments:
+            if inst.id == instrument_id:
+                return inst
+        raise KeyError(instrument_id)
+
+
+_SECRET_WORDS = ("url", "password", "secret", "token", "api_key")
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if not path:
+            # Cross-field checks name their own key path at the start of the message.
+            lines.append(f"  at {msg.removeprefix('Value error, ')}")
+            continue
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        got = e.get("input")
+        hint = ""
+        secret = any(w in path.lower() for w in _SECRET_WORDS)  # never echo a secret back
+        if (e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list)
+                and not secret):
+            hint = f" (got {got!r})"
+        lines.append(f"  at {path}: {msg}{hint}")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def model_problems(cfg: AppConfig) -> list[str]:
+    """What is wrong with the models section beyond its shape: unknown classes, bad
+    params, timeframes the instrument's data cannot build; as ``key.path: problem``."""
+    from models.registry import MODEL_CLASSES
+
+    problems = []
+    for idx, mc in enumerate(cfg.models):
+        cls = MODEL_CLASSES.get(mc.model)
+        if cls is None:
+            problems.append(f"models.{idx}.model: unknown model class {mc.model!r}; "
+                            f"known: {sorted(MODEL_CLASSES)}")
+            continue
+        try:
+            cls.Params(**mc.params)
+        except ValidationError as err:
+            for e in err.errors():
+                key = ".".join(str(x) for x in e["loc"])
+                msg = e["msg"].removeprefix("Value error, ")
+                if e["type"] == "extra_forbidden":
+                    msg = "unknown parameter (check the spelling)"
+                elif "input" in e and not isinstance(e["input"], dict | list):
+                    msg += f" (got {e['input']!r})"
+                problems.append(f"models.{idx}.params{'.' + key if key else ''}: {msg}")
+        except TypeError as exc:
+            problems.append(f"models.{idx}.params: {exc}")
+        tf = parse_timeframe(mc.timeframe)
+        for inst_id in mc.instruments:
+            inst = next((i for i in cfg.instruments if i.id == inst_id), None)
+            if inst is None or inst.data is None:
+                continue
+            base = parse_timeframe(inst.data.timeframe)
+            if tf % base:
+                problems.append(
+                    f"models.{idx}.timeframe: {mc.timeframe} is not a multiple of "
+                    f"{inst_id}'s data timeframe {inst.data.timeframe}"
+                )
+    return problems
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Load and validate a config file; relative data paths resolve against its folder."""
+    p = Path(path)
+    raw = load_yaml(p)
+    try:
+        cfg = AppConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(str(p), err)) from None
+    problems = model_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join([f"{p}: invalid configuration",
+                                      *(f"  at {x}" for x in problems)]))
+    base = p.resolve().parent
+    for inst in cfg.instruments:
+        if inst.data is not None and not inst.data.path.is_absolute():
+            resolved = (base / inst.data.path).resolve()
+            if not resolved.exists():
+                # Configs in config/ name data relative to the repository root too.
+                alt = (base.parent / inst.data.path).resolve()
+                resolved = alt if alt.exists() else resolved
+            object.__setattr__(inst.data, "path", resolved)
+    return cfg

@@ -1,0 +1,60 @@
+"""The order state machine shared by the router, the store and reconciliation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trader.events import OrderRequest, OrderStatus
+
+S = OrderStatus
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.ACCEPTED, S.REJECTED, S.CANCELED,
+                                 S.PARTIALLY_FILLED, S.FILLED}),
+    S.SUBMITTED: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELED, S.PARTIALLY_FILLED,
+                            S.FILLED, S.EXPIRED}),
+    S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
+    S.FILLED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """An order status change the state machine forbids."""
+
+
+def check_transition(current: OrderStatus, new: OrderStatus) -> bool:
+    """True if the change is legal, False if it is a harmless repeat; raise if illegal."""
+    if new == current and new is not S.PARTIALLY_FILLED:
+        return False
+    if new in TRANSITIONS[current]:
+        return True
+    raise IllegalTransition(f"{current} -> {new}")
+
+
+@dataclass(slots=True)
+class Order:
+    """The mutable life of one order inside the router."""
+
+    request: OrderRequest
+    status: OrderStatus = S.PENDING_SUBMIT
+    filled_quantity: float = 0.0
+    avg_fill_price: float = 0.0
+    broker_order_id: str = ""
+    reason: str = ""
+    trade_ids: set[str] = field(default_factory=set)
+    model_tags: tuple[str, ...] = ()
+
+    @property
+    def client_order_id(self) -> str:
+        return self.request.client_order_id
+
+    @property
+    def remaining(self) -> float:
+        return max(self.request.quantity - self.filled_quantity, 0.0)
+
+    def signed_remaining(self) -> float:
+        return self.remaining * self.request.side.sign

@@ -1,0 +1,200 @@
+"""Portfolio accounting: cash, positions, NAV, drawdown, and per-model books.
+
+Each fill is also split across the models whose targets caused it, so every
+model has a virtual book and the models' PnL adds up to the portfolio's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from trader.events import Bar, Fill
+from trader.instruments import Instrument
+
+UNATTRIBUTED = "_unattributed"
+
+
+@dataclass(slots=True)
+class Position:
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized: float = 0.0
+
+
+def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float) -> float:
+    """Apply a fill to a position in place; return the PnL it realized."""
+    q = pos.quantity
+    if q == 0 or (q > 0) == (signed_qty > 0):
+        new_q = q + signed_qty
+        pos.avg_price = (abs(q) * pos.avg_price + abs(signed_qty) * price) / abs(new_q)
+        pos.quantity = new_q
+        return 0.0
+    closing = min(abs(signed_qty), abs(q))
+    pnl = closing * (price - pos.avg_price) * (1 if q > 0 else -1) * multiplier
+    pos.realized += pnl
+    new_q = q + signed_qty
+    if abs(new_q) < 1e-12:
+        pos.quantity, pos.avg_price = 0.0, 0.0
+    elif (new_q > 0) != (q > 0):
+        pos.quantity, pos.avg_price = new_q, price  # flipped through zero
+    else:
+        pos.quantity = new_q
+    return pnl
+
+
+class Book:
+    """Cash and positions of one account or one model's virtual slice of it."""
+
+    def __init__(self, cash: float, multipliers: Mapping[str, float]) -> None:
+        self.cash = cash
+        self.positions: dict[str, Position] = {}
+        self.commission = 0.0
+        self._mult = multipliers
+
+    def apply(self, instrument_id: str, signed_qty: float, price: float, fee: float) -> float:
+        mult = self._mult[instrument_id]
+        pos = self.positions.get(instrument_id)
+        if pos is None:
+            pos = self.positions[instrument_id] = Position()
+        self.cash -= signed_qty * price * mult + fee
+        self.commission += fee
+        return apply_fill(pos, signed_qty, price, mult)
+
+    def quantity(self, instrument_id: str) -> float:
+        pos = self.positions.get(instrument_id)
+        return pos.quantity if pos else 0.0
+
+    def market_value(self, marks: Mapping[str, float]) -> float:
+        total = 0.0
+        for inst, pos in self.positions.items():
+            if pos.quantity:
+                total += pos.quantity * marks.get(inst, pos.avg_price) * self._mult[inst]
+        return total
+
+    def equity(self, marks: Mapping[str, float]) -> float:
+        return self.cash + self.market_value(marks)
+
+    def realized(self) -> float:
+        return sum(p.realized for p in self.positions.values())
+
+    def unrealized(self, marks: Mapping[str, float]) -> float:
+        total = 0.0
+        for inst, pos in self.positions.items():
+            if pos.quantity:
+                mark = marks.get(inst, pos.avg_price)
+                total += pos.quantity * (mark - pos.avg_price) * self._mult[inst]
+        return total
+
+
+# Splits a fill's signed quantity across models: {model: signed qty}.
+Attribution = Callable[[Fill], dict[str, float]]
+
+
+class Portfolio:
+    """The account as the kernel sees it, marked to the last close of each instrument."""
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        initial_cash: float,
+        *,
+        base_timeframes: Mapping[str, int] | None = None,
+    ) -> None:
+        self._mult = {i: inst.multiplier for i, inst in instruments.items()}
+        self.instruments = dict(instruments)
+        self.initial_cash = initial_cash
+        self.account = Book(initial_cash, self._mult)
+        self.models: dict[str, Book] = {}
+        self.marks: dict[str, float] = {}
+        self.last_bar_ts: dict[str, int] = {}
+        self._base = dict(base_timeframes or {})
+        self._attribution: Attribution | None = None
+        self._open: dict[str, Position] = {}  # positions that are not flat
+        self.nav = initial_cash
+        self.gross = 0.0
+        self.hwm = initial_cash
+        self.drawdown = 0.0
+        self.fill_listeners: list[Callable[[Fill, float], None]] = []
+
+    def set_attribution(self, attribution: Attribution) -> None:
+        self._attribution = attribution
+
+    def model_book(self, name: str) -> Book:
+        book = self.models.get(name)
+        if book is None:
+            book = self.models[name] = Book(0.0, self._mult)
+        return book
+
+    # -- event handlers ----------------------------------------------------------
+    def on_fill(self, fill: Fill) -> None:
+        signed = fill.quantity * fill.side.sign
+        split = self._attribution(fill) if self._attribution else {}
+        realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission)
+        rest = signed - sum(split.values())
+        for model, qty in split.items():
+            fee = fill.commission * abs(qty) / fill.quantity if fill.quantity else 0.0
+            self.model_book(model).apply(fill.instrument_id, qty, fill.price, fee)
+        if abs(rest) > 1e-12 or not split:
+            fee = fill.commission * abs(rest) / fill.quantity if fill.quantity else 0.0
+            self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price, fee)
+        if fill.instrument_id not in self.marks:
+            self.marks[fill.instrument_id] = fill.price
+        pos = self.account.positions[fill.instrument_id]
+        if pos.quantity:
+            self._open[fill.instrument_id] = pos
+        else:
+            self._open.pop(fill.instrument_id, None)
+        self._revalue()
+        for listener in self.fill_listeners:
+            listener(fill, realized)
+
+    def on_bar(self, bar: Bar) -> None:
+        inst = bar.instrument_id
+        if self._base.get(inst, bar.timeframe) != bar.timeframe:
+            return
+        self.marks[inst] = bar.close
+        self.last_bar_ts[inst] = bar.ts
+        # A price move of an instrument we hold no position in changes nothing.
+        if inst in self._open:
+            self._revalue()
+
+    def _revalue(self) -> None:
+        nav = self.account.cash
+        gross = 0.0
+        marks = self.marks
+        mult = self._mult
+        for inst, pos in self._open.items():
+            v = pos.quantity * marks[inst] * mult[inst]
+            nav += v
+            gross += v if v > 0 else -v
+        self.nav = nav
+        self.gross = gross
+        if nav > self.hwm:
+            self.hwm = nav
+        self.drawdown = 1.0 - nav / self.hwm if self.hwm > 0 else 0.0
+
+    # -- queries -------------------------------------------------------------------
+    def position(self, instrument_id: str) -> float:
+        return self.account.quantity(instrument_id)
+
+    def exposure(self, instrument_id: str) -> float:
+        """Signed market value of a position."""
+        q = self.account.quantity(instrument_id)
+        return q * self.marks.get(instrument_id, 0.0) * self._mult[instrument_id] if q else 0.0
+
+    def gross_exposure(self) -> float:
+        return self.gross
+
+    def net_exposure(self) -> float:
+        return self.nav - self.account.cash
+
+    @property
+    def has_positions(self) -> bool:
+        return bool(self._open)
+
+    def pnl(self) -> float:
+        return self.nav - self.initial_cash
+
+    def model_pnl(self) -> dict[str, float]:
+        return {name: book.equity(self.marks) for name, book in self.models.items()}

@@ -1,0 +1,100 @@
+"""Collects what a run produced: the equity curve, fills, exposure.
+
+Memory stays bounded by the number of *days*, not bars: NAV is sampled at the
+last bar of each UTC day, and fills stream to a CSV file when one is given.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import IO
+
+from trader.events import Bar, Fill, ns_to_iso
+from trader.portfolio import Portfolio
+
+DAY_NS = 86_400 * 1_000_000_000
+
+TRADE_COLUMNS = [
+    "ts", "client_order_id", "trade_id", "instrument_id", "side", "quantity", "price",
+    "commission", "realized_pnl",
+]
+
+
+@dataclass(slots=True)
+class EquityPoint:
+    ts: int
+    nav: float
+    cash: float
+    gross_exposure: float
+    drawdown: float
+
+
+class Recorder:
+    """Samples the portfolio and counts trades while a run goes on."""
+
+    def __init__(self, portfolio: Portfolio, trades_file: IO[str] | None = None,
+                 keep_fills: bool = False, base_timeframes: dict[str, int] | None = None) -> None:
+        self.portfolio = portfolio
+        self._base = dict(base_timeframes or {})
+        self.equity: list[EquityPoint] = []
+        self._day: int | None = None
+        self._prev: tuple | None = None
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.bars = 0
+        self.bars_exposed = 0
+        self.fills = 0
+        self.closing_pnls_pos = 0.0
+        self.closing_pnls_neg = 0.0
+        self.wins = 0
+        self.losses = 0
+        self.keep_fills = keep_fills
+        self.fill_rows: list[list] = []
+        self._writer = csv.writer(trades_file, lineterminator="\n") if trades_file else None
+        if self._writer:
+            self._writer.writerow(TRADE_COLUMNS)
+        portfolio.fill_listeners.append(self.on_fill)
+
+    def on_bar(self, bar: Bar) -> None:
+        """Samples NAV at the last base bar of each UTC day."""
+        if self._base.get(bar.instrument_id, bar.timeframe) != bar.timeframe:
+            return
+        pf = self.portfolio
+        ts = bar.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+            self.equity.append(EquityPoint(bar.ts_open, pf.initial_cash, pf.initial_cash, 0.0, 0.0))
+        self.bars += 1
+        if pf._open:
+            self.bars_exposed += 1
+        day = (ts - 1) // DAY_NS  # a bar closing at midnight belongs to the day before
+        if day != self._day:
+            if self._day is not None:
+                self.equity.append(EquityPoint(*self._prev))
+            self._day = day
+        self.last_ts = ts
+        self._prev = (ts, pf.nav, pf.account.cash, pf.gross, pf.drawdown)
+
+    def on_fill(self, fill: Fill, realized: float) -> None:
+        self.fills += 1
+        if realized > 0:
+            self.wins += 1
+            self.closing_pnls_pos += realized
+        elif realized < 0:
+            self.losses += 1
+            self.closing_pnls_neg += -realized
+        row = [
+            ns_to_iso(fill.ts), fill.client_order_id, fill.trade_id, fill.instrument_id,
+            fill.side.value, repr(fill.quantity), repr(fill.price), repr(fill.commission),
+            repr(realized),
+        ]
+        if self._writer:
+            self._writer.writerow(row)
+        elif self.keep_fills:
+            self.fill_rows.append(row)
+
+    def finish(self) -> None:
+        if self._prev is not None:
+            self.equity.append(EquityPoint(*self._prev))
+            self._prev = None

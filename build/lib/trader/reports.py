@@ -1,0 +1,36 @@
+"""Writes a run's reports: metrics.json, trades.csv (streamed), equity.csv, report.html."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from trader.events import ns_to_iso
+
+
+def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
+    from trader.backtest import metrics_json
+
+    (out_dir / "metrics.json").write_text(metrics_json(metrics))
+    with open(out_dir / "equity.csv", "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["ts", "nav", "cash", "gross_exposure", "drawdown"])
+        for p in engine.recorder.equity:
+            w.writerow([ns_to_iso(p.ts), repr(p.nav), repr(p.cash), repr(p.gross_exposure),
+                        repr(p.drawdown)])
+    write_chart(engine.recorder.equity, out_dir / "report.html", engine.cfg.name)
+
+
+def write_chart(equity: list, path: Path, title: str) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    x = [ns_to_iso(p.ts) for p in equity]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
+                        subplot_titles=("Equity (NAV)", "Drawdown"))
+    fig.add_trace(go.Scatter(x=x, y=[p.nav for p in equity], name="NAV"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=[-p.drawdown for p in equity], name="Drawdown",
+                             fill="tozeroy"), row=2, col=1)
+    fig.update_layout(title=title, showlegend=False, yaxis2_tickformat=".0%")
+    fig.write_html(path, include_plotlyjs="cdn", full_html=True, div_id="equity")

@@ -1,0 +1,89 @@
+"""Where the database is and how to connect to it.
+
+SQLite is the default: one file under the data directory, in WAL mode so the
+daemon's writes do not block readers (the CLI, the kill switch watcher), with
+foreign keys enforced on every connection.  A ``database_url`` (config or the
+``TRADER_DATABASE_URL`` environment variable) selects PostgreSQL instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_URL = "TRADER_DATABASE_URL"
+ENV_DATA_DIR = "TRADER_DATA_DIR"
+DB_FILE = "trader.db"
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message names the database (without secrets)."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password masked, safe for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable database url>"
+
+
+def resolve_url(database_url: str | None = None, data_dir: str | Path | None = None) -> str:
+    """The URL to use: explicit URL, else ``$TRADER_DATABASE_URL``, else SQLite in the data dir."""
+    url = database_url or os.environ.get(ENV_URL)
+    if url:
+        return url
+    base = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "state")
+    return f"sqlite:///{base / DB_FILE}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get their directory, WAL and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"database_url {redact(url)!r} is not a valid SQLAlchemy URL") from None
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        sync = sqlite_synchronous.upper()
+        if sync not in SYNCHRONOUS:
+            raise StoreError(
+                f"sqlite_synchronous: {sqlite_synchronous!r} is not one of {SYNCHRONOUS}"
+            )
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        _sqlite_pragmas(engine, sync)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            # The installed driver is psycopg 3; plain "postgresql://" would ask for psycopg2.
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        kwargs["pool_pre_ping"] = True
+        return create_engine(url, **kwargs)
+    raise StoreError(
+        f"database_url {redact(url)!r}: unsupported backend {parsed.get_backend_name()!r} "
+        "(use sqlite:///path or postgresql+psycopg://...)"
+    )
+
+
+def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite opens transactions lazily; let SQLAlchemy's BEGIN be the only one.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()

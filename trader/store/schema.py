@@ -1,0 +1,201 @@
+"""The database tables, declared once with sqlmodel.
+
+Timestamps are integer UTC nanoseconds like every kernel event, so rows sort
+and compare exactly on SQLite and PostgreSQL alike.  The Alembic migrations in
+``migrations/versions`` create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# One MetaData for the store, so migrations and tests compare against it only.
+metadata = SQLModel.metadata
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(BigInteger, **kw))
+
+
+class SessionRow(SQLModel, table=True):
+    """One start of the process (replay, paper or live): the source of id prefixes."""
+
+    __tablename__ = "sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str = Field(max_length=16)
+    name: str = Field(max_length=200)
+    started_ts: int = _ts(nullable=False)
+    ended_ts: int | None = _ts(nullable=True)
+    id_prefix: str = Field(max_length=32, unique=True)
+    # Highest client order sequence written ahead in this session.
+    last_seq: int = Field(default=0, sa_type=BigInteger)
+
+
+class OrderRow(SQLModel, table=True):
+    """An order as written ahead and then kept current."""
+
+    __tablename__ = "orders"
+
+    client_order_id: str = Field(primary_key=True, max_length=64)
+    session_id: int | None = Field(default=None, foreign_key="sessions.id", index=True)
+    gateway: str = Field(max_length=64)
+    instrument_id: str = Field(max_length=64)
+    side: str = Field(max_length=4)
+    quantity: float
+    order_type: str = Field(max_length=8)
+    limit_price: float | None = None
+    stop_price: float | None = None
+    reduce_only: bool = False
+    status: str = Field(max_length=20, index=True)
+    filled_quantity: float = 0.0
+    avg_fill_price: float = 0.0
+    broker_order_id: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
+    # Comma-delimited (",a,b,") so a model's orders are found with LIKE '%,a,%'.
+    model_tags: str = Field(default="", max_length=500)
+    ref_price: float | None = None
+    created_ts: int = _ts(nullable=False)
+    updated_ts: int = _ts(nullable=False)
+
+
+class OrderEventRow(SQLModel, table=True):
+    """Every status change of an order, in the order it was applied."""
+
+    __tablename__ = "order_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_order_id: str = Field(foreign_key="orders.client_order_id", index=True, max_length=64)
+    ts: int = _ts(nullable=False)
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str = Field(max_length=20)
+    filled_quantity: float = 0.0
+    broker_order_id: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
+
+
+class FillRow(SQLModel, table=True):
+    """One execution; a broker's execution id is stored once per gateway."""
+
+    __tablename__ = "fills"
+    __table_args__ = (UniqueConstraint("gateway", "trade_id", name="uq_fills_gateway_trade"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gateway: str = Field(max_length=64)
+    trade_id: str = Field(max_length=128)
+    # No foreign key: a fill of an order we never wrote (placed by hand, say)
+    # must still be stored, or positions could not be reconciled.
+    client_order_id: str = Field(max_length=64, index=True)
+    instrument_id: str = Field(max_length=64)
+    side: str = Field(max_length=4)
+    quantity: float
+    price: float
+    commission: float = 0.0
+    broker_order_id: str = Field(default="", max_length=64)
+    ts: int = _ts(nullable=False, index=True)
+    recorded_ts: int = _ts(nullable=False)
+
+
+class AccountSnapshotRow(SQLModel, table=True):
+    """Cash and valuation of the account at one moment."""
+
+    __tablename__ = "account_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: int = _ts(nullable=False, index=True)
+    source: str = Field(max_length=32)  # "portfolio" or a gateway name
+    cash: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
+    nav: float | None = None
+
+
+class PositionSnapshotRow(SQLModel, table=True):
+    """A position belonging to an account snapshot."""
+
+    __tablename__ = "position_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: int = Field(foreign_key="account_snapshots.id", index=True)
+    instrument_id: str = Field(max_length=64)
+    quantity: float
+    avg_price: float | None = None
+
+
+class RiskEventRow(SQLModel, table=True):
+    """A risk decision or incident worth keeping: rejections, halts, reconciliation flags."""
+
+    __tablename__ = "risk_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: int = _ts(nullable=False, index=True)
+    kind: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=1000)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TradingStateRow(SQLModel, table=True):
+    """The single current trading state (ACTIVE, REDUCING, HALTED) per account scope."""
+
+    __tablename__ = "trading_state"
+
+    scope: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)
+    reason: str = Field(default="", max_length=1000)
+    changed_by: str = Field(default="", max_length=200)
+    ts: int = _ts(nullable=False)
+
+
+class KillSwitchRow(SQLModel, table=True):
+    """The persisted kill switch a running daemon watches; released only by a command."""
+
+    __tablename__ = "kill_switch"
+
+    scope: str = Field(primary_key=True, max_length=64)
+    engaged: bool = False
+    reason: str = Field(default="", max_length=1000)
+    changed_by: str = Field(default="", max_length=200)
+    ts: int = _ts(nullable=False)
+
+
+class ModelStageRow(SQLModel, table=True):
+    """The lifecycle stage a model is at now."""
+
+    __tablename__ = "model_stages"
+
+    name: str = Field(primary_key=True, max_length=200)
+    stage: str = Field(max_length=16)
+    since_ts: int = _ts(nullable=False)
+
+
+class ModelStageHistoryRow(SQLModel, table=True):
+    """Every stage change: who, when, why, and whether a gate was overridden."""
+
+    __tablename__ = "model_stage_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, index=True)
+    from_stage: str = Field(max_length=16)
+    to_stage: str = Field(max_length=16)
+    ts: int = _ts(nullable=False)
+    operator: str = Field(max_length=200)
+    reason: str = Field(max_length=1000)
+    forced: bool = False
+    gate_report: str = Field(default="", max_length=4000)
+
+
+class RunRow(SQLModel, table=True):
+    """A backtest or a trading session's summary: which config, which models, what came out."""
+
+    __tablename__ = "runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16, index=True)  # backtest | replay | paper | live
+    name: str = Field(max_length=200)
+    session_id: int | None = Field(default=None, foreign_key="sessions.id")
+    config_hash: str = Field(max_length=64)
+    models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    started_ts: int = _ts(nullable=False)
+    ended_ts: int | None = _ts(nullable=True)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -450,3 +450,12 @@ async def test_two_instruments_stream_independently(harness: CcxtHarness) -> Non
         by_inst.setdefault(b.instrument_id, []).append(b.open)
     assert by_inst == {h.instrument_id: [100.0, 101.0], inst2: [10.0, 11.0]}
     assert set(gw.instruments) == {h.instrument_id, inst2}
+
+
+async def test_gateway_runs_on_exchange_time(harness: CcxtHarness) -> None:
+    """The stand-in's clock reads 2024; the gateway measures the offset and uses it."""
+    h = harness
+    gw = h.gateway(lambda _e: None, trading=False)
+    await gw.connect(stream=False)
+    assert abs(gw._now_ms() - h.standin.now_ms()) < 1_500  # Kraken's clock has 1 s steps
+    assert abs(gw._now_ms() - time.time() * 1000) > 86_400_000

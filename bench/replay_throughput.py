@@ -68,7 +68,7 @@ def config_for(path: Path):
 
     return AppConfig.model_validate({
         "name": "bench",
-        "execution": {"slippage_bps": 1, "commission_bps": 1, "fee_per_order": 0},
+        "execution": {"slippage_bps": 0, "commission_bps": 0, "fee_per_order": 0},
         "instruments": [{"id": "X", "symbol": "X", "venue": "SIM", "asset_class": "equity",
                          "tick_size": 0.01, "lot_step": 1, "min_quantity": 1,
                          "data": {"path": str(path), "timeframe": "1m"}}],
@@ -77,7 +77,10 @@ def config_for(path: Path):
         # Every check is on; the caps admit a single model holding its whole
         # budget so the stream of orders is approved, not rejected and logged.
         "risk": {"instrument_exposure": {"limit": 1.0}, "net_exposure": {"limit": 1.0},
-                 "gross_leverage": {"limit": 1.2}},
+                 "gross_leverage": {"limit": 1.2},
+                 # A random walk may well fall 20%; the halt would then turn the
+                 # rest of the run into rejections, which is not what is measured.
+                 "drawdown": {"trigger": 0.9, "halt": 0.95}},
     })
 
 

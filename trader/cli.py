@@ -13,6 +13,7 @@ from rich.table import Table
 from risk.cli import kill, risk_summary
 from trader.config import ConfigError
 from trader.feed import DataError
+from trader.journal import JournalError
 
 if TYPE_CHECKING:
     from trader.backtest import BacktestResult
@@ -39,15 +40,25 @@ class UserError(Exception):
 
 @app.command()
 def backtest(
-    config: Path = typer.Argument(..., help="YAML config of the run"),
+    config: Path = typer.Argument(None, help="YAML config of the run"),
     out: Path = typer.Option(None, "--out", help="directory for the reports (default runs/<name>)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    journal: Path = typer.Option(None, "--journal",
+                                 help="replay a paper/live session's journal and check parity"),
     store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
                                "(default: only the run summary is stored, at the end)"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
     from trader.config import load_config
     from trader.store import open_store
+
+    if journal is not None:
+        from trader.daemon_cli import backtest_journal
+
+        backtest_journal(journal, config, out)
+        return
+    if config is None:
+        raise UserError("backtest needs a CONFIG file (or --journal FILE)")
 
     cfg = load_config(config)
     db = open_store(cfg.store, batch_size=5000 if store else 0)
@@ -106,6 +117,12 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
     console.print(f"reports written to {out_dir}/")
 
 
+from trader.daemon_cli import run as _run_cmd  # noqa: E402 - registered after app exists
+from trader.daemon_cli import status as _status_cmd  # noqa: E402
+
+app.command("run")(_run_cmd)
+app.command("status")(_status_cmd)
+
 from models.lifecycle_cli import models_app  # noqa: E402 - registered after the core commands
 from trader.store.cli import db_app  # noqa: E402
 from trader.store.db import StoreError  # noqa: E402
@@ -116,8 +133,10 @@ app.add_typer(models_app, name="models")
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
-    except (ConfigError, DataError, UserError, StoreError) as exc:
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) returns n in non-standalone mode
+            sys.exit(code)
+    except (ConfigError, DataError, UserError, JournalError, StoreError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:

@@ -30,12 +30,28 @@ class ReplayClock:
 
 
 class LiveClock:
-    """Wall-clock time; the only place the wall clock is read."""
+    """Time of a live session.
 
-    __slots__ = ()
+    ``now()`` is the time of the latest event the kernel dispatched (or the wall
+    clock before the first one): decisions are stamped with the time of the
+    event that caused them, exactly as in replay, so a session's journal
+    replays to identical orders.  ``wall()`` is the only place the wall clock is
+    read; the daemon uses it for timeouts, staleness and the watchdog.
+    """
+
+    __slots__ = ("_now",)
+
+    def __init__(self) -> None:
+        self._now = 0
 
     def now(self) -> int:
-        return time.time_ns()
+        return self._now or time.time_ns()
 
-    def advance(self, ts: int) -> None:  # noqa: ARG002 - same interface as ReplayClock
-        return None
+    def advance(self, ts: int) -> None:
+        # Like ReplayClock: event time never runs backwards, even if a late event arrives.
+        if ts > self._now:
+            self._now = ts
+
+    @staticmethod
+    def wall() -> int:
+        return time.time_ns()

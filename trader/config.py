@@ -85,6 +85,40 @@ class PlannerConfig(Strict):
     min_trade_fraction: float = Field(0.0, ge=0, le=1)
 
 
+class ReplayFeedConfig(Strict):
+    """The replay-as-live market data gateway (``daemon.market_data: replay``)."""
+
+    # Times real time; "max" streams as fast as the kernel consumes.
+    speed: float | Literal["max"] = 1000.0
+    # Bars before this time warm the models up; bars from it on are streamed live.
+    start: str | None = None
+    exit_at_end: bool = False  # stop the daemon cleanly when the file is exhausted
+
+    @field_validator("speed")
+    @classmethod
+    def _speed(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and v <= 0:
+            raise ValueError("must be > 0, or \"max\"")
+        return v
+
+
+class DaemonConfig(Strict):
+    """Settings of ``trader run`` (the live/paper daemon)."""
+
+    data_dir: Path = Path("var")
+    market_data: Literal["replay"] = "replay"
+    replay: ReplayFeedConfig = ReplayFeedConfig()
+    warmup: bool = True
+    stale_after_intervals: float = Field(3.0, gt=0)
+    cancel_open_orders_on_shutdown: bool = False
+    shutdown_timeout: float = Field(10.0, gt=0)
+    status_interval: float = Field(1.0, gt=0)
+    kill_switch_poll: float = Field(0.25, gt=0, le=1.0)
+    journal_flush_interval: float = Field(0.2, gt=0)
+    journal_fsync_interval: float = Field(1.0, ge=0)
+    queue_size: int = Field(100_000, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 class StoreConfig(Strict):
     """Where the daemon keeps its state.
 
@@ -135,6 +169,7 @@ class AppConfig(Strict):
     instruments: list[InstrumentConfig] = Field(min_length=1)
     models: list[ModelConfig] = Field(default_factory=list)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    daemon: DaemonConfig = DaemonConfig()
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
 

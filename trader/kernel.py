@@ -81,7 +81,7 @@ class Kernel:
     def bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         self._inbox: deque[Event] = deque()
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future | None = None
 
     def post(self, event: Event) -> None:
         """Hand an event to the kernel from any thread or task."""
@@ -99,19 +99,34 @@ class Kernel:
 
     def _enqueue(self, event: Event) -> None:
         inbox = self._inbox
-        # Policy when consumers fall behind: order and fill events are never
-        # dropped; a bar beyond the bound is dropped, counted and logged as an
-        # error (the feed's staleness check then blocks new exposure).
+        # Policy when consumers fall behind (the inbox holds ``queue_size`` events):
+        # order updates and fills are never dropped (losing one would corrupt the
+        # book); a bar beyond the bound is dropped and counted (``dropped``, shown by
+        # ``trader status`` and /metrics), and logged at the first drop and every
+        # 1,000th after, so a flood of drops cannot also flood the log.  Dropped bars
+        # were never dispatched, so they are not in the journal and parity holds.
         if len(inbox) >= self._queue_size and type(event) is Bar:
             self.dropped += 1
-            log.error("kernel_queue_full_bar_dropped", instrument=event.instrument_id,
-                      ts=event.ts, depth=len(inbox), dropped_total=self.dropped)
+            if self.dropped == 1 or not self.dropped % 1000:
+                log.error("kernel_queue_full_bar_dropped", instrument=event.instrument_id,
+                          ts=event.ts, depth=len(inbox), dropped_total=self.dropped)
             return
         inbox.append(event)
         depth = len(inbox)
         if depth > self.max_queue_depth:
             self.max_queue_depth = depth
-        self._wakeup.set()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake(self, _: object = None) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def pending(self) -> int:
         return len(self._inbox) if self._loop is not None else 0
@@ -120,22 +135,26 @@ class Kernel:
         """Consume posted events until ``stop`` is set and the inbox is drained."""
         if self._loop is None:
             self.bind_loop()
+        loop = self._loop
+        assert loop is not None
         inbox = self._inbox
-        wakeup = self._wakeup
+        dispatch = self.dispatch
+        # One future per idle period, resolved by the next post (or by ``stop``): a
+        # single loop hop from post to dispatch keeps tick-to-trade latency low.
         stopper = asyncio.ensure_future(stop.wait())
+        stopper.add_done_callback(self._wake)
         try:
             while True:
                 while inbox:
                     event = inbox.popleft()
                     try:
-                        self.dispatch(event)
+                        dispatch(event)
                     except Exception:  # one bad event must not end a live session
                         log.exception("event_dispatch_failed", event_type=type(event).__name__)
                 if stop.is_set():
                     return
-                wakeup.clear()
-                waiter = asyncio.ensure_future(wakeup.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                waiter = self._waiter = loop.create_future()
+                await waiter
         finally:
+            self._waiter = None
             stopper.cancel()

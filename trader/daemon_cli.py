@@ -1,0 +1,193 @@
+"""``trader run`` and ``trader status`` (registered on the main CLI app)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config of the session"),
+    mode: str = typer.Option(..., "--mode", help="paper or live"),
+    confirm: bool = typer.Option(False, "--confirm", help="required for --mode live"),
+    data_dir: Path = typer.Option(None, "--data-dir", help="overrides daemon.data_dir"),
+) -> None:
+    """Run the trading daemon (paper or live) until SIGTERM/SIGINT."""
+    from trader.config import load_config
+    from trader.daemon import check_start, run_daemon
+    from trader.logging import configure_logging
+
+    cfg = load_config(config)
+    check_start(cfg, mode, confirm)  # refusals print a clear message and exit 2
+    configure_logging(cfg.daemon.log_level)
+    code = run_daemon(cfg, mode, config_path=config, data_dir=data_dir)
+    raise typer.Exit(code)
+
+
+def _data_dir(config: Path | None, data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        return data_dir
+    if config is not None:
+        from trader.config import load_config
+
+        return load_config(config).daemon.data_dir
+    return Path("var")
+
+
+def status(
+    config: Path = typer.Option(None, "--config", "-c", help="config of the daemon"),
+    data_dir: Path = typer.Option(None, "--data-dir", help="the daemon's data directory"),
+    as_json: bool = typer.Option(False, "--json", help="print the raw snapshot as JSON"),
+    check: bool = typer.Option(False, "--check",
+                               help="exit 1 unless the daemon is running and healthy"),
+) -> None:
+    """Show mode, trading state, kill switch, NAV, positions, orders, feeds and models."""
+    from trader.status import liveness, read_snapshot
+
+    d = _data_dir(config, data_dir)
+    try:
+        snap = read_snapshot(d)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    if snap is None:
+        console.print(f"no daemon has run with data directory {d}")
+        raise typer.Exit(1 if check else 0)
+    running, age = liveness(snap)
+    snap["running"] = running
+    snap["heartbeat_age_s"] = round(age, 3)
+    stored = _from_store(config, d)
+    if stored is not None:
+        snap["store"] = stored
+    if as_json:
+        sys.stdout.write(json.dumps(snap, indent=1, sort_keys=True) + "\n")
+    else:
+        _print(snap, running, age)
+    if check and not (running and snap.get("state") in ("trading", "warming_up", "starting")):
+        raise typer.Exit(1)
+
+
+def _from_store(config: Path | None, data_dir: Path) -> dict | None:
+    """Positions, open orders, kill switch and stages as the store has them (if installed)."""
+    try:
+        from trader.store import DbKillSwitch, open_store  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    from trader.config import load_config
+
+    scfg = load_config(config).store if config is not None else None
+    if scfg is None or "data_dir" not in scfg.model_fields_set:
+        from trader.config import StoreConfig  # type: ignore[attr-defined]
+
+        scfg = (scfg or StoreConfig()).model_copy(update={"data_dir": data_dir})
+    try:
+        store = open_store(scfg, migrate=False)
+    except Exception as exc:  # the status must still show what the snapshot knows
+        return {"error": str(exc)}
+    try:
+        out: dict = {"database": store.safe_url, "positions": store.positions()}
+        out["open_orders"] = [
+            {k: r.get(k) for k in ("client_order_id", "instrument_id", "side", "quantity",
+                                   "filled_quantity", "status")}
+            for r in store.order_rows(open_only=True)
+        ]
+        engaged, reason = DbKillSwitch(store).engaged()
+        out["kill_switch"] = {"engaged": engaged, "reason": reason}
+        try:
+            from models.lifecycle import Lifecycle  # type: ignore[import-not-found]
+
+            out["stages"] = Lifecycle(store).stages()
+        except ImportError:
+            pass
+        return out
+    except Exception as exc:
+        return {"error": str(exc)}
+    finally:
+        store.close()
+
+
+def _print(snap: dict, running: bool, age: float) -> None:
+    up = "[green]running[/]" if running else "[yellow]not running[/]"
+    kill = "[red]ENGAGED[/]" if snap.get("kill_switch") else "off"
+    nav = snap.get("nav")
+    console.print(
+        f"daemon {up} (pid {snap.get('pid')}, heartbeat {age:.1f}s ago)  mode [bold]"
+        f"{snap.get('mode')}[/]  state {snap.get('state')}  trading "
+        f"{'on' if snap.get('trading') else 'off'}  kill switch {kill}  risk "
+        f"{snap.get('risk_state') or '-'}"
+    )
+    console.print(f"session {snap.get('session_id')}  config {snap.get('config_name')}  NAV "
+                  f"{nav:,.2f}" if nav is not None else "NAV -")
+    t = Table(title="positions")
+    t.add_column("instrument")
+    t.add_column("quantity", justify="right")
+    for inst, q in sorted(snap.get("positions", {}).items()):
+        t.add_row(inst, f"{q:g}")
+    console.print(t)
+    t = Table(title="open orders")
+    for col in ("client_order_id", "instrument", "side", "quantity", "filled", "status"):
+        t.add_column(col)
+    for o in snap.get("open_orders", []):
+        t.add_row(*(str(o.get(c, "")) for c in ("client_order_id", "instrument", "side",
+                                                "quantity", "filled", "status")))
+    console.print(t)
+    t = Table(title="feeds")
+    t.add_column("instrument")
+    t.add_column("last bar (close)")
+    t.add_column("stale")
+    stale = set(snap.get("stale_feeds", []))
+    for inst, info in sorted(snap.get("last_bar", {}).items()):
+        t.add_row(inst, str(info.get("ts")), "STALE" if inst in stale else "")
+    console.print(t)
+    stored = snap.get("store")
+    if stored:
+        if "error" in stored:
+            console.print(f"store: [red]{stored['error']}[/]")
+        else:
+            ks = stored.get("kill_switch", {})
+            console.print(f"store {stored.get('database')}: positions {stored.get('positions')}, "
+                          f"{len(stored.get('open_orders', []))} open orders, kill switch row "
+                          f"{'ENGAGED' if ks.get('engaged') else 'off'}")
+    t = Table(title="models")
+    for col in ("name", "model", "stage", "active"):
+        t.add_column(col)
+    for m in snap.get("models", []):
+        t.add_row(m.get("name", ""), m.get("model", ""), m.get("stage", ""),
+                  "yes" if m.get("active") else "no")
+    console.print(t)
+
+
+def backtest_journal(journal: Path, config: Path | None, out: Path | None) -> None:
+    """Replay a session journal and compare its orders with the session's."""
+    from trader.config import load_config
+    from trader.journal_replay import order_key, replay_journal
+
+    cfg = load_config(config) if config is not None else None
+    outcome = replay_journal(journal, cfg)
+    for note in outcome.notes:
+        console.print(f"[yellow]note:[/] {note} (ignored: torn last record)")
+    h = outcome.header
+    console.print(f"journal {journal}: session {h.session_id} ({h.mode}), "
+                  f"{outcome.events:,} events replayed")
+    console.print(f"orders: session {len(outcome.session_orders)}, "
+                  f"replay {len(outcome.replay_orders)}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "orders.csv", "w") as fh:
+            fh.write("client_order_id,instrument,side,quantity,order_type,limit,stop,ts\n")
+            for o in outcome.replay_orders:
+                k = order_key(o)
+                fh.write(f"{o.client_order_id},{k[0]},{k[1]},{k[2]!r},{k[3]},{k[4] or ''},"
+                         f"{k[5] or ''},{k[6]}\n")
+    if outcome.identical:
+        console.print("[green]parity: the replay produced identical orders[/]")
+        return
+    console.print(f"[red]parity FAILED:[/] {outcome.first_difference()}")
+    raise typer.Exit(1)

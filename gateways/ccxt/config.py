@@ -65,6 +65,7 @@ class CcxtGatewayConfig(BaseModel):
     dead_end_other_urls: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
     use_websocket: bool = True
+    market_data: bool = True  # stream bars on connect (off when another feed supplies them)
     trading: bool = True
     sandbox: bool = False
     rate_limit: bool = True

@@ -134,6 +134,7 @@ class CcxtGateway:
         self.stats = GatewayStats()
         self._offset_ms = 0
         self._retired: deque[str] = deque()
+        self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
 
     # -- protocol --------------------------------------------------------------------
@@ -180,13 +181,22 @@ class CcxtGateway:
                 f"{type(exc).__name__}: {exc}"
             ) from None
         self._running = True
-        if stream:
+        if stream and cfg.market_data:
             for symbol in cfg.symbols:
                 self._spawn(self._bar_loop(symbol), f"bars:{symbol}")
-            if cfg.trading:
-                self._spawn(self._private_loop(), "orders")
+        if stream and cfg.trading:
+            self._spawn(self._private_loop(), "orders")
 
     async def close(self) -> None:
+        """Let orders already handed over reach the venue (bounded), then stop everything."""
+        pending = [t for t in self._tasks if t.get_name().split(":")[1] in ("submit", "cancel")]
+        if pending:
+            # an order task cancelled mid-request leaves its outcome unknown to everybody
+            limit = 2 * self.config.timing.request_timeout_ms / 1000 + 1.0
+            _done, late = await asyncio.wait(pending, timeout=limit)
+            if late:
+                log.error("orders_in_flight_at_close", gateway=self.name,
+                          tasks=sorted(t.get_name() for t in late))
         self._running = False
         tasks = list(self._tasks)
         for t in tasks:
@@ -480,7 +490,6 @@ class CcxtGateway:
         req = tracked.request
         assert req is not None
         ex = self._ex
-        t = self.config.timing
         symbol = tracked.symbol
         try:
             kind = ccxt_order_type(req.order_type)
@@ -496,6 +505,18 @@ class CcxtGateway:
         except (InvalidOrder, BrokerMessageError, BadSymbol) as exc:
             self._reject(tracked, str(exc))
             return
+        # one order at a time per market: concurrent requests could reach the venue out
+        # of the kernel's decision order (a sell before the buy it reduces)
+        async with self._submit_locks.setdefault(symbol, asyncio.Lock()):
+            await self._place(tracked, kind, amount, price)
+
+    async def _place(self, tracked: _Tracked, kind: str, amount: float,
+                     price: float | None) -> None:
+        req = tracked.request
+        assert req is not None
+        ex = self._ex
+        t = self.config.timing
+        symbol = tracked.symbol
         params = {"clientOrderId": tracked.client_order_id}
         for attempt in range(1, t.resolve_attempts + 1):
             tracked.submit_ms = self._now_ms()

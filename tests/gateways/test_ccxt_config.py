@@ -157,3 +157,23 @@ async def test_trading_without_credentials_refuses_to_start() -> None:
     gw = CcxtGateway(CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}))
     with pytest.raises(GatewayStartError, match="no API credentials"):
         await gw.connect()
+
+
+def test_daemon_factory_reads_the_named_section() -> None:
+    from types import SimpleNamespace
+
+    from gateways.ccxt.factory import build_from_app_config, register
+    from trader.config import ConfigError
+
+    registry: dict = {}
+    register(registry)
+    assert set(registry) == {"binance", "kraken"}
+    with pytest.raises(ConfigError, match="no gateways.binance section"):
+        build_from_app_config(SimpleNamespace(gateways={}), "binance")
+    with pytest.raises(ConfigError, match=r"gateways\.binance\.symbols: Field required"):
+        build_from_app_config(SimpleNamespace(gateways={"binance": {"exchange": "binance"}}),
+                              "binance")
+    gw = build_from_app_config(SimpleNamespace(gateways={"binance": {
+        "exchange": "binance", "symbols": {"BTC/USDT": "BTCUSD"}, "market_data": False}}),
+        "binance")
+    assert gw.name == "binance" and gw.config.market_data is False

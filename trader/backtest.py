@@ -148,15 +148,16 @@ def build_engine(
     engine = Engine(cfg, kernel, instruments, portfolio, allocator, router, risk_engine, runner,
                     aggregator, recorder, gateways, models)
 
-    # Bar order matters: fills from earlier decisions happen at this bar's open,
-    # then the close marks the portfolio, then higher timeframes close, then models decide.
+    # Bar order matters: the recorder samples the state the bar found, fills
+    # from earlier decisions happen at this bar's open, then the close marks the
+    # portfolio, then higher timeframes close, then models decide.
+    bus.subscribe(Bar, recorder.on_bar)
     for gw in gateways.values():
         if hasattr(gw, "on_bar"):
             bus.subscribe(Bar, gw.on_bar)
     bus.subscribe(Bar, portfolio.on_bar)
     if hasattr(risk_engine, "on_bar"):
         bus.subscribe(Bar, risk_engine.on_bar)
-    bus.subscribe(Bar, recorder.on_bar)
     bus.subscribe(Bar, aggregator.on_bar)
     bus.subscribe(Bar, runner.on_bar)
     bus.subscribe(OrderUpdate, router.on_update)

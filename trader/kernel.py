@@ -55,8 +55,9 @@ class Kernel:
             # Inlined ReplayClock.advance: this loop runs once per bar of history.
             if ts > clock._now:
                 clock._now = ts
-            for c in consumers:
-                c(ev)
+            if consumers:
+                for c in consumers:
+                    c(ev)
             if type(ev) is Bar:
                 for h in bar_handlers:
                     h(ev)

@@ -57,7 +57,12 @@ class Recorder:
         portfolio.fill_listeners.append(self.on_fill)
 
     def on_bar(self, bar: Bar) -> None:
-        """Samples NAV at the last base bar of each UTC day."""
+        """Samples NAV at the last base bar of each UTC day.
+
+        Subscribed ahead of the gateways and the portfolio, so on the first bar
+        of a new day the portfolio still shows the close of the day before:
+        nothing needs copying on the other bars.
+        """
         if self._base.get(bar.instrument_id, bar.timeframe) != bar.timeframe:
             return
         pf = self.portfolio
@@ -67,14 +72,17 @@ class Recorder:
             self.equity.append(EquityPoint(bar.ts_open, pf.initial_cash, pf.initial_cash, 0.0, 0.0))
         self.bars += 1
         if pf._open:
-            self.bars_exposed += 1
+            self.bars_exposed += 1  # held into this bar
         day = (ts - 1) // DAY_NS  # a bar closing at midnight belongs to the day before
         if day != self._day:
             if self._day is not None:
-                self.equity.append(EquityPoint(*self._prev))
+                self._sample(self.last_ts)
             self._day = day
         self.last_ts = ts
-        self._prev = (ts, pf.nav, pf.account.cash, pf.gross, pf.drawdown)
+
+    def _sample(self, ts: int) -> None:
+        pf = self.portfolio
+        self.equity.append(EquityPoint(ts, pf.nav, pf.account.cash, pf.gross, pf.drawdown))
 
     def on_fill(self, fill: Fill, realized: float) -> None:
         self.fills += 1
@@ -95,6 +103,6 @@ class Recorder:
             self.fill_rows.append(row)
 
     def finish(self) -> None:
-        if self._prev is not None:
-            self.equity.append(EquityPoint(*self._prev))
-            self._prev = None
+        if self.last_ts is not None and self._day is not None:
+            self._sample(self.last_ts)
+            self._day = None

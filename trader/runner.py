@@ -38,17 +38,37 @@ class ModelRunner:
         self.router = router
         self.clock = clock
         self.gateway_of = gateway_of or {}
-        self._subs: dict[tuple[str, int], list[Model]] = {}
-        for m in self.models:
-            for key in m.subscriptions():
-                self._subs.setdefault(key, []).append(m)
+        self.subscribe(self.models)
         self.trading = True  # False while warming up or shutting down
+
+    def subscribe(self, active: Iterable[Model]) -> None:
+        """Route bars to ``active`` models only (a paused model keeps its targets)."""
+        subs: dict[tuple[str, int], list[Model]] = {}
+        for m in active:
+            for key in m.subscriptions():
+                subs.setdefault(key, []).append(m)
+        self._subs = subs
+        # instrument -> timeframe -> models: two dict lookups, no key tuple per bar.
+        self._by_instrument: dict[str, dict[int, list[Model]]] = {}
+        for (inst, tf), models in subs.items():
+            self._by_instrument.setdefault(inst, {})[tf] = models
+
+    def replace_model(self, old: Model, new: Model) -> None:
+        """Swap a model for a fresh one (a reload with new parameters)."""
+        self.models[self.models.index(old)] = new
+        for models in self._subs.values():
+            for i, m in enumerate(models):
+                if m is old:
+                    models[i] = new
 
     def subscriptions(self) -> list[tuple[str, int]]:
         return list(self._subs)
 
     def on_bar(self, bar: Bar) -> None:
-        models = self._subs.get((bar.instrument_id, bar.timeframe))
+        by_tf = self._by_instrument.get(bar.instrument_id)
+        if by_tf is None:
+            return
+        models = by_tf.get(bar.timeframe)
         if models is None:
             return
         changed: set[str] = set()

@@ -249,11 +249,7 @@ def reload_models(session: Session, new: list[ModelConfig]) -> list[str]:
         cls = model_class(mc.model)
         if type(old) is not cls or cls.Params(**mc.params) != old.params:
             replacement = cls(mc.name, old.instruments, old.timeframe, mc.params)
-            runner.models[runner.models.index(old)] = replacement
-            for subs in runner._subs.values():
-                for i, m in enumerate(subs):
-                    if m is old:
-                        subs[i] = replacement
+            runner.replace_model(old, replacement)
             by_name[mc.name] = replacement
             changes.append(f"{mc.name}: params -> {mc.params}")
         if mc.stage not in allowed and mc.name not in session.paused_models:
@@ -268,13 +264,7 @@ def reload_models(session: Session, new: list[ModelConfig]) -> list[str]:
 
 def _apply_pauses(session: Session) -> None:
     runner = session.engine.runner
-    subs: dict[tuple[str, int], list[Any]] = {}
-    for m in runner.models:
-        if m.name in session.paused_models:
-            continue
-        for key in m.subscriptions():
-            subs.setdefault(key, []).append(m)
-    runner._subs = subs
+    runner.subscribe(m for m in runner.models if m.name not in session.paused_models)
 
 
 def restore_state(session: Session, fills: Iterable[Fill],

@@ -172,6 +172,9 @@ class AppConfig(Strict):
     daemon: DaemonConfig = DaemonConfig()
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    # Broker gateway settings by the name models route to; each broker validates its own
+    # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
+    gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:

@@ -1,0 +1,159 @@
+"""Configuration of a ccxt gateway and the loading of its credentials.
+
+Credentials never live in the YAML: the config names environment variables or
+files, and ``load_credentials`` reads them at start-up.  The values are kept
+out of ``repr`` so they cannot leak into logs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trader.timeframes import parse_timeframe
+
+
+class CcxtConfigError(ValueError):
+    """A ccxt gateway setting that cannot be used; the message names the key."""
+
+
+class CcxtCredentials(BaseModel):
+    """Where the API key and secret come from (names only, never the values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key_env: str | None = None
+    secret_env: str | None = None
+    api_key_file: Path | None = None
+    secret_file: Path | None = None
+
+
+class CcxtTiming(BaseModel):
+    """Backoff, polling and timeout knobs; tests shrink them, production keeps the defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_timeout_ms: int = Field(10_000, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    backoff_jitter: float = Field(0.25, ge=0, le=1)
+    ws_failures_before_polling: int = Field(5, ge=1)
+    ws_retry_after_polling_s: float = Field(60.0, gt=0)
+    poll_interval_s: float = Field(2.0, gt=0)
+    close_grace_s: float = Field(3.0, ge=0)
+    resolve_attempts: int = Field(5, ge=1)
+    history_page_limit: int = Field(1000, gt=0)
+
+
+class CcxtGatewayConfig(BaseModel):
+    """One ccxt exchange account: which markets, which endpoints, which credentials."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "ccxt"
+    exchange: str
+    symbols: dict[str, str] = Field(
+        ..., description="exchange symbol (ccxt unified, e.g. BTC/USDT) -> kernel instrument id"
+    )
+    timeframe: str = "1m"
+    credentials: CcxtCredentials = CcxtCredentials()
+    urls: dict[str, Any] = Field(default_factory=dict)
+    dead_end_other_urls: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+    use_websocket: bool = True
+    market_data: bool = True  # stream bars on connect (off when another feed supplies them)
+    trading: bool = True
+    sandbox: bool = False
+    rate_limit: bool = True
+    sync_time: bool = True
+    timing: CcxtTiming = CcxtTiming()
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, v: str) -> str:
+        import ccxt.pro
+
+        if v not in ccxt.pro.exchanges:
+            raise ValueError(f"unknown ccxt.pro exchange {v!r}")
+        return v
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+    @model_validator(mode="after")
+    def _symbols_unique(self) -> CcxtGatewayConfig:
+        if not self.symbols:
+            raise ValueError("symbols: at least one exchange symbol is needed")
+        ids = list(self.symbols.values())
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"symbols: instrument ids used twice: {sorted(dupes)}")
+        return self
+
+    @property
+    def timeframe_seconds(self) -> int:
+        return parse_timeframe(self.timeframe)
+
+
+def parse_config(data: Any, where: str = "gateway") -> CcxtGatewayConfig:
+    """Validate a mapping (a YAML section) into a config; errors name ``where`` and the key."""
+    from pydantic import ValidationError
+
+    try:
+        return CcxtGatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(top)"
+            lines.append(f"{where}.{path}: {err['msg']}")
+        raise CcxtConfigError("; ".join(lines)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """API key and secret; ``repr`` hides both."""
+
+    api_key: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.api_key and self.secret)
+
+
+def _read_one(env: str | None, path: Path | None, what: str, environ: dict[str, str]) -> str:
+    if env is not None:
+        value = environ.get(env, "")
+        if value:
+            return value.strip()
+        if path is None:
+            raise CcxtConfigError(f"credentials.{what}_env: environment variable {env} is not set")
+    if path is not None:
+        try:
+            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CcxtConfigError(
+                f"credentials.{what}_file: cannot read {path}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise CcxtConfigError(f"credentials.{what}_file: {path} is empty")
+        return value
+    return ""
+
+
+def load_credentials(
+    creds: CcxtCredentials, environ: dict[str, str] | None = None
+) -> Credentials:
+    """Read key and secret from the named env vars (first) or files; empty when none named."""
+    env = dict(os.environ) if environ is None else environ
+    key = _read_one(creds.api_key_env, creds.api_key_file, "api_key", env)
+    secret = _read_one(creds.secret_env, creds.secret_file, "secret", env)
+    if bool(key) != bool(secret):
+        raise CcxtConfigError("credentials: an API key needs a secret and vice versa")
+    return Credentials(key, secret)

@@ -1,0 +1,916 @@
+"""A ``Gateway`` for any ccxt exchange: closed bars in, orders out, fills back.
+
+Everything network-bound runs as asyncio tasks on the live loop; ``submit``
+and ``cancel`` only schedule work, as the kernel requires.  Events reach the
+kernel through the sink given to ``bind`` (``Kernel.post`` live).
+
+Rules that matter for money:
+
+* a submit that times out is *not* a rejection: the order stays in flight and
+  is looked up by our client order id; it is never re-sent blindly;
+* a fill is emitted once per venue trade id, whichever path (websocket,
+  order response, REST catch-up) saw it first;
+* a terminal status (cancel, expiry) is emitted only after the fills the venue
+  reports for that order, so the router never sees a fill after a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from ccxt.base.errors import (
+    AuthenticationError,
+    BadSymbol,
+    DDoSProtection,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    NetworkError,
+    OrderNotFound,
+    PermissionDenied,
+    RateLimitExceeded,
+)
+
+from gateways.base import AccountReport, EventSink, OrderReport
+from gateways.ccxt.candles import CandleCloser, candle_to_bar
+from gateways.ccxt.config import CcxtGatewayConfig, Credentials, load_credentials
+from gateways.ccxt.convert import (
+    BrokerMessageError,
+    ccxt_order_type,
+    client_order_id_of,
+    instrument_from_market,
+    order_report,
+    order_status,
+    trade_to_fill,
+)
+from gateways.ccxt.exchange import backoff_delay, build_exchange, dialect_for
+from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate
+from trader.instruments import Instrument
+
+log = structlog.get_logger(__name__)
+
+_MS = 1_000_000
+_EPS = 1e-12
+_SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
+_KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
+
+
+class GatewayStartError(RuntimeError):
+    """The gateway cannot start (bad credentials, unknown symbol, exchange down)."""
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """Gateway-side memory of one order."""
+
+    client_order_id: str
+    instrument_id: str
+    symbol: str
+    request: OrderRequest | None = None
+    broker_order_id: str = ""
+    submit_ms: int = 0
+    in_flight: bool = False  # sent, outcome unknown
+    accepted_sent: bool = False
+    terminal_sent: bool = False
+    cancel_requested: bool = False
+    filled: float = 0.0
+    trade_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class GatewayStats:
+    """Counters for operators and tests."""
+
+    bars: int = 0
+    ws_errors: int = 0
+    reconnects: int = 0
+    backfilled_bars: int = 0
+    polled_bars: int = 0
+    polling_fallbacks: int = 0
+    submits_sent: int = 0
+    resolved_by_query: int = 0
+    rate_limited: int = 0
+
+
+class CcxtGateway:
+    """Market data and execution on one ccxt exchange account."""
+
+    def __init__(
+        self,
+        config: CcxtGatewayConfig,
+        *,
+        credentials: Credentials | None = None,
+        rng: random.Random | None = None,
+        exchange_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._credentials = credentials
+        self._rng = rng or random.Random()
+        self._factory = exchange_factory or build_exchange
+        self._dialect = dialect_for(config.exchange)
+        self._sink: EventSink = lambda _e: None
+        self._ex: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._tf_s = config.timeframe_seconds
+        self._inst_of = dict(config.symbols)
+        self._symbol_of = {v: k for k, v in config.symbols.items()}
+        self._closers = {s: CandleCloser(self._tf_s) for s in config.symbols}
+        self.instruments: dict[str, Instrument] = {}
+        self._orders: dict[str, _Tracked] = {}
+        self._coid_by_broker: dict[str, str] = {}
+        self._seen_trades: set[str] = set()
+        self._parked: dict[str, list[dict[str, Any]]] = {}  # broker id -> trades before the ack
+        self._quotes: set[str] = set()
+        self.stats = GatewayStats()
+        self._offset_ms = 0
+        self._retired: deque[str] = deque()
+        self._submit_locks: dict[str, asyncio.Lock] = {}
+        self.private_ws_ok = False
+
+    # -- protocol --------------------------------------------------------------------
+    def bind(self, sink: EventSink) -> None:
+        """Bars, order updates and fills all go to ``sink``."""
+        self._sink = sink
+
+    @property
+    def exchange(self) -> Any:
+        """The underlying ccxt.pro exchange (for diagnostics)."""
+        return self._ex
+
+    async def connect(self, *, stream: bool = True) -> None:
+        """Load markets, check credentials, then start the bar and order streams."""
+        cfg = self.config
+        creds = self._credentials
+        if creds is None:
+            creds = load_credentials(cfg.credentials)
+        if cfg.trading and not creds:
+            raise GatewayStartError(
+                f"gateway {self.name}: trading is on but no API credentials are configured "
+                "(credentials.api_key_env/secret_env or *_file)"
+            )
+        self._ex = self._factory(cfg, creds, self._dialect)
+        try:
+            if cfg.sync_time:
+                await self._sync_time()
+            await self._ex.load_markets()
+            self._load_instruments()
+            if cfg.trading:
+                await self._ex.fetch_balance()
+        except GatewayStartError:
+            await self._close_exchange()
+            raise
+        except (AuthenticationError, PermissionDenied) as exc:
+            await self._close_exchange()
+            raise GatewayStartError(
+                f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
+            ) from None
+        except (NetworkError, ExchangeError, BrokerMessageError) as exc:
+            await self._close_exchange()
+            raise GatewayStartError(
+                f"gateway {self.name}: cannot start on {cfg.exchange}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        self._running = True
+        if stream and cfg.market_data:
+            for symbol in cfg.symbols:
+                self._spawn(self._bar_loop(symbol), f"bars:{symbol}")
+        if stream and cfg.trading:
+            self._spawn(self._private_loop(), "orders")
+
+    async def close(self) -> None:
+        """Let orders already handed over reach the venue (bounded), then stop everything."""
+        pending = [t for t in self._tasks if t.get_name().split(":")[1] in ("submit", "cancel")]
+        if pending:
+            # an order task cancelled mid-request leaves its outcome unknown to everybody
+            limit = 2 * self.config.timing.request_timeout_ms / 1000 + 1.0
+            _done, late = await asyncio.wait(pending, timeout=limit)
+            if late:
+                log.error("orders_in_flight_at_close", gateway=self.name,
+                          tasks=sorted(t.get_name() for t in late))
+        self._running = False
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        await self._close_exchange()
+
+    def submit(self, order: OrderRequest) -> None:
+        coid = order.client_order_id
+        symbol = self._symbol_of.get(order.instrument_id)
+        if symbol is None:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"instrument {order.instrument_id} is not traded on {self.name}")
+            return
+        if not self.config.trading:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"gateway {self.name} is market-data only (trading: false)")
+            return
+        if not self._running:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"gateway {self.name} is not connected")
+            return
+        if coid in self._orders:
+            self._emit_update(coid, OrderStatus.REJECTED,
+                              f"duplicate client order id {coid} (not sent)")
+            return
+        tracked = _Tracked(coid, order.instrument_id, symbol, request=order)
+        self._orders[coid] = tracked
+        self._spawn(self._submit(tracked), f"submit:{coid}")
+
+    def cancel(self, client_order_id: str) -> None:
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or tracked.terminal_sent:
+            return
+        tracked.cancel_requested = True
+        if tracked.broker_order_id:
+            self._spawn(self._cancel(tracked), f"cancel:{client_order_id}")
+        # else: sent once the venue acknowledged the order (see _on_ack)
+
+    async def open_orders(self) -> list[OrderReport]:
+        out: list[OrderReport] = []
+        for symbol, inst in self._inst_of.items():
+            for o in await self._ex.fetch_open_orders(symbol):
+                coid = client_order_id_of(o)
+                if not coid:
+                    log.warning("open_order_without_client_id", gateway=self.name, id=o.get("id"))
+                    continue
+                self._track_found(coid, inst, symbol, o)
+                out.append(order_report(o, inst, coid))
+        return out
+
+    async def order_status(self, client_order_id: str) -> OrderReport | None:
+        tracked = self._orders.get(client_order_id)
+        symbols = [tracked.symbol] if tracked else list(self._inst_of)
+        o = await self._dialect.find_order(self._ex, client_order_id, symbols)
+        if o is None:
+            return None
+        symbol = str(o.get("symbol"))
+        inst = self._inst_of.get(symbol, tracked.instrument_id if tracked else symbol)
+        self._track_found(client_order_id, inst, symbol, o)
+        return order_report(o, inst, client_order_id)
+
+    async def fills_since(self, ts: int) -> list[Fill]:
+        """Every execution since ``ts`` (ns), with our client order ids (venue order looked up)."""
+        since_ms = ts // _MS
+        fills: list[Fill] = []
+        for symbol, inst in self._inst_of.items():
+            for trade in await self._fetch_trades_since(symbol, since_ms):
+                coid = await self._coid_for_trade(trade, symbol)
+                if coid is None:
+                    log.warning("trade_without_client_id", gateway=self.name, id=trade.get("id"))
+                    continue
+                fills.append(trade_to_fill(trade, coid, inst, self._quote_of(symbol)))
+        fills.sort(key=lambda f: (f.ts, f.trade_id))
+        return fills
+
+    async def account(self) -> AccountReport:
+        """Spot: quote-currency balances are cash, base-currency balances are positions."""
+        bal = await self._ex.fetch_balance()
+        total: dict[str, float] = {
+            k: float(v) for k, v in (bal.get("total") or {}).items() if v is not None
+        }
+        cash = {q: total.get(q, 0.0) for q in sorted(self._quotes)}
+        positions: dict[str, float] = {}
+        for symbol, inst in self._inst_of.items():
+            base = self._ex.market(symbol)["base"]
+            qty = total.get(base, 0.0)
+            if abs(qty) > _EPS:
+                positions[inst] = qty
+        return AccountReport(cash=cash, positions=positions)
+
+    # -- market data --------------------------------------------------------------------
+    async def history(
+        self, instrument_id: str, since_ns: int, until_ns: int | None = None
+    ) -> list[Bar]:
+        """Closed bars from ``since_ns`` (open time) on, paginated through ``fetch_ohlcv``."""
+        symbol = self._symbol_of[instrument_id]
+        until_ms = None if until_ns is None else until_ns // _MS
+        now = self._now_ms()
+        tf_ms = self._tf_s * 1000
+        out: list[Bar] = []
+        for c in await self._fetch_ohlcv_range(symbol, since_ns // _MS, until_ms):
+            if int(c[0]) + tf_ms <= now:
+                out.append(candle_to_bar(c, instrument_id, self._tf_s))
+        return out
+
+    async def warm_up(self, since_ns: int) -> list[Bar]:
+        """History for every instrument, merged by (ts, id); streaming resumes after it."""
+        bars: list[Bar] = []
+        for inst, symbol in self._symbol_of.items():
+            got = await self.history(inst, since_ns)
+            if got:
+                closer = self._closers[symbol]
+                last = got[-1].ts_open // _MS
+                if closer.last_emitted_ms is None or last > closer.last_emitted_ms:
+                    closer.last_emitted_ms = last
+            bars.extend(got)
+        bars.sort(key=lambda b: (b.ts, b.instrument_id))
+        return bars
+
+    async def _fetch_ohlcv_range(
+        self, symbol: str, since_ms: int, until_ms: int | None
+    ) -> list[list[float]]:
+        limit = self.config.timing.history_page_limit
+        tf_ms = self._tf_s * 1000
+        out: list[list[float]] = []
+        cursor = since_ms
+        while True:
+            page = await self._ex.fetch_ohlcv(symbol, self.config.timeframe, cursor, limit)
+            page = [c for c in page if int(c[0]) >= cursor]
+            if until_ms is not None:
+                page = [c for c in page if int(c[0]) < until_ms]
+            if not page:
+                break
+            out.extend(page)
+            cursor = int(page[-1][0]) + tf_ms
+            if len(page) < limit or (until_ms is not None and cursor >= until_ms):
+                break
+        return out
+
+    def _emit_bars(self, symbol: str, candles: list[Any]) -> None:
+        inst = self._inst_of[symbol]
+        sink = self._sink
+        for c in candles:
+            sink(candle_to_bar(c, inst, self._tf_s))
+        self.stats.bars += len(candles)
+
+    async def _backfill(self, symbol: str, until_ms: int | None = None) -> int:
+        closer = self._closers[symbol]
+        start = closer.next_open_ms()
+        if start is None:
+            cur = closer.current
+            if cur is None:
+                # first contact: the last closed candle becomes the baseline, so the
+                # stream starts with the first bar that closes after we connected
+                tf_ms = self._tf_s * 1000
+                now = self._now_ms()
+                recent = await self._fetch_ohlcv_range(symbol, now - 3 * tf_ms, None)
+                closer.on_rest(recent, now)
+                return 0
+            start = int(cur[0])
+        candles = await self._fetch_ohlcv_range(symbol, start, until_ms)
+        closed = closer.on_rest(candles, self._now_ms())
+        self._emit_bars(symbol, closed)
+        self.stats.backfilled_bars += len(closed)
+        return len(closed)
+
+    async def _bar_loop(self, symbol: str) -> None:
+        t = self.config.timing
+        failures = 0
+        while self._running:
+            if self.config.use_websocket and failures < t.ws_failures_before_polling:
+                try:
+                    if failures:
+                        await self._sync_time()  # a long outage may have moved the clocks
+                    await self._backfill(symbol)
+                    await self._stream_bars(symbol)
+                except asyncio.CancelledError:
+                    raise
+                except (NetworkError, ExchangeError) as exc:
+                    failures += 1
+                    self.stats.ws_errors += 1
+                    self.stats.reconnects += 1
+                    delay = backoff_delay(failures, t.backoff_initial_s, t.backoff_max_s,
+                                          t.backoff_jitter, self._rng)
+                    log.warning("bar_stream_error", gateway=self.name, symbol=symbol,
+                                error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
+                    await asyncio.sleep(delay)
+                    continue
+            else:
+                failures = await self._poll_bars(symbol, failures)
+
+    async def _stream_bars(self, symbol: str) -> None:
+        """Consume ``watch_ohlcv`` until it fails; a quiet market is closed through REST.
+
+        The watch is only a wake-up: a ``watch_*`` call resolves on one message,
+        and messages arriving before the next call land in ccxt's cache without
+        waking anybody.  So the next watch is armed first, then the cache is read.
+        """
+        ex = self._ex
+        closer = self._closers[symbol]
+        tf = self.config.timeframe
+        grace_ms = int(self.config.timing.close_grace_s * 1000)
+        quiet_floor_s = 0.05
+        watch: asyncio.Task[Any] = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
+        try:
+            while self._running:
+                end = closer.current_end_ms()
+                timeout = _SAFETY_WAKE_S
+                if end is not None:
+                    timeout = min(timeout, max(quiet_floor_s,
+                                               (end + grace_ms - self._now_ms()) / 1e3))
+                done, _ = await asyncio.wait({watch}, timeout=timeout)
+                if done:
+                    returned = watch.result()  # raises the stream's error, if any
+                    watch = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
+                    await asyncio.sleep(0)  # let the new watch register before reading
+                else:
+                    returned = []
+                await self._consume_candles(symbol, self._fresh_candles(symbol, returned))
+                end_now = closer.current_end_ms()
+                if not done and end_now is not None and end_now + grace_ms <= self._now_ms():
+                    # nothing arrived although the forming candle should be over:
+                    # ask REST (venues such as Kraken send no candle without trades)
+                    got = await self._backfill(symbol)
+                    quiet_floor_s = 0.05 if got else self.config.timing.poll_interval_s
+                elif done:
+                    quiet_floor_s = 0.05
+        finally:
+            _discard(watch)
+
+    async def _consume_candles(self, symbol: str, candles: list[Any]) -> None:
+        closer = self._closers[symbol]
+        for c in candles:
+            res = closer.on_update(c)
+            if res.closed:
+                self._emit_bars(symbol, res.closed)
+            if res.gap_from_ms is not None:
+                filled = await self._fetch_ohlcv_range(symbol, res.gap_from_ms, res.gap_to_ms)
+                got = closer.on_rest(filled, self._now_ms())
+                self._emit_bars(symbol, got)
+                self.stats.backfilled_bars += len(got)
+
+    def _fresh_candles(self, symbol: str, returned: list[Any]) -> list[Any]:
+        """Everything new in ccxt's candle cache, not only what woke the watcher.
+
+        A ``watch_*`` call resolves on one message; messages that arrive before
+        the next call only land in the cache, so the cache is read from its end
+        back to the candle being formed.
+        """
+        cache = (self._ex.ohlcvs.get(symbol) or {}).get(self.config.timeframe)
+        if not cache:
+            return returned
+        closer = self._closers[symbol]
+        floor = closer.current[0] if closer.current is not None else (
+            closer.last_emitted_ms + 1 if closer.last_emitted_ms is not None else None)
+        if floor is None:
+            return list(cache)
+        out = []
+        for i in range(len(cache) - 1, -1, -1):
+            c = cache[i]
+            if c[0] < floor:
+                break
+            out.append(c)
+        out.reverse()
+        return out
+
+    async def _poll_bars(self, symbol: str, failures: int) -> int:
+        """REST polling when websockets are off or keep failing; retries the WS later."""
+        t = self.config.timing
+        self.stats.polling_fallbacks += 1
+        loop = asyncio.get_running_loop()
+        retry_ws_at = loop.time() + t.ws_retry_after_polling_s
+        while self._running:
+            try:
+                got = await self._backfill(symbol)
+                self.stats.polled_bars += got
+            except (NetworkError, ExchangeError) as exc:
+                log.warning("bar_poll_error", gateway=self.name, symbol=symbol,
+                            error=f"{type(exc).__name__}: {exc}")
+            if self.config.use_websocket and loop.time() >= retry_ws_at:
+                return 0
+            await asyncio.sleep(t.poll_interval_s)
+        return failures
+
+    # -- orders -----------------------------------------------------------------------
+    async def _submit(self, tracked: _Tracked) -> None:
+        req = tracked.request
+        assert req is not None
+        ex = self._ex
+        symbol = tracked.symbol
+        try:
+            kind = ccxt_order_type(req.order_type)
+            amount = float(ex.amount_to_precision(symbol, req.quantity))
+            price = None
+            if req.order_type is OrderType.LIMIT:
+                if req.limit_price is None:
+                    raise InvalidOrder("limit order without a limit price")
+                price = float(ex.price_to_precision(symbol, req.limit_price))
+            why = self._constraint_violation(tracked.instrument_id, amount, price)
+            if why:
+                raise InvalidOrder(why)
+        except (InvalidOrder, BrokerMessageError, BadSymbol) as exc:
+            self._reject(tracked, str(exc))
+            return
+        # one order at a time per market: concurrent requests could reach the venue out
+        # of the kernel's decision order (a sell before the buy it reduces)
+        async with self._submit_locks.setdefault(symbol, asyncio.Lock()):
+            await self._place(tracked, kind, amount, price)
+
+    async def _place(self, tracked: _Tracked, kind: str, amount: float,
+                     price: float | None) -> None:
+        req = tracked.request
+        assert req is not None
+        ex = self._ex
+        t = self.config.timing
+        symbol = tracked.symbol
+        params = {"clientOrderId": tracked.client_order_id}
+        for attempt in range(1, t.resolve_attempts + 1):
+            tracked.submit_ms = self._now_ms()
+            tracked.in_flight = True
+            self.stats.submits_sent += 1
+            try:
+                o = await ex.create_order(symbol, kind, req.side.value.lower(), amount, price,
+                                          dict(params))
+            except (InsufficientFunds, InvalidOrder) as exc:
+                self._reject(tracked, _reason(exc))
+                return
+            except (RateLimitExceeded, DDoSProtection) as exc:
+                # a throttled request was not executed; wait, make sure, then try again
+                self.stats.rate_limited += 1
+                await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
+                                                  t.backoff_jitter, self._rng))
+                found = await self._lookup(tracked)
+                if found is not None:
+                    await self._apply_order(tracked, found)
+                    return
+                log.warning("submit_rate_limited", gateway=self.name,
+                            client_order_id=tracked.client_order_id, error=str(exc))
+                continue
+            except NetworkError as exc:
+                log.warning("submit_outcome_unknown", gateway=self.name,
+                            client_order_id=tracked.client_order_id,
+                            error=f"{type(exc).__name__}: {exc}")
+                await self._resolve_in_flight(tracked)
+                return
+            except (AuthenticationError, PermissionDenied, ExchangeError) as exc:
+                self._reject(tracked, _reason(exc))
+                return
+            await self._on_ack(tracked, o)
+            return
+        self._reject(tracked, f"rate limited {t.resolve_attempts} times; not sent")
+
+    async def _on_ack(self, tracked: _Tracked, o: dict[str, Any]) -> None:
+        tracked.in_flight = False
+        bid = str(o.get("id") or "")
+        if bid and not tracked.broker_order_id:
+            tracked.broker_order_id = bid
+            self._coid_by_broker[bid] = tracked.client_order_id
+        if not tracked.accepted_sent and order_status(o) is not OrderStatus.REJECTED:
+            tracked.accepted_sent = True
+            self._emit_update(tracked.client_order_id, OrderStatus.ACCEPTED, "", bid)
+        for trade in o.get("trades") or []:
+            if trade.get("id"):
+                # an order response's trades are partial: they omit what the order says
+                trade = dict(trade)
+                trade["order"] = trade.get("order") or bid
+                trade["side"] = trade.get("side") or o.get("side")
+                trade["timestamp"] = trade.get("timestamp") or o.get("timestamp")
+                self._on_trade(trade)
+        await self._apply_order(tracked, o)
+        if tracked.cancel_requested and not tracked.terminal_sent:
+            await self._cancel(tracked)
+
+    async def _lookup(self, tracked: _Tracked) -> dict[str, Any] | None:
+        """The venue's view of an order by our id; None if absent (raises on network trouble)."""
+        return await self._dialect.find_order(self._ex, tracked.client_order_id, [tracked.symbol])
+
+    async def _resolve_in_flight(self, tracked: _Tracked) -> None:
+        """After a submit of unknown outcome: query by client order id, never re-send."""
+        t = self.config.timing
+        absent = 0
+        for attempt in range(1, t.resolve_attempts + 1):
+            await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
+                                              t.backoff_jitter, self._rng))
+            try:
+                found = await self._lookup(tracked)
+            except NetworkError as exc:
+                log.warning("resolve_query_failed", gateway=self.name,
+                            client_order_id=tracked.client_order_id, error=str(exc))
+                continue
+            if found is not None:
+                self.stats.resolved_by_query += 1
+                tracked.in_flight = False
+                await self._apply_order(tracked, found)
+                if tracked.cancel_requested and not tracked.terminal_sent:
+                    await self._cancel(tracked)
+                return
+            absent += 1
+        if absent:
+            tracked.in_flight = False
+            self._reject(tracked, "submit timed out and the exchange has no order with this "
+                                  "client order id (not re-sent)")
+        # else: every query failed; the order stays in flight for the private loop's polling
+
+    async def _cancel(self, tracked: _Tracked) -> None:
+        try:
+            o = await self._ex.cancel_order(tracked.broker_order_id, tracked.symbol)
+        except (OrderNotFound, InvalidOrder) as exc:
+            log.info("cancel_refused", gateway=self.name, client_order_id=tracked.client_order_id,
+                     reason=str(exc))
+            o = None
+        except NetworkError as exc:
+            log.warning("cancel_failed", gateway=self.name,
+                        client_order_id=tracked.client_order_id, error=str(exc))
+            o = None
+        if o is None or o.get("status") not in ("canceled", "closed", "expired"):
+            with contextlib.suppress(NetworkError):
+                o = await self._lookup(tracked)
+        if o is not None:
+            await self._apply_order(tracked, o)
+
+    async def _apply_order(self, tracked: _Tracked, o: dict[str, Any]) -> None:
+        """Fold one venue view of an order into events (ack, fills, terminal status)."""
+        bid = str(o.get("id") or "")
+        if bid and not tracked.broker_order_id:
+            tracked.broker_order_id = bid
+            self._coid_by_broker[bid] = tracked.client_order_id
+        status = order_status(o)
+        if status is OrderStatus.REJECTED:
+            self._reject(tracked, str((o.get("info") or {}).get("reason") or "rejected by venue"))
+            return
+        if not tracked.accepted_sent and not tracked.terminal_sent:
+            tracked.accepted_sent = True
+            self._emit_update(tracked.client_order_id, OrderStatus.ACCEPTED, "",
+                              tracked.broker_order_id)
+        for trade in self._parked.pop(tracked.broker_order_id, []):
+            self._on_trade(trade)
+        filled = o.get("filled")
+        if filled is not None and float(filled) > tracked.filled + 1e-9:
+            await self._catch_up_fills(tracked)
+        if status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and not tracked.terminal_sent:
+            tracked.terminal_sent = True
+            self._emit_update(tracked.client_order_id, status, "", tracked.broker_order_id)
+        elif status is OrderStatus.FILLED and tracked.filled >= float(filled or 0) - 1e-9:
+            tracked.terminal_sent = True  # the router derives FILLED from the fills
+            self._retired.append(tracked.client_order_id)
+            self._forget_old()
+
+    async def _catch_up_fills(self, tracked: _Tracked) -> None:
+        if not tracked.broker_order_id:
+            return
+        since, params = self._dialect.trades_query(tracked.broker_order_id,
+                                                   max(tracked.submit_ms - 60_000, 0))
+        try:
+            trades = await self._ex.fetch_my_trades(tracked.symbol, since, None, params)
+        except NetworkError as exc:
+            log.warning("fill_catch_up_failed", gateway=self.name,
+                        client_order_id=tracked.client_order_id, error=str(exc))
+            return
+        for trade in trades:
+            if str(trade.get("order")) == tracked.broker_order_id:
+                self._on_trade(trade)
+
+    def _on_trade(self, trade: dict[str, Any]) -> None:
+        tid = str(trade.get("id") or "")
+        if not tid or tid in self._seen_trades:
+            return
+        bid = str(trade.get("order") or "")
+        coid = self._coid_by_broker.get(bid)
+        tracked = self._orders.get(coid) if coid else None
+        if tracked is None:
+            coid = client_order_id_of(trade)
+            tracked = self._orders.get(coid) if coid else None
+        if tracked is None:
+            # the execution report can overtake the order's REST acknowledgement
+            self._parked.setdefault(bid, []).append(trade)
+            return
+        try:
+            fill = trade_to_fill(trade, tracked.client_order_id, tracked.instrument_id,
+                                 self._quote_of(tracked.symbol))
+        except BrokerMessageError as exc:
+            # not marked seen: the REST catch-up may still deliver it whole
+            log.error("bad_trade_message", gateway=self.name, error=str(exc))
+            return
+        self._seen_trades.add(tid)
+        tracked.trade_ids.add(tid)
+        tracked.filled += fill.quantity
+        if not tracked.accepted_sent:
+            tracked.accepted_sent = True
+            self._emit_update(tracked.client_order_id, OrderStatus.ACCEPTED, "", bid)
+        self._sink(fill)
+
+    def _tracked_for(self, o: dict[str, Any]) -> _Tracked | None:
+        bid = str(o.get("id") or "")
+        coid = self._coid_by_broker.get(bid) or client_order_id_of(o)
+        return self._orders.get(coid) if coid else None
+
+    async def _private_loop(self) -> None:
+        """Order and trade streams, with REST polling as fallback and after every reconnect."""
+        t = self.config.timing
+        failures = 0
+        while self._running:
+            if self.config.use_websocket and failures < t.ws_failures_before_polling:
+                try:
+                    await self._poll_orders_once()
+                    await self._stream_private()
+                except asyncio.CancelledError:
+                    raise
+                except (NetworkError, ExchangeError) as exc:
+                    self.private_ws_ok = False
+                    failures += 1
+                    self.stats.ws_errors += 1
+                    delay = backoff_delay(failures, t.backoff_initial_s, t.backoff_max_s,
+                                          t.backoff_jitter, self._rng)
+                    log.warning("order_stream_error", gateway=self.name,
+                                error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
+                    await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(NetworkError, ExchangeError):
+                    await self._poll_orders_once()
+                await asyncio.sleep(t.poll_interval_s)
+
+    async def _stream_private(self) -> None:
+        ex = self._ex
+        orders_task = asyncio.ensure_future(ex.watch_orders())
+        trades_task = asyncio.ensure_future(ex.watch_my_trades())
+        try:
+            while self._running:
+                done, _ = await asyncio.wait({orders_task, trades_task}, timeout=_SAFETY_WAKE_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if trades_task in done:
+                    trades_task.result()
+                    trades_task = asyncio.ensure_future(ex.watch_my_trades())
+                if orders_task in done:
+                    orders_task.result()
+                    orders_task = asyncio.ensure_future(ex.watch_orders())
+                if done:
+                    self.private_ws_ok = True
+                    await asyncio.sleep(0)  # let the new watches register before reading
+                # as with candles, read ccxt's caches: updates that arrived between
+                # two watch calls are there and woke nobody
+                for trade in list(ex.myTrades or []):
+                    self._on_trade(trade)
+                for o in list(ex.orders or []):
+                    tracked = self._tracked_for(o)
+                    if tracked is not None and not tracked.terminal_sent:
+                        await self._apply_order(tracked, o)
+        finally:
+            for task in (orders_task, trades_task):
+                _discard(task)
+
+    async def _poll_orders_once(self) -> None:
+        for tracked in list(self._orders.values()):
+            if tracked.terminal_sent:
+                continue
+            if tracked.in_flight and not tracked.broker_order_id:
+                if tracked.submit_ms and self._now_ms() - tracked.submit_ms < 1000:
+                    continue  # its own submit task is still on it
+            o = await self._lookup(tracked)
+            if o is None:
+                continue
+            tracked.in_flight = False
+            await self._apply_order(tracked, o)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _track_found(self, coid: str, inst: str, symbol: str, o: dict[str, Any]) -> None:
+        """Remember an order discovered by a query (after a restart) so its fills map back."""
+        tracked = self._orders.get(coid)
+        if tracked is None:
+            tracked = _Tracked(coid, inst, symbol, accepted_sent=True)
+            tracked.submit_ms = int(o.get("timestamp") or self._now_ms())
+            self._orders[coid] = tracked
+        bid = str(o.get("id") or "")
+        if bid:
+            tracked.broker_order_id = bid
+            self._coid_by_broker[bid] = coid
+
+    async def _coid_for_trade(self, trade: dict[str, Any], symbol: str) -> str | None:
+        bid = str(trade.get("order") or "")
+        coid = self._coid_by_broker.get(bid) or client_order_id_of(trade)
+        if coid is None and bid:
+            try:
+                o = await self._ex.fetch_order(bid, symbol)
+            except OrderNotFound:
+                return None
+            coid = client_order_id_of(o)
+            if coid:
+                self._coid_by_broker[bid] = coid
+        return coid
+
+    async def _fetch_trades_since(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        cursor = since_ms
+        while True:
+            page = await self._ex.fetch_my_trades(symbol, cursor, 500)
+            fresh = [tr for tr in page if str(tr.get("id")) not in seen]
+            if not fresh:
+                break
+            for tr in fresh:
+                seen.add(str(tr.get("id")))
+            out.extend(fresh)
+            if len(page) < 500:
+                break
+            cursor = max(int(tr.get("timestamp") or cursor) for tr in fresh)
+        return out
+
+    def _constraint_violation(self, inst_id: str, amount: float, price: float | None) -> str | None:
+        inst = self.instruments.get(inst_id)
+        if inst is None:
+            return None
+        if amount <= 0:
+            return f"quantity rounds to zero at lot step {inst.lot_step}"
+        return inst.constraint_violation(amount, price, check_tick=price is not None)
+
+    def _load_instruments(self) -> None:
+        ex = self._ex
+        self.instruments = {}
+        for symbol, inst in self._inst_of.items():
+            market = ex.markets.get(symbol)
+            if market is None:
+                raise GatewayStartError(
+                    f"gateway {self.name}: symbol {symbol!r} is not listed on "
+                    f"{self.config.exchange}"
+                )
+            self.instruments[inst] = instrument_from_market(market, inst, self.config.exchange,
+                                                            ex.precisionMode)
+            self._quotes.add(str(market["quote"]))
+
+    def _quote_of(self, symbol: str) -> str | None:
+        market = self._ex.markets.get(symbol) if self._ex is not None else None
+        return str(market["quote"]) if market else None
+
+    async def _sync_time(self) -> None:
+        """Measure the exchange clock offset (used to decide when a bar has closed).
+
+        Only dialects that sign with the server time get it written into ccxt's
+        ``timeDifference``: Kraken derives its nonce from it, and a re-measured
+        offset (one-second resolution there) could move the nonce backwards.
+        """
+        ex = self._ex
+        if not ex.has.get("fetchTime"):
+            return
+        try:
+            server_ms = await ex.fetch_time()
+        except (NetworkError, ExchangeError) as exc:
+            log.warning("time_sync_failed", gateway=self.name, error=str(exc))
+            return
+        if server_ms is None:
+            return
+        self._offset_ms = int(time.time() * 1000) - int(server_ms)
+        if self._dialect.sign_with_server_time:
+            ex.options["timeDifference"] = self._offset_ms
+
+    def _now_ms(self) -> int:
+        """Exchange time: local clock corrected by the measured server offset."""
+        return int(time.time() * 1000) - self._offset_ms
+
+    def _reject(self, tracked: _Tracked, reason: str) -> None:
+        tracked.in_flight = False
+        if tracked.terminal_sent:
+            return
+        tracked.terminal_sent = True
+        self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
+                          tracked.broker_order_id)
+
+    def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
+                     broker_order_id: str = "") -> None:
+        self._sink(OrderUpdate(self._now_ms() * _MS, coid, status, reason, broker_order_id))
+        if status.is_terminal:
+            self._retired.append(coid)
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        """Bound memory: drop the oldest finished orders beyond ``_KEEP_FINISHED``."""
+        while len(self._retired) > _KEEP_FINISHED:
+            tracked = self._orders.pop(self._retired.popleft(), None)
+            if tracked is not None:
+                self._coid_by_broker.pop(tracked.broker_order_id, None)
+                self._parked.pop(tracked.broker_order_id, None)
+                self._seen_trades.difference_update(tracked.trade_ids)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("gateway_task_failed", gateway=self.name, task=task.get_name(),
+                      error=f"{type(exc).__name__}: {exc}")
+
+    async def _close_exchange(self) -> None:
+        if self._ex is not None:
+            with contextlib.suppress(Exception):
+                await self._ex.close()
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a watch we no longer wait for, or collect its error so none goes unretrieved."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+def _reason(exc: Exception) -> str:
+    """The exchange's own words: ccxt prefixes the venue id and appends the raw body."""
+    return f"{type(exc).__name__}: {exc}"

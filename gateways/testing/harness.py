@@ -1,0 +1,168 @@
+"""Venue harnesses: a running stand-in plus the gateway configured against it.
+
+The conformance suite talks to venues only through this interface, so a new
+gateway joins the suite by adding a harness.  Each harness pins the stand-in's
+clock to a fixed instant (``ANCHOR_MS`` plus 30 s) so candle times are
+deterministic and the gateway's server-time offset is exercised on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateways.ccxt import CcxtGateway, CcxtGatewayConfig, CcxtTiming
+from gateways.ccxt.config import Credentials
+from gateways.testing.binance import BinanceStandin
+from gateways.testing.kraken import KrakenStandin
+from gateways.testing.standin import Fault, Recorded, StandinExchange
+
+ANCHOR_MS = 1_704_068_400_000  # 2024-01-01T00:20:00Z, a minute boundary
+MINUTE_MS = 60_000
+
+FAST_TIMING = CcxtTiming(
+    request_timeout_ms=400,
+    backoff_initial_s=0.02,
+    backoff_max_s=0.1,
+    backoff_jitter=0.25,
+    ws_failures_before_polling=3,
+    ws_retry_after_polling_s=0.5,
+    poll_interval_s=0.05,
+    close_grace_s=0.2,
+    resolve_attempts=3,
+    history_page_limit=1000,
+)
+
+
+def candle(t_ms: int, base: float, volume: float = 1.0) -> list[float]:
+    """A well-formed candle at ``t_ms`` around price ``base``."""
+    return [float(t_ms), base, base + 2.0, base - 1.0, base + 1.0, volume]
+
+
+class CcxtHarness:
+    """One venue: the stand-in, the gateway config, and the scripts the suite needs."""
+
+    venue: str = ""
+    symbol: str = ""  # ccxt unified symbol
+    venue_id: str = ""  # the venue's market id
+    instrument_id: str = ""
+    create_path: str = ""
+    create_endpoint: str = ""
+    insufficient_text: str = ""
+    second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
+
+    def __init__(self) -> None:
+        self.standin: StandinExchange = self.make_standin()
+        self.gateways: list[CcxtGateway] = []
+        self._private_seen = 0
+
+    def make_standin(self) -> StandinExchange:
+        raise NotImplementedError
+
+    def client_id_param(self, rec: Recorded) -> str | None:
+        raise NotImplementedError
+
+    async def start(self) -> CcxtHarness:
+        await self.standin.start()
+        self.standin.set_clock(ANCHOR_MS + 30_000)
+        return self
+
+    async def stop(self) -> None:
+        for gw in self.gateways:
+            await gw.close()
+        await self.standin.stop()
+
+    def config(self, **overrides: Any) -> CcxtGatewayConfig:
+        data: dict[str, Any] = {
+            "name": self.venue,
+            "exchange": self.venue,
+            "symbols": {self.symbol: self.instrument_id},
+            "timeframe": "1m",
+            "urls": self.standin.urls(),  # type: ignore[attr-defined]
+            "rate_limit": False,
+            "timing": FAST_TIMING,
+        }
+        data.update(overrides)
+        return CcxtGatewayConfig(**data)
+
+    def credentials(self, secret: str | None = None) -> Credentials:
+        return Credentials(self.standin.api_key, secret or self.standin.secret)
+
+    def gateway(self, sink: Callable[[Any], None], *, secret: str | None = None,
+                **overrides: Any) -> CcxtGateway:
+        gw = CcxtGateway(self.config(**overrides), credentials=self.credentials(secret))
+        gw.bind(sink)
+        self.gateways.append(gw)
+        return gw
+
+    def history(self, n: int, end_ms: int = ANCHOR_MS) -> list[list[float]]:
+        """``n`` closed candles ending at ``end_ms`` (exclusive), installed as the series."""
+        series = [candle(end_ms - (n - i) * MINUTE_MS, 100.0 + i) for i in range(n)]
+        self.standin.set_series(self.venue_id, series)
+        return series
+
+    def creates(self) -> list[Recorded]:
+        return self.standin.received(self.create_path, "POST")
+
+    def script_submit(self, fault: Fault, times: int = 1) -> None:
+        self.standin.script(self.create_endpoint, fault, times)
+
+    async def wait_market_ws(self, timeout: float = 5.0) -> None:
+        await wait_until(lambda: bool(self.standin.market_ws) and bool(
+            self.standin.subscriptions), timeout)  # type: ignore[attr-defined]
+
+    async def wait_private_ws(self, gw: CcxtGateway, timeout: float = 5.0) -> None:
+        """Wait until ``gw``'s order stream has subscribed (each connect subscribes anew)."""
+        seen = self._private_seen
+        await wait_until(lambda: self.standin.private_subscriptions() > seen,  # type: ignore
+                         timeout, "private stream subscription")
+        self._private_seen = self.standin.private_subscriptions()  # type: ignore
+        await asyncio.sleep(0.02)
+
+
+class BinanceHarness(CcxtHarness):
+    venue = "binance"
+    symbol = "BTC/USDT"
+    venue_id = "BTCUSDT"
+    instrument_id = "BTCUSDT.BINANCE"
+    second = ("ETH/USDT", "ETHUSDT", "ETHUSDT.BINANCE")
+    create_path = "/api/v3/order"
+    create_endpoint = "order"
+    insufficient_text = "insufficient balance"
+
+    def make_standin(self) -> StandinExchange:
+        return BinanceStandin()
+
+    def client_id_param(self, rec: Recorded) -> str | None:
+        return rec.params.get("newClientOrderId")
+
+
+class KrakenHarness(CcxtHarness):
+    venue = "kraken"
+    symbol = "BTC/USD"
+    venue_id = "XXBTZUSD"
+    instrument_id = "BTCUSD.KRAKEN"
+    second = ("ETH/USD", "XETHZUSD", "ETHUSD.KRAKEN")
+    create_path = "/0/private/AddOrder"
+    create_endpoint = "AddOrder"
+    insufficient_text = "Insufficient funds"
+
+    def make_standin(self) -> StandinExchange:
+        return KrakenStandin()
+
+    def client_id_param(self, rec: Recorded) -> str | None:
+        return rec.params.get("cl_ord_id")
+
+
+HARNESSES: dict[str, type[CcxtHarness]] = {"binance": BinanceHarness, "kraken": KrakenHarness}
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``cond`` until true; fail with a clear message after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
+        await asyncio.sleep(0.01)

@@ -18,6 +18,7 @@ import csv
 from collections import Counter, deque
 from collections.abc import Mapping
 from enum import StrEnum
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +155,6 @@ class RiskEngine:
             iid: (inst, inst.multiplier, inst.asset_class.value)
             for iid, inst in self.instruments.items()
         }
-        self._inst_list = [(iid, m, ac) for iid, (_, m, ac) in self._meta.items()]
         self._class_limits = dict(config.asset_class_exposure.limits)
         self._class_on_breach = config.asset_class_exposure.on_breach
         self._cap_instrument = (config.instrument_exposure.limit,
@@ -322,7 +322,14 @@ class RiskEngine:
         open_q = self.router.open_quantity
         gross = net_hi = net_lo = class_gross = 0.0
         cur_p = cur_c = 0.0  # this instrument: filled, and filled + working
-        for iid, m, ac in self._inst_list:
+        meta = self._meta
+        held = pf.open_positions
+        working = self.router.open_quantities
+        # Only instruments with a position or working orders contribute; both dicts
+        # iterate in insertion order, so the sums are the same in every run.
+        active = chain(held, (i for i, w in working.items() if w and i not in held))
+        for iid in active:
+            _, m, ac = meta[iid]
             p = positions.get(iid)
             q = p.quantity if p is not None else 0.0
             w = open_q(iid)

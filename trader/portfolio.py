@@ -112,6 +112,9 @@ class Portfolio:
         self._attribution: Attribution | None = None
         self._open: dict[str, Position] = {}  # positions that are not flat
         self._values: dict[str, float] = {}  # their market values at the last mark
+        self._class = {i: inst.asset_class.value for i, inst in instruments.items()}
+        # Gross exposure by asset class, kept with ``gross`` (both O(1) per bar).
+        self.class_gross: dict[str, float] = dict.fromkeys(sorted(set(self._class.values())), 0.0)
         self.nav = initial_cash
         self.gross = 0.0
         self.hwm = initial_cash
@@ -167,7 +170,9 @@ class Portfolio:
             self._values[inst] = new
             nav = self.nav + (new - old)
             self.nav = nav
-            self.gross += (new if new >= 0 else -new) - (old if old >= 0 else -old)
+            change = (new if new >= 0 else -new) - (old if old >= 0 else -old)
+            self.gross += change
+            self.class_gross[self._class[inst]] += change
             if nav > self.hwm:
                 self.hwm = nav
             hwm = self.hwm
@@ -180,10 +185,15 @@ class Portfolio:
         mult = self._mult
         values = self._values
         values.clear()
+        by_class = self.class_gross
+        for ac in by_class:
+            by_class[ac] = 0.0
         for inst, pos in self._open.items():
             v = values[inst] = pos.quantity * marks[inst] * mult[inst]
             nav += v
-            gross += v if v > 0 else -v
+            a = v if v > 0 else -v
+            gross += a
+            by_class[self._class[inst]] += a
         self.nav = nav
         self.gross = gross
         if nav > self.hwm:
@@ -230,6 +240,11 @@ class Portfolio:
     @property
     def has_positions(self) -> bool:
         return bool(self._open)
+
+    @property
+    def position_values(self) -> dict[str, float]:
+        """Signed market value of each open position at its last mark (read-only view)."""
+        return self._values
 
     @property
     def open_positions(self) -> dict[str, Position]:

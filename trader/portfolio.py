@@ -134,6 +134,7 @@ class Portfolio:
     def on_fill(self, fill: Fill) -> None:
         signed = fill.quantity * fill.side.sign
         split = self._attribution(fill) if self._attribution else {}
+        cash_before = self.account.cash
         realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission)
         rest = signed - sum(split.values())
         for model, qty in split.items():
@@ -144,12 +145,21 @@ class Portfolio:
             self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price, fee)
         if fill.instrument_id not in self.marks:
             self.marks[fill.instrument_id] = fill.price
-        pos = self.account.positions[fill.instrument_id]
+        inst = fill.instrument_id
+        pos = self.account.positions[inst]
         if pos.quantity:
-            self._open[fill.instrument_id] = pos
+            self._open[inst] = pos
         else:
-            self._open.pop(fill.instrument_id, None)
-        self._revalue()
+            self._open.pop(inst, None)
+        # Only this instrument's value and the cash changed: O(1), like a bar.
+        old = self._values.pop(inst, 0.0)
+        new = pos.quantity * self.marks[inst] * self._mult[inst] if pos.quantity else 0.0
+        if pos.quantity:
+            self._values[inst] = new
+        change = (new if new >= 0 else -new) - (old if old >= 0 else -old)
+        self.gross += change
+        self.class_gross[self._class[inst]] += change
+        self._set_nav(self.nav + (self.account.cash - cash_before) + (new - old))
         for listener in self.fill_listeners:
             listener(fill, realized)
 
@@ -162,7 +172,7 @@ class Portfolio:
         self.last_bar_ts[inst] = bar.ts
         # A price move of an instrument we hold no position in changes nothing;
         # one we hold moves NAV by its own change alone (O(1), however many
-        # positions are open). Fills recompute everything from scratch.
+        # positions are open). Inlined rather than calling _set_nav: once per bar.
         pos = self._open.get(inst)
         if pos is not None:
             new = pos.quantity * close * self._mult[inst]
@@ -178,7 +188,15 @@ class Portfolio:
             hwm = self.hwm
             self.drawdown = 1.0 - nav / hwm if hwm > 0 else 0.0
 
+    def _set_nav(self, nav: float) -> None:
+        self.nav = nav
+        if nav > self.hwm:
+            self.hwm = nav
+        hwm = self.hwm
+        self.drawdown = 1.0 - nav / hwm if hwm > 0 else 0.0
+
     def _revalue(self) -> None:
+        """Recompute NAV and exposures from scratch (after adopting a broker's positions)."""
         nav = self.account.cash
         gross = 0.0
         marks = self.marks
@@ -194,11 +212,8 @@ class Portfolio:
             a = v if v > 0 else -v
             gross += a
             by_class[self._class[inst]] += a
-        self.nav = nav
         self.gross = gross
-        if nav > self.hwm:
-            self.hwm = nav
-        self.drawdown = 1.0 - nav / self.hwm if self.hwm > 0 else 0.0
+        self._set_nav(nav)
 
     def adopt(self, positions: Mapping[str, float], cash: float | None = None) -> None:
         """Take the broker's positions (and cash) as the truth (reconciliation).

@@ -110,6 +110,14 @@ def build_gateways(cfg: AppConfig) -> dict[str, Any]:
     return out
 
 
+def build_market_data_gateway(cfg: AppConfig, name: str) -> Any:
+    """A gateway that only streams bars: no model routes to it, so it trades nothing
+    (``trading: false`` whatever its section says: no credentials, no order stream)."""
+    section = {**cfg.gateways[name], "trading": False}
+    data_only = cfg.model_copy(update={"gateways": {**cfg.gateways, name: section}})
+    return GATEWAY_FACTORIES[name](data_only, name)
+
+
 def new_session_id(mode: str) -> tuple[str, str]:
     """A session id and the client-order-id prefix derived from it (short, unique)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -253,7 +261,7 @@ class Daemon:
                                           pending=kernel.pending)
             self.feed.bind(kernel.post)
         else:
-            self.source = engine.gateways.get(source_name) or GATEWAY_FACTORIES[source_name](
+            self.source = engine.gateways.get(source_name) or build_market_data_gateway(
                 cfg, source_name)
             if not all(hasattr(self.source, a) for a in ("warm_up_bars", "start_streams")):
                 raise ConfigError(f"daemon.market_data: gateway {source_name!r} cannot stream "

@@ -79,7 +79,7 @@ def write_config(tmp: Path, venue: VenueThread, *, mode: str = "paper",
     section = {
         "exchange": h.venue, "symbols": {h.symbol: h.instrument_id}, "timeframe": "1m",
         "urls": venue.standin.urls(), "rate_limit": False,
-        "timing": FAST_TIMING.model_dump(), "trading": live,
+        "timing": FAST_TIMING.model_dump(),  # trading defaults to on: paper turns it off
     }
     if live:
         section["credentials"] = {"api_key_env": "TEST_VENUE_KEY",
@@ -190,8 +190,11 @@ def test_paper_session_trades_on_streamed_bars_and_replays(tmp_path: Path,
         assert [x["side"] for x in submitted[:2]] == ["BUY", "SELL"], submitted
         assert all(x["instrument"] == inst and x["gateway"] == "sim" for x in submitted)
         assert_fills_on_streamed_bars(submitted, events(lines, "fill"))
-        # market data only: nothing reached the venue's order endpoint
+        # market data only (its section leaves trading on; paper turns it off): no order,
+        # no private stream, no signed request reached the venue
         assert venue.standin.received(venue.h.create_path) == []
+        assert venue.standin.private_subscriptions() == 0
+        assert not any(r.signed_ok is not None for r in venue.standin.requests)
         streaming = events(lines, "market_data_streaming")
         assert streaming and streaming[0]["gateway"] == venue_name
         assert_replays(tmp_path, cfg, submitted)

@@ -31,6 +31,7 @@ from trader.events import ns_to_iso
 from trader.journal_replay import order_key, replay_journal
 
 WARMUP_BARS = 20
+PAGE = 8  # fetch_ohlcv page size: the warm-up needs three pages
 # A falling history (the fast average below the slow one), then a rally and a slide:
 # a fast SmaCross buys on the way up and sells on the way down.
 HISTORY = [130.0 - i for i in range(WARMUP_BARS + 10)]
@@ -79,7 +80,8 @@ def write_config(tmp: Path, venue: VenueThread, *, mode: str = "paper",
     section = {
         "exchange": h.venue, "symbols": {h.symbol: h.instrument_id}, "timeframe": "1m",
         "urls": venue.standin.urls(), "rate_limit": False,
-        "timing": FAST_TIMING.model_dump(),  # trading defaults to on: paper turns it off
+        # small history pages: the warm-up paginates; trading defaults to on (paper turns it off)
+        "timing": FAST_TIMING.model_copy(update={"history_page_limit": PAGE}).model_dump(),
     }
     if live:
         section["credentials"] = {"api_key_env": "TEST_VENUE_KEY",
@@ -129,6 +131,9 @@ def run_session(tmp: Path, venue: VenueThread, *, mode: str = "paper"
         lines = log_lines(log_path)
         warm = events(lines, "warmup_done")
         assert len(warm) == 1 and warm[0]["bars"] == WARMUP_BARS, lines[-10:]
+        assert warm[0]["until"] == ns_to_iso(ANCHOR_MS * 1_000_000)  # the last closed candle
+        pages = [r for r in s.requests if "klines" in r.path or "OHLC" in r.path]
+        assert len(pages) >= -(-WARMUP_BARS // PAGE)
         # READY came after the warm-up, and nothing was traded on history
         assert not events(lines, "order_submitted")
         wait_for(lambda: bool(s.market_ws) and bool(s.subscriptions), 10, "bar subscription")

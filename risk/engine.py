@@ -154,7 +154,6 @@ class RiskEngine:
             iid: (inst, inst.multiplier, inst.asset_class.value)
             for iid, inst in self.instruments.items()
         }
-        self._inst_list = [(iid, m, ac) for iid, (_, m, ac) in self._meta.items()]
         self._class_limits = dict(config.asset_class_exposure.limits)
         self._class_on_breach = config.asset_class_exposure.on_breach
         self._cap_instrument = (config.instrument_exposure.limit,
@@ -318,40 +317,34 @@ class RiskEngine:
         pf = self.portfolio
         nav = pf.nav
         marks = pf.marks
-        positions = pf.account.positions
-        open_q = self.router.open_quantity
-        gross = net_hi = net_lo = class_gross = 0.0
-        cur_p = cur_c = 0.0  # this instrument: filled, and filled + working
-        for iid, m, ac in self._inst_list:
-            p = positions.get(iid)
-            q = p.quantity if p is not None else 0.0
-            w = open_q(iid)
-            if not q and not w:
+        values = pf.position_values
+        # Filled exposure comes from the portfolio's running totals; only the
+        # instruments with working orders (few) are visited, so a check costs the
+        # same however many positions are open.
+        gross = pf.gross
+        net_hi = net_lo = pf.net_exposure()
+        class_gross = pf.class_gross.get(asset_class, 0.0)
+        cur_p = cur_c = values.get(inst_id, 0.0)  # this instrument: filled, filled + working
+        meta = self._meta
+        for iid, w in self.router.open_quantities.items():
+            if not w:
                 continue
-            px = marks.get(iid, 0.0) * m
-            e_p = q * px
-            # Plain comparisons rather than abs/max/min calls: this loop is the hot spot.
-            if w:
-                e_c = e_p + w * px
-                a_p = e_p if e_p >= 0.0 else -e_p
-                a_c = e_c if e_c >= 0.0 else -e_c
-                worst = a_p if a_p > a_c else a_c
-                if e_p > e_c:
-                    net_hi += e_p
-                    net_lo += e_c
-                else:
-                    net_hi += e_c
-                    net_lo += e_p
+            _, m, ac = meta[iid]
+            e_p = values.get(iid, 0.0)
+            e_c = e_p + w * marks.get(iid, 0.0) * m
+            # Plain comparisons rather than abs/max/min calls: this loop is on the order path.
+            a_p = e_p if e_p >= 0.0 else -e_p
+            a_c = e_c if e_c >= 0.0 else -e_c
+            if a_c > a_p:
+                gross += a_c - a_p
+                if ac == asset_class:
+                    class_gross += a_c - a_p
+            if e_c > e_p:
+                net_hi += e_c - e_p
             else:
-                e_c = e_p
-                worst = e_p if e_p >= 0.0 else -e_p
-                net_hi += e_p
-                net_lo += e_p
+                net_lo += e_c - e_p
             if iid == inst_id:
-                cur_p, cur_c = e_p, e_c
-            gross += worst
-            if ac == asset_class:
-                class_gross += worst
+                cur_c = e_c
         two = cur_p != cur_c
         worst_here = max(abs(cur_p), abs(cur_c))
         delta = delta_q * unit

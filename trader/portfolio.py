@@ -111,6 +111,10 @@ class Portfolio:
         self._base = dict(base_timeframes or {})
         self._attribution: Attribution | None = None
         self._open: dict[str, Position] = {}  # positions that are not flat
+        self._values: dict[str, float] = {}  # their market values at the last mark
+        self._class = {i: inst.asset_class.value for i, inst in instruments.items()}
+        # Gross exposure by asset class, kept with ``gross`` (both O(1) per bar).
+        self.class_gross: dict[str, float] = dict.fromkeys(sorted(set(self._class.values())), 0.0)
         self.nav = initial_cash
         self.gross = 0.0
         self.hwm = initial_cash
@@ -153,26 +157,70 @@ class Portfolio:
         inst = bar.instrument_id
         if self._base.get(inst, bar.timeframe) != bar.timeframe:
             return
-        self.marks[inst] = bar.close
+        close = bar.close
+        self.marks[inst] = close
         self.last_bar_ts[inst] = bar.ts
-        # A price move of an instrument we hold no position in changes nothing.
-        if inst in self._open:
-            self._revalue()
+        # A price move of an instrument we hold no position in changes nothing;
+        # one we hold moves NAV by its own change alone (O(1), however many
+        # positions are open). Fills recompute everything from scratch.
+        pos = self._open.get(inst)
+        if pos is not None:
+            new = pos.quantity * close * self._mult[inst]
+            old = self._values[inst]
+            self._values[inst] = new
+            nav = self.nav + (new - old)
+            self.nav = nav
+            change = (new if new >= 0 else -new) - (old if old >= 0 else -old)
+            self.gross += change
+            self.class_gross[self._class[inst]] += change
+            if nav > self.hwm:
+                self.hwm = nav
+            hwm = self.hwm
+            self.drawdown = 1.0 - nav / hwm if hwm > 0 else 0.0
 
     def _revalue(self) -> None:
         nav = self.account.cash
         gross = 0.0
         marks = self.marks
         mult = self._mult
+        values = self._values
+        values.clear()
+        by_class = self.class_gross
+        for ac in by_class:
+            by_class[ac] = 0.0
         for inst, pos in self._open.items():
-            v = pos.quantity * marks[inst] * mult[inst]
+            v = values[inst] = pos.quantity * marks[inst] * mult[inst]
             nav += v
-            gross += v if v > 0 else -v
+            a = v if v > 0 else -v
+            gross += a
+            by_class[self._class[inst]] += a
         self.nav = nav
         self.gross = gross
         if nav > self.hwm:
             self.hwm = nav
         self.drawdown = 1.0 - nav / self.hwm if self.hwm > 0 else 0.0
+
+    def adopt(self, positions: Mapping[str, float], cash: float | None = None) -> None:
+        """Take the broker's positions (and cash) as the truth (reconciliation).
+
+        An adopted position keeps its average price if it had one; until the
+        first bar it is valued at what is known of its price.
+        """
+        book = self.account
+        for inst, qty in positions.items():
+            pos = book.positions.get(inst)
+            if pos is None:
+                pos = book.positions[inst] = Position()
+            pos.quantity = qty
+            if not qty:
+                pos.avg_price = 0.0
+                self._open.pop(inst, None)
+            else:
+                self._open[inst] = pos
+            self.marks.setdefault(inst, pos.avg_price)
+        if cash is not None:
+            book.cash = cash
+        self._revalue()
 
     # -- queries -------------------------------------------------------------------
     def position(self, instrument_id: str) -> float:
@@ -192,6 +240,16 @@ class Portfolio:
     @property
     def has_positions(self) -> bool:
         return bool(self._open)
+
+    @property
+    def position_values(self) -> dict[str, float]:
+        """Signed market value of each open position at its last mark (read-only view)."""
+        return self._values
+
+    @property
+    def open_positions(self) -> dict[str, Position]:
+        """Positions that are not flat, by instrument (read-only view)."""
+        return self._open
 
     def pnl(self) -> float:
         return self.nav - self.initial_cash

@@ -26,7 +26,7 @@ import structlog
 from gateways.base import Gateway, OrderReport
 from trader.events import OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.orders import Order
-from trader.portfolio import Portfolio, Position
+from trader.portfolio import Portfolio
 from trader.router import Router
 from trader.store.store import Store
 
@@ -259,28 +259,11 @@ def _adopt_broker_order(router: Router, rep: OrderReport, ts: int, gw: str) -> N
 
 def _adopt_account(portfolio: Portfolio, report: ReconciliationReport,
                    policy: ReconcilePolicy) -> None:
-    book = portfolio.account
-    for inst, (_ours, theirs) in report.position_diffs.items():
-        pos = book.positions.get(inst)
-        if pos is None:
-            pos = book.positions[inst] = Position()
-        pos.quantity = theirs
-        if not theirs:
-            pos.avg_price = 0.0
-        # Until the first bar, value an adopted position at what we know of its price.
-        portfolio.marks.setdefault(inst, pos.avg_price)
+    cash = None
     for _ccy, (_ours, theirs) in report.cash_diffs.items():
-        book.cash = theirs
-    _revalue(portfolio)
-
-
-def _revalue(portfolio: Portfolio) -> None:
-    nav = portfolio.account.cash
-    for inst, pos in portfolio.account.positions.items():
-        if pos.quantity:
-            nav += pos.quantity * portfolio.marks.get(inst, pos.avg_price) \
-                * portfolio.instruments[inst].multiplier
-    portfolio.nav = nav
+        cash = theirs
+    portfolio.adopt({inst: theirs for inst, (_ours, theirs) in report.position_diffs.items()},
+                    cash)
 
 
 def positions_equal(a: Mapping[str, float], b: Mapping[str, float], tol: float = 1e-9) -> bool:

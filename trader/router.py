@@ -190,6 +190,11 @@ class Router:
         if len(self._recent) > _RECENT_LIMIT:
             self._recent.popitem(last=False)
 
+    @property
+    def open_quantities(self) -> dict[str, float]:
+        """Signed working quantity by instrument (read-only view; zeros may linger)."""
+        return self._open_qty
+
     def open_quantity(self, instrument_id: str) -> float:
         """Signed quantity still working in open orders of an instrument."""
         return self._open_qty.get(instrument_id, 0.0)

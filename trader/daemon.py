@@ -4,7 +4,11 @@ Start-up order: validate the config and mode -> open the data dir and store ->
 connect gateways -> reconcile with the brokers -> warm the models up on history
 (``runner.trading = False``) -> ``READY=1`` -> trade.  The kernel is the same as
 in replay; only the clock (``LiveClock``), the source of bars (a market data
-gateway posting to ``Kernel.post``) and the execution gateways differ.
+gateway posting to ``Kernel.post``) and the execution gateways differ.  The
+source is ``daemon.market_data``: the replay-as-live gateway over the data files,
+or a broker gateway that warms the models up from its history and then streams
+its closed bars (connected without streams until the warm-up is done, so no bar
+is both history and live).
 
 Signals: SIGTERM/SIGINT stop new orders, optionally cancel open orders, drain
 and flush, close the gateways and exit 0 (or 1 if that takes longer than
@@ -515,7 +519,7 @@ class Daemon:
         internal.listeners.append(persist)
 
     def _feed_speed(self) -> float | None:
-        """How many bar intervals pass per second of wall time; None: no expected cadence."""
+        """Feed time per wall time (1.0 = real time); None when no cadence is expected."""
         if self.source is not None:
             return 1.0  # a live gateway: bars arrive in real time
         if self.feed is None or self.feed.finished.is_set():

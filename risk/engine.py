@@ -145,9 +145,9 @@ class RiskEngine:
         # Per-instrument facts looked up on every check.
         intervals: dict[str, int] = {}
         if cfg is not None:
-            from trader.timeframes import parse_timeframe
+            from trader.config import base_timeframes
 
-            intervals = {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
+            intervals = base_timeframes(cfg)  # the live feed's bar length when it has one
         self._interval = intervals
         self._learn_intervals = any(i not in intervals for i in self.instruments)
         self._meta = {

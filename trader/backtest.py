@@ -17,7 +17,7 @@ from risk.engine import RiskEngine
 from trader.aggregator import BarAggregator
 from trader.allocator import Allocator
 from trader.clock import Clock, ReplayClock
-from trader.config import AppConfig, ConfigError
+from trader.config import AppConfig, ConfigError, base_timeframes, replay_source
 from trader.events import Bar, Fill, OrderRequest, OrderUpdate
 from trader.feed import HistoricalFeed, feed_from_config
 from trader.instruments import Instrument
@@ -28,7 +28,6 @@ from trader.portfolio import Portfolio
 from trader.recorder import Recorder
 from trader.router import Router
 from trader.runner import ModelRunner
-from trader.timeframes import parse_timeframe
 
 
 def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Model]:
@@ -48,10 +47,6 @@ def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Mod
             )
             raise ConfigError(f"models[{idx}] ({mc.name}).params: {problems}") from None
     return out
-
-
-def base_timeframes(cfg: AppConfig) -> dict[str, int]:
-    return {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
 
 
 ORDER_RECORD_LIMIT = 100_000
@@ -142,7 +137,8 @@ def build_engine(
     for inst_id, tf in runner.subscriptions():
         if inst_id not in bases:
             raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
-                              "data (set its data.path and data.timeframe)")
+                              "data (set its data.path and data.timeframe, or stream it from "
+                              "a gateway with daemon.market_data)")
         aggregator.add(inst_id, bases[inst_id], tf)
     recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
     engine = Engine(cfg, kernel, instruments, portfolio, allocator, router, risk_engine, runner,
@@ -202,6 +198,7 @@ def run_backtest(
     """
     from trader.store.runs import BacktestRecording
 
+    cfg = replay_source(cfg)  # a backtest reads the data files, never a live feed
     trades_fh = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,13 @@ class DaemonConfig(Strict):
     """Settings of ``trader run`` (the live/paper daemon)."""
 
     data_dir: Path = Path("var")
-    market_data: Literal["replay"] = "replay"
+    # Where live bars come from: "replay" (the data files, streamed by the replay-as-live
+    # gateway) or the name of a gateway under ``gateways:`` that streams closed bars.
+    market_data: str = "replay"
     replay: ReplayFeedConfig = ReplayFeedConfig()
     warmup: bool = True
+    # Base bars of history a market data gateway fetches per instrument for the warm-up.
+    warmup_bars: int = Field(1000, ge=0)
     stale_after_intervals: float = Field(3.0, gt=0)
     cancel_open_orders_on_shutdown: bool = False
     shutdown_timeout: float = Field(10.0, gt=0)
@@ -197,6 +201,9 @@ class AppConfig(Strict):
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
             raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
+        problem = market_data_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def instrument(self, instrument_id: str) -> InstrumentConfig:
@@ -204,6 +211,74 @@ class AppConfig(Strict):
             if inst.id == instrument_id:
                 return inst
         raise KeyError(instrument_id)
+
+
+REPLAY = "replay"
+
+
+def market_data_gateway(cfg: AppConfig) -> str | None:
+    """The gateway the daemon takes live bars from, or None for the replay-as-live feed."""
+    name = cfg.daemon.market_data
+    return None if name == REPLAY else name
+
+
+def gateway_bar_timeframes(cfg: AppConfig) -> dict[str, int]:
+    """Instrument id -> bar length (s) of the market data gateway's stream; {} for replay.
+
+    A gateway section maps exchange symbols to instrument ids (``symbols``) and
+    streams one ``timeframe`` (default 1m, as the ccxt gateway's).
+    """
+    name = market_data_gateway(cfg)
+    if name is None:
+        return {}
+    section = cfg.gateways.get(name) or {}
+    tf = parse_timeframe(str(section.get("timeframe", "1m")))
+    return {str(inst): tf for inst in (section.get("symbols") or {}).values()}
+
+
+def base_timeframes(cfg: AppConfig) -> dict[str, int]:
+    """Each instrument's base bar length (s): the live feed's, else its data file's."""
+    out = {i.id: parse_timeframe(i.data.timeframe) for i in cfg.instruments if i.data}
+    out.update(gateway_bar_timeframes(cfg))
+    return out
+
+
+def replay_source(cfg: AppConfig) -> AppConfig:
+    """The config with bars from its data files (a backtest), whatever the daemon streams."""
+    if market_data_gateway(cfg) is None:
+        return cfg
+    daemon = cfg.daemon.model_copy(update={"market_data": REPLAY})
+    return cfg.model_copy(update={"daemon": daemon})
+
+
+def market_data_problem(cfg: AppConfig) -> str | None:
+    """Why ``daemon.market_data`` cannot supply the models' bars (``key: problem``), if so."""
+    name = market_data_gateway(cfg)
+    if name is None:
+        return None
+    key = "daemon.market_data"
+    section = cfg.gateways.get(name)
+    if section is None:
+        return (f"{key}: no gateway named {name!r} under gateways: (configured: "
+                f"{sorted(cfg.gateways)}); use {REPLAY!r} for the data files or name one of them")
+    if section.get("market_data", True) is False:
+        return (f"{key}: gateway {name!r} does not stream bars (gateways.{name}.market_data "
+                "is false); set it to true or choose another source")
+    symbols = section.get("symbols")
+    if not isinstance(symbols, dict) or not symbols:
+        return (f"{key}: gateway {name!r} streams no instruments "
+                f"(gateways.{name}.symbols must map exchange symbols to instrument ids)")
+    try:
+        parse_timeframe(str(section.get("timeframe", "1m")))
+    except ValueError as exc:
+        return f"gateways.{name}.timeframe: {exc}"
+    streamed = {str(v) for v in symbols.values()}
+    for idx, m in enumerate(cfg.models):
+        missing = [i for i in m.instruments if i not in streamed]
+        if missing:
+            return (f"models.{idx}.instruments: {missing} not streamed by the market data "
+                    f"gateway {name!r} ({key}); add them to gateways.{name}.symbols")
+    return None
 
 
 _SECRET_WORDS = ("url", "password", "secret", "token", "api_key")
@@ -275,7 +350,15 @@ def model_problems(cfg: AppConfig) -> list[str]:
         except TypeError as exc:
             problems.append(f"models.{idx}.params: {exc}")
         tf = parse_timeframe(mc.timeframe)
+        streamed = gateway_bar_timeframes(cfg)
         for inst_id in mc.instruments:
+            if inst_id in streamed:
+                if tf % streamed[inst_id]:
+                    gw = cfg.daemon.market_data
+                    problems.append(
+                        f"models.{idx}.timeframe: {mc.timeframe} is not a multiple of the bar "
+                        f"timeframe of gateways.{gw} ({streamed[inst_id]} s)"
+                    )
             inst = next((i for i in cfg.instruments if i.id == inst_id), None)
             if inst is None or inst.data is None:
                 continue

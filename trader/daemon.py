@@ -4,7 +4,11 @@ Start-up order: validate the config and mode -> open the data dir and store ->
 connect gateways -> reconcile with the brokers -> warm the models up on history
 (``runner.trading = False``) -> ``READY=1`` -> trade.  The kernel is the same as
 in replay; only the clock (``LiveClock``), the source of bars (a market data
-gateway posting to ``Kernel.post``) and the execution gateways differ.
+gateway posting to ``Kernel.post``) and the execution gateways differ.  The
+source is ``daemon.market_data``: the replay-as-live gateway over the data files,
+or a broker gateway that warms the models up from its history and then streams
+its closed bars (connected without streams until the warm-up is done, so no bar
+is both history and live).
 
 Signals: SIGTERM/SIGINT stop new orders, optionally cancel open orders, drain
 and flush, close the gateways and exit 0 (or 1 if that takes longer than
@@ -29,7 +33,7 @@ import structlog
 from gateways.replay_live import ReplayLiveGateway
 from gateways.sim import SimulatedGateway
 from trader.clock import LiveClock
-from trader.config import AppConfig, ConfigError, load_config
+from trader.config import AppConfig, ConfigError, load_config, market_data_gateway
 from trader.events import Bar, ns_to_iso
 from trader.feed import feed_from_config, parse_time
 from trader.journal import JournalControl, JournalHeader, JournalWriter
@@ -84,6 +88,22 @@ def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
         # Never simulate silently what the config names as a broker.
         raise Refused(f"models route orders to gateway(s) {unknown}, which this installation "
                       f"cannot build (available: {sorted(SIMULATED | set(GATEWAY_FACTORIES))})")
+    check_market_data(cfg, names)
+
+
+def check_market_data(cfg: AppConfig, execution: set[str]) -> None:
+    """One source of bars: the market data gateway is buildable and no other gateway streams."""
+    source = market_data_gateway(cfg)
+    if source is not None and source not in GATEWAY_FACTORIES:
+        raise Refused(f"daemon.market_data: gateway {source!r} cannot be built by this "
+                      f"installation (available: {sorted(GATEWAY_FACTORIES)})")
+    for name in sorted(execution - SIMULATED - {source}):
+        section = cfg.gateways.get(name) or {}
+        if section.get("market_data", True) is not False:
+            # Its bars would arrive next to the configured source's: every bar twice.
+            raise Refused(f"gateways.{name}.market_data: {name!r} would stream bars although "
+                          f"daemon.market_data is {cfg.daemon.market_data!r}; set "
+                          f"gateways.{name}.market_data: false, or daemon.market_data: {name}")
 
 
 def build_gateways(cfg: AppConfig) -> dict[str, Any]:
@@ -92,6 +112,14 @@ def build_gateways(cfg: AppConfig) -> dict[str, Any]:
     for name in sorted(execution_gateways(cfg) or SIMULATED):
         out[name] = make_sim(cfg, name) if name in SIMULATED else GATEWAY_FACTORIES[name](cfg, name)
     return out
+
+
+def build_market_data_gateway(cfg: AppConfig, name: str) -> Any:
+    """A gateway that only streams bars: no model routes to it, so it trades nothing
+    (``trading: false`` whatever its section says: no credentials, no order stream)."""
+    section = {**cfg.gateways[name], "trading": False}
+    data_only = cfg.model_copy(update={"gateways": {**cfg.gateways, name: section}})
+    return GATEWAY_FACTORIES[name](data_only, name)
 
 
 def new_session_id(mode: str) -> tuple[str, str]:
@@ -136,6 +164,7 @@ class Daemon:
         self.store_session: Any = None
         self.journal: JournalWriter | None = None
         self.feed: ReplayLiveGateway | None = None
+        self.source: Any = None  # a market data gateway (daemon.market_data), if not replay
         self.kill = KillSwitchWatch(self._kill_switch_path())
         self.kill_engaged = False
         self.stop = asyncio.Event()
@@ -228,18 +257,31 @@ class Daemon:
         kernel._queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
         self._bases = {i: tf for i, tf in _bases(cfg).items()}
-        history, live = self._market_data()
-        self.feed = ReplayLiveGateway(live, speed=_speed(self.dcfg.replay.speed),
-                                      pending=kernel.pending)
-        self.feed.bind(kernel.post)
+        history: list[Bar] = []
+        source_name = market_data_gateway(cfg)
+        if source_name is None:
+            history, live = self._market_data()
+            self.feed = ReplayLiveGateway(live, speed=_speed(self.dcfg.replay.speed),
+                                          pending=kernel.pending)
+            self.feed.bind(kernel.post)
+        else:
+            self.source = engine.gateways.get(source_name) or build_market_data_gateway(
+                cfg, source_name)
+            if not all(hasattr(self.source, a) for a in ("warm_up_bars", "start_streams")):
+                raise ConfigError(f"daemon.market_data: gateway {source_name!r} cannot stream "
+                                  "bars (it has no history and bar stream)")
+            self.source.bind(kernel.post)
         simulated = sorted(n for n, gw in engine.gateways.items()
                            if isinstance(gw, SimulatedGateway))
         for name, gw in engine.gateways.items():
             if name not in simulated:
                 gw.bind(kernel.post)  # external brokers report through the live inbox
-        # 3. connect
-        for gw in [*engine.gateways.values(), self.feed]:
-            await gw.connect()
+        # 3. connect; the market data gateway streams only after the warm-up (step 5)
+        for gw in self._all_gateways():
+            if gw is self.source:
+                await gw.connect(stream=False)
+            else:
+                await gw.connect()
         # 4. reconcile; fills it adopts are part of the state the journal starts from
         adopted: list[Any] = []
         engine.router.fill_listeners.append(adopted.append)
@@ -262,6 +304,8 @@ class Daemon:
         engine.router.fill_listeners.append(self._on_fill)
         # 5. warm up on history: models learn, nothing is traded
         self.state = "warming_up"
+        if self.dcfg.warmup and self.source is not None:
+            history = await self.source.warm_up_bars(self.dcfg.warmup_bars)
         if self.dcfg.warmup and history:
             # Through the live dispatch (Kernel.run is reserved for ReplayClock sessions).
             dispatch = kernel.dispatch
@@ -290,8 +334,13 @@ class Daemon:
         self.notifier.ready(self._status_line())
         log.info("ready_notified", systemd=self.notifier.enabled)
         spawn = loop.create_task
-        self._tasks = [
-            self.feed.start(),
+        if self.feed is not None:
+            self._tasks.append(self.feed.start())
+        else:
+            self.source.start_streams()
+            log.info("market_data_streaming", gateway=source_name,
+                     instruments=sorted(self._bases))
+        self._tasks += [
             spawn(self._every(self.dcfg.status_interval, self._heartbeat), name="status"),
             spawn(self._journal_task(), name="journal"),
             spawn(self._every(self.dcfg.kill_switch_poll, self._poll_kill_switch), name="kill"),
@@ -302,8 +351,16 @@ class Daemon:
             self.notifier.watchdog()
             self._tasks.append(spawn(self._every(interval, self.notifier.watchdog),
                                      name="watchdog"))
-        if self.dcfg.replay.exit_at_end:
+        if self.feed is not None and self.dcfg.replay.exit_at_end:
             self._tasks.append(spawn(self._stop_at_feed_end(), name="feed_end"))
+
+    def _all_gateways(self) -> list[Any]:
+        """Execution gateways, then the market data feed or gateway (once each)."""
+        gateways = list(self.session.engine.gateways.values()) if self.session else []
+        for extra in (self.feed, self.source):
+            if extra is not None and all(extra is not g for g in gateways):
+                gateways.append(extra)
+        return gateways
 
     def _market_data(self) -> tuple[list[Bar], Iterator[Bar]]:
         """Warm-up history and the live stream (the replay-as-live gateway's bars)."""
@@ -461,10 +518,18 @@ class Daemon:
 
         internal.listeners.append(persist)
 
+    def _feed_speed(self) -> float | None:
+        """Feed time per wall time (1.0 = real time); None when no cadence is expected."""
+        if self.source is not None:
+            return 1.0  # a live gateway: bars arrive in real time
+        if self.feed is None or self.feed.finished.is_set():
+            return None
+        return _speed(self.dcfg.replay.speed)  # None: as fast as possible
+
     def _check_staleness(self) -> None:
-        speed = _speed(self.dcfg.replay.speed)
-        if speed is None or self.feed is None or self.feed.finished.is_set():
-            return  # as fast as possible: no expected cadence
+        speed = self._feed_speed()
+        if speed is None:
+            return
         now = time.monotonic()
         for inst, (ts, seen) in self._last_bar.items():
             tf = self._bases.get(inst)
@@ -601,10 +666,7 @@ class Daemon:
                 self._close_store()
             except Exception:
                 log.exception("store_close_failed")
-        gateways = list(self.session.engine.gateways.values()) if self.session else []
-        if self.feed is not None:
-            gateways.append(self.feed)
-        for gw in gateways:
+        for gw in self._all_gateways():
             try:
                 await gw.close()
             except Exception:

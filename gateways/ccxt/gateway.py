@@ -121,6 +121,7 @@ class CcxtGateway:
         self._ex: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
+        self._streaming = False
         self._tf_s = config.timeframe_seconds
         self._inst_of = dict(config.symbols)
         self._symbol_of = {v: k for k, v in config.symbols.items()}
@@ -181,10 +182,23 @@ class CcxtGateway:
                 f"{type(exc).__name__}: {exc}"
             ) from None
         self._running = True
-        if stream and cfg.market_data:
+        if stream:
+            self.start_streams()
+
+    def start_streams(self) -> None:
+        """Start the bar stream (``market_data``) and the order stream (``trading``).
+
+        ``connect(stream=False)`` leaves this to the caller, so that a warm-up from
+        ``history`` ends before live bars flow and no bar is both history and live.
+        """
+        if self._streaming or not self._running:
+            return
+        self._streaming = True
+        cfg = self.config
+        if cfg.market_data:
             for symbol in cfg.symbols:
                 self._spawn(self._bar_loop(symbol), f"bars:{symbol}")
-        if stream and cfg.trading:
+        if cfg.trading:
             self._spawn(self._private_loop(), "orders")
 
     async def close(self) -> None:
@@ -198,6 +212,7 @@ class CcxtGateway:
                 log.error("orders_in_flight_at_close", gateway=self.name,
                           tasks=sorted(t.get_name() for t in late))
         self._running = False
+        self._streaming = False
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -319,6 +334,18 @@ class CcxtGateway:
             bars.extend(got)
         bars.sort(key=lambda b: (b.ts, b.instrument_id))
         return bars
+
+    async def warm_up_bars(self, count: int) -> list[Bar]:
+        """Closed bars of every instrument opened in the last ``count`` intervals.
+
+        "Now" is the exchange's clock (the measured server offset applies), so the
+        warm-up ends at the venue's last closed candle whatever the local clock says.
+        """
+        if count <= 0:
+            return []
+        tf_ms = self._tf_s * 1000
+        now = self._now_ms()
+        return await self.warm_up((now - now % tf_ms - count * tf_ms) * _MS)
 
     async def _fetch_ohlcv_range(
         self, symbol: str, since_ms: int, until_ms: int | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -182,12 +183,17 @@ class BarFile:
             if self.end_ns is not None:
                 keep &= ts < self.end_ns
             self.stats.rows += n
-            if keep.all():
-                cols = (ts.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist())
-            else:
-                cols = tuple(a[keep].tolist() for a in (ts, o, h, lo, c, v))
-            for t, op, hi, low, cl, vol in zip(*cols, strict=True):
-                yield Bar(t + tf_ns, inst, tf, t, op, hi, low, cl, vol)
+            arrays = (ts, o, h, lo, c, v) if keep.all() else tuple(
+                a[keep] for a in (ts, o, h, lo, c, v)
+            )
+            t_open = arrays[0]
+            k = len(t_open)
+            # Bars are built by ``map`` straight into the Bar constructor: no Python
+            # frame per row, which is most of what a feed costs.
+            yield from map(
+                Bar, (t_open + tf_ns).tolist(), repeat(inst, k), repeat(tf, k), t_open.tolist(),
+                *(a.tolist() for a in arrays[1:]),
+            )
             row0 += n
 
     def _validate(self, ts, o, h, lo, c, v, row0: int) -> np.ndarray:

@@ -39,6 +39,8 @@ class Recorder:
         self._base = dict(base_timeframes or {})
         self.equity: list[EquityPoint] = []
         self._day: int | None = None
+        self._day_start = 0
+        self._day_end = -1  # the first bar always starts a day
         self._prev: tuple | None = None
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -73,11 +75,14 @@ class Recorder:
         self.bars += 1
         if pf._open:
             self.bars_exposed += 1  # held into this bar
-        day = (ts - 1) // DAY_NS  # a bar closing at midnight belongs to the day before
-        if day != self._day:
+        # A bar closing at midnight belongs to the day before: days are (start, end].
+        if ts > self._day_end or ts <= self._day_start:
             if self._day is not None:
                 self._sample(self.last_ts)
+            day = (ts - 1) // DAY_NS
             self._day = day
+            self._day_start = day * DAY_NS
+            self._day_end = self._day_start + DAY_NS
         self.last_ts = ts
 
     def _sample(self, ts: int) -> None:

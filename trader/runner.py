@@ -71,11 +71,16 @@ class ModelRunner:
         models = by_tf.get(bar.timeframe)
         if models is None:
             return
-        changed: set[str] = set()
+        changed: set[str] | None = None  # built only on the rare bar where a view changes
         for model in models:
             weights = model.on_bar(bar)
             if weights:
-                changed.update(self.allocator.set_weights(model.name, weights))
+                moved = self.allocator.set_weights(model.name, weights)
+                if moved:
+                    if changed is None:
+                        changed = set(moved)
+                    else:
+                        changed.update(moved)
         # During warm-up models form their view but nothing is traded.
         if changed and self.trading:
             # A higher-timeframe bar whose window lacked its last base bars is

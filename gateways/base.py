@@ -65,3 +65,23 @@ class Gateway(Protocol):
     async def fills_since(self, ts: int) -> list[Fill]: ...
 
     async def account(self) -> AccountReport: ...
+
+
+class NoBrokerRecord:
+    """Reconciliation answers of a gateway that holds no orders, fills or money.
+
+    For market-data-only gateways and for stand-ins of a broker during journal
+    replay: there is nothing to reconcile against.
+    """
+
+    async def open_orders(self) -> list[OrderReport]:
+        return []
+
+    async def order_status(self, client_order_id: str) -> OrderReport | None:  # noqa: ARG002
+        return None
+
+    async def fills_since(self, ts: int) -> list[Fill]:  # noqa: ARG002
+        return []
+
+    async def account(self) -> AccountReport:
+        return AccountReport()

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from gateways.base import AccountReport, EventSink, OrderReport
-from trader.events import Bar, Fill, OrderRequest
+from gateways.base import EventSink, NoBrokerRecord
+from trader.events import Bar, OrderRequest
 
 log = structlog.get_logger(__name__)
 
 
-class ReplayLiveGateway:
+class ReplayLiveGateway(NoBrokerRecord):
     """Streams bars at ``speed`` x real time into the bound sink (``Kernel.post``)."""
 
     def __init__(
@@ -70,17 +70,6 @@ class ReplayLiveGateway:
     def cancel(self, client_order_id: str) -> None:  # noqa: ARG002 - protocol
         return None
 
-    async def open_orders(self) -> list[OrderReport]:
-        return []
-
-    async def order_status(self, client_order_id: str) -> OrderReport | None:  # noqa: ARG002
-        return None
-
-    async def fills_since(self, ts: int) -> list[Fill]:  # noqa: ARG002
-        return []
-
-    async def account(self) -> AccountReport:
-        return AccountReport()
 
     # -- streaming ---------------------------------------------------------------------
     def start(self) -> asyncio.Task:

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from gateways.base import AccountReport, EventSink, OrderReport
+from gateways.base import EventSink, NoBrokerRecord
 from gateways.sim import SimCosts, SimulatedGateway
 from models.registry import model_class
 from risk.engine import RiskAction, RiskDecision, RiskEngine
@@ -85,7 +85,7 @@ class SessionGate:
         return getattr(self.inner, name)
 
 
-class RecordedGateway:
+class RecordedGateway(NoBrokerRecord):
     """Stands in for an external broker during journal replay.
 
     Orders are accepted silently: the broker's answers (updates, fills) are
@@ -111,17 +111,6 @@ class RecordedGateway:
     async def close(self) -> None:
         return None
 
-    async def open_orders(self) -> list[OrderReport]:
-        return []
-
-    async def order_status(self, client_order_id: str) -> OrderReport | None:  # noqa: ARG002
-        return None
-
-    async def fills_since(self, ts: int) -> list[Fill]:  # noqa: ARG002
-        return []
-
-    async def account(self) -> AccountReport:
-        return AccountReport()
 
 
 @dataclass

@@ -184,6 +184,7 @@ class RiskEngine:
         self.events: list[Any] = []
         self.events_dropped = 0
         self._first_ts: int | None = None
+        self._bar_setup_pending = True
         if self.kill_switch.engaged and self.enabled:
             log.warning("kill_switch_engaged_at_start", reason=self.kill_switch.record.reason
                         if self.kill_switch.record else "")
@@ -454,13 +455,19 @@ class RiskEngine:
     # -- bars, fills, drawdown -------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
         """After the portfolio has marked this bar: watch drawdown, keep flattening."""
-        if not self.enabled:
-            return
-        if self._first_ts is None:
-            self._first_ts = bar.ts
-            self.states.start(bar.ts)
-        if self._learn_intervals and bar.instrument_id not in self._interval:
-            self._interval[bar.instrument_id] = bar.timeframe
+        # One flag guards the rare work (disabled engine, first bar, intervals still
+        # being learned) so the common bar pays a single attribute test for it.
+        if self._bar_setup_pending:
+            if not self.enabled:
+                return
+            if self._first_ts is None:
+                self._first_ts = bar.ts
+                self.states.start(bar.ts)
+            if self._learn_intervals:
+                if bar.instrument_id not in self._interval:
+                    self._interval[bar.instrument_id] = bar.timeframe
+            else:
+                self._bar_setup_pending = False
         # Runs on every bar: a comparison against a precomputed floor, nothing more.
         nav = self.portfolio.nav
         mon = self.drawdown

@@ -139,6 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bars", type=int, default=1_000_000, help="bars for the throughput run")
     ap.add_argument("--sizes", type=str, default="1000000,5000000", help="sizes for the RSS runs")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of floor and kernel; best kept")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -151,9 +152,15 @@ def main() -> None:
             files[n] = Path(tmp) / f"bars_{n}.parquet"
             make_bars(files[n], n)
         path = files[args.bars]
-        floor_dt, floor_n, crosses = run_floor(path)
-        kern_dt, kern_n, trades = run_kernel(path)
-        print(f"bars: {kern_n:,}")
+        # Best of N, floor and kernel interleaved: this shared VM's speed drifts,
+        # and the best run is the one least disturbed by neighbours.
+        floor_dt = kern_dt = float("inf")
+        for _ in range(args.repeat):
+            dt, floor_n, crosses = run_floor(path)
+            floor_dt = min(floor_dt, dt)
+            dt, kern_n, trades = run_kernel(path)
+            kern_dt = min(kern_dt, dt)
+        print(f"bars: {kern_n:,} (best of {args.repeat} runs each)")
         print(f"floor (plain loop, same crossover): {floor_n / floor_dt:12,.0f} bars/s "
               f"({crosses:,} crossovers)")
         print(f"full kernel:                        {kern_n / kern_dt:12,.0f} bars/s "

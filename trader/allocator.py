@@ -58,9 +58,6 @@ class Allocator:
             total += targets.get(inst, 0.0)
         return total
 
-    def instruments(self) -> set[str]:
-        return {i for t in self.targets.values() for i in t}
-
     def attribute(self, fill: Fill) -> dict[str, float]:
         """Split a fill across the models still short of their targets, pro rata."""
         signed = fill.quantity * fill.side.sign

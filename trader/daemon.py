@@ -254,7 +254,7 @@ class Daemon:
                      positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
                                 if p.quantity})
         kernel = engine.kernel
-        kernel._queue_size = self.dcfg.queue_size
+        kernel.queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
         self._bases = {i: tf for i, tf in _bases(cfg).items()}
         history: list[Bar] = []

@@ -44,9 +44,6 @@ class Instrument(BaseModel):
         lots = math.floor(abs(qty) / self.lot_step + 1e-9)
         return math.copysign(round(lots * self.lot_step, 12), qty) if lots else 0.0
 
-    def round_price(self, price: float) -> float:
-        return round(round(price / self.tick_size) * self.tick_size, 12)
-
     def on_tick(self, price: float) -> bool:
         ticks = price / self.tick_size
         return abs(ticks - round(ticks)) < 1e-6

@@ -35,7 +35,7 @@ class Kernel:
         self.bus = bus or EventBus()
         self.consumers: list[Callable[[Any], None]] = []  # see every dispatched event (journal)
         self.events_dispatched = 0
-        self._queue_size = queue_size
+        self.queue_size = queue_size  # bound of the live inbox (bars beyond it are dropped)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped = 0
         self.max_queue_depth = 0
@@ -106,7 +106,7 @@ class Kernel:
         # ``trader status`` and /metrics), and logged at the first drop and every
         # 1,000th after, so a flood of drops cannot also flood the log.  Dropped bars
         # were never dispatched, so they are not in the journal and parity holds.
-        if len(inbox) >= self._queue_size and type(event) is Bar:
+        if len(inbox) >= self.queue_size and type(event) is Bar:
             self.dropped += 1
             if self.dropped == 1 or not self.dropped % 1000:
                 log.error("kernel_queue_full_bar_dropped", instrument=event.instrument_id,

@@ -110,8 +110,10 @@ class Portfolio:
         self.last_bar_ts: dict[str, int] = {}
         self._base = dict(base_timeframes or {})
         self._attribution: Attribution | None = None
-        self._open: dict[str, Position] = {}  # positions that are not flat
-        self._values: dict[str, float] = {}  # their market values at the last mark
+        # Positions that are not flat, and their signed market values at the last
+        # mark. Public for readers on hot paths (risk, recorder); only this class writes.
+        self.open_positions: dict[str, Position] = {}
+        self.position_values: dict[str, float] = {}
         self._class = {i: inst.asset_class.value for i, inst in instruments.items()}
         # Gross exposure by asset class, kept with ``gross`` (both O(1) per bar).
         self.class_gross: dict[str, float] = dict.fromkeys(sorted(set(self._class.values())), 0.0)
@@ -143,19 +145,18 @@ class Portfolio:
         if abs(rest) > 1e-12 or not split:
             fee = fill.commission * abs(rest) / fill.quantity if fill.quantity else 0.0
             self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price, fee)
-        if fill.instrument_id not in self.marks:
-            self.marks[fill.instrument_id] = fill.price
         inst = fill.instrument_id
+        if inst not in self.marks:
+            self.marks[inst] = fill.price
         pos = self.account.positions[inst]
-        if pos.quantity:
-            self._open[inst] = pos
-        else:
-            self._open.pop(inst, None)
         # Only this instrument's value and the cash changed: O(1), like a bar.
-        old = self._values.pop(inst, 0.0)
-        new = pos.quantity * self.marks[inst] * self._mult[inst] if pos.quantity else 0.0
+        old = self.position_values.pop(inst, 0.0)
+        new = 0.0
         if pos.quantity:
-            self._values[inst] = new
+            self.open_positions[inst] = pos
+            new = self.position_values[inst] = pos.quantity * self.marks[inst] * self._mult[inst]
+        else:
+            self.open_positions.pop(inst, None)
         change = (new if new >= 0 else -new) - (old if old >= 0 else -old)
         self.gross += change
         self.class_gross[self._class[inst]] += change
@@ -173,11 +174,11 @@ class Portfolio:
         # A price move of an instrument we hold no position in changes nothing;
         # one we hold moves NAV by its own change alone (O(1), however many
         # positions are open). Inlined rather than calling _set_nav: once per bar.
-        pos = self._open.get(inst)
+        pos = self.open_positions.get(inst)
         if pos is not None:
             new = pos.quantity * close * self._mult[inst]
-            old = self._values[inst]
-            self._values[inst] = new
+            old = self.position_values[inst]
+            self.position_values[inst] = new
             nav = self.nav + (new - old)
             self.nav = nav
             change = (new if new >= 0 else -new) - (old if old >= 0 else -old)
@@ -201,12 +202,12 @@ class Portfolio:
         gross = 0.0
         marks = self.marks
         mult = self._mult
-        values = self._values
+        values = self.position_values
         values.clear()
         by_class = self.class_gross
         for ac in by_class:
             by_class[ac] = 0.0
-        for inst, pos in self._open.items():
+        for inst, pos in self.open_positions.items():
             v = values[inst] = pos.quantity * marks[inst] * mult[inst]
             nav += v
             a = v if v > 0 else -v
@@ -229,9 +230,9 @@ class Portfolio:
             pos.quantity = qty
             if not qty:
                 pos.avg_price = 0.0
-                self._open.pop(inst, None)
+                self.open_positions.pop(inst, None)
             else:
-                self._open[inst] = pos
+                self.open_positions[inst] = pos
             self.marks.setdefault(inst, pos.avg_price)
         if cash is not None:
             book.cash = cash
@@ -241,30 +242,9 @@ class Portfolio:
     def position(self, instrument_id: str) -> float:
         return self.account.quantity(instrument_id)
 
-    def exposure(self, instrument_id: str) -> float:
-        """Signed market value of a position."""
-        q = self.account.quantity(instrument_id)
-        return q * self.marks.get(instrument_id, 0.0) * self._mult[instrument_id] if q else 0.0
-
-    def gross_exposure(self) -> float:
-        return self.gross
-
     def net_exposure(self) -> float:
         return self.nav - self.account.cash
 
-    @property
-    def has_positions(self) -> bool:
-        return bool(self._open)
-
-    @property
-    def position_values(self) -> dict[str, float]:
-        """Signed market value of each open position at its last mark (read-only view)."""
-        return self._values
-
-    @property
-    def open_positions(self) -> dict[str, Position]:
-        """Positions that are not flat, by instrument (read-only view)."""
-        return self._open
 
     def pnl(self) -> float:
         return self.nav - self.initial_cash

@@ -73,7 +73,7 @@ class Recorder:
             self.first_ts = ts
             self.equity.append(EquityPoint(bar.ts_open, pf.initial_cash, pf.initial_cash, 0.0, 0.0))
         self.bars += 1
-        if pf._open:
+        if pf.open_positions:
             self.bars_exposed += 1  # held into this bar
         # A bar closing at midnight belongs to the day before: days are (start, end].
         if ts > self._day_end or ts <= self._day_start:

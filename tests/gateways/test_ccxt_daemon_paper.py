@@ -20,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trader"))
 
-from daemon_harness import events, log_lines, run_cli, start_daemon  # noqa: E402
+from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit  # noqa: E402
 
 from gateways.testing.binance import BinanceStandin  # noqa: E402
 from gateways.testing.standin import MarketSpec  # noqa: E402
@@ -92,12 +92,7 @@ def test_paper_session_on_binance_standin_replays_to_identical_orders(tmp_path: 
         cfg = write_config(tmp_path, s.urls())
         env = {"TEST_BINANCE_KEY": s.api_key, "TEST_BINANCE_SECRET": s.secret}
         proc, log_path = start_daemon(cfg, env=env)
-        try:
-            code = proc.wait(timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert code == 0, log_path.read_text()[-4000:]
+        wait_for_exit(proc, log_path, timeout=90)
         text = log_path.read_text()
         assert s.secret not in text and s.api_key not in text  # credentials never logged
         lines = log_lines(log_path)

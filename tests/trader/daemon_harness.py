@@ -133,6 +133,16 @@ def start_daemon(config: Path, *, mode: str = "paper", extra_args: list[str] | N
     return proc, log_path
 
 
+def wait_for_exit(proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    """Wait for a daemon that stops by itself; kill it if it does not; it must exit 0."""
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, log_path.read_text()[-4000:]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
     full_env = dict(os.environ)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from daemon_harness import events, log_lines, run_cli, start_daemon, write_config
+from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
 from trader.clock import ReplayClock
 from trader.config import load_config
@@ -18,12 +18,7 @@ from trader.session import build_session
 def _session(tmp_path, **kw):
     cfg = write_config(tmp_path, **kw)
     proc, log_path = start_daemon(cfg)
-    try:
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert code == 0, log_path.read_text()[-3000:]
+    wait_for_exit(proc, log_path)
     lines = log_lines(log_path)
     snap = json.loads(run_cli("status", "--config", str(cfg), "--json").stdout)
     return cfg, lines, snap

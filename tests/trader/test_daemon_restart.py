@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from daemon_harness import events, log_lines, run_cli, start_daemon, write_config
+from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
 from trader.journal_replay import replay_journal
 from trader.store import open_store
@@ -13,12 +13,7 @@ from trader.store import open_store
 
 def _run(cfg, log_name):
     proc, log_path = start_daemon(cfg, log_path=cfg.parent / log_name)
-    try:
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert code == 0, log_path.read_text()[-3000:]
+    wait_for_exit(proc, log_path)
     snap = json.loads(run_cli("status", "--config", str(cfg), "--json").stdout)
     return log_lines(log_path), snap
 

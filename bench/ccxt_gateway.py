@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateways.testing.harness import ANCHOR_MS, MINUTE_MS, BinanceHarness  # noqa: E402
-from trader.clock import LiveClock  # noqa: E402
-from trader.events import Bar, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side  # noqa: E402
-from trader.kernel import Kernel  # noqa: E402
+from trader.core.clock import LiveClock  # noqa: E402
+from trader.core.events import Bar, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side  # noqa: E402
+from trader.core.kernel import Kernel  # noqa: E402
 
 
 def burst(h: BinanceHarness, n: int) -> list[str]:

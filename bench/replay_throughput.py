@@ -64,7 +64,7 @@ def make_bars(path: Path, n: int, seed: int = 7) -> None:
 
 
 def config_for(path: Path):
-    from trader.config import AppConfig
+    from trader.engine.config import AppConfig
 
     return AppConfig.model_validate({
         "name": "bench",
@@ -85,8 +85,8 @@ def config_for(path: Path):
 
 
 def run_kernel(path: Path) -> tuple[float, int, int]:
-    from trader.backtest import run_backtest
-    from trader.logging import configure_logging
+    from trader.core.logging import configure_logging
+    from trader.replay.backtest import run_backtest
 
     configure_logging("error", sys.stderr)
 

@@ -62,9 +62,9 @@ def quiet_logs() -> Any:
 
 
 def bench_check(n_orders: int, seed: int = 3) -> dict[str, float]:
-    from trader.backtest import build_engine
-    from trader.config import AppConfig
-    from trader.events import Bar, Fill, OrderRequest, OrderType, Side
+    from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side
+    from trader.engine.config import AppConfig
+    from trader.replay.backtest import build_engine
 
     insts = [
         {"id": "AAA", "symbol": "AAA", "venue": "X", "asset_class": "equity", "lot_step": 1,
@@ -138,7 +138,7 @@ def bench_check(n_orders: int, seed: int = 3) -> dict[str, float]:
 
 
 def replay(path: Path, risk: Any) -> tuple[float, int, int]:
-    from trader.backtest import run_backtest
+    from trader.replay.backtest import run_backtest
 
     cfg = config_for(path)
     if risk is not None:

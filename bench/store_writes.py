@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
-from trader.backtest import run_backtest  # noqa: E402
-from trader.clock import ReplayClock  # noqa: E402
-from trader.config import AppConfig  # noqa: E402
-from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Side  # noqa: E402
-from trader.router import Router  # noqa: E402
+from trader.core.clock import ReplayClock  # noqa: E402
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Side  # noqa: E402
+from trader.engine.config import AppConfig  # noqa: E402
+from trader.engine.router import Router  # noqa: E402
+from trader.replay.backtest import run_backtest  # noqa: E402
 from trader.store import Store  # noqa: E402
 from trader.store.store import EVENTS, BufferedJournal  # noqa: E402
 

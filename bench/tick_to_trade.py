@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 from gateways.sim import SimulatedGateway  # noqa: E402
 from models.base import Model  # noqa: E402
 from models.registry import MODEL_CLASSES  # noqa: E402
-from trader.clock import LiveClock, ReplayClock  # noqa: E402
-from trader.config import AppConfig  # noqa: E402
-from trader.events import Bar  # noqa: E402
-from trader.journal import JournalHeader, JournalWriter  # noqa: E402
-from trader.session import build_session, make_sim  # noqa: E402
+from trader.core.clock import LiveClock, ReplayClock  # noqa: E402
+from trader.core.events import Bar  # noqa: E402
+from trader.engine.config import AppConfig  # noqa: E402
+from trader.live.journal import JournalHeader, JournalWriter  # noqa: E402
+from trader.live.session import build_session, make_sim  # noqa: E402
 
 MINUTE_NS = 60_000_000_000
 
@@ -223,7 +223,7 @@ def main() -> None:
         loop_name, runner = "asyncio", asyncio.run
 
     # As in the daemon: JSON log lines (here to /dev/null, so the terminal is not measured).
-    from trader.logging import configure_logging
+    from trader.core.logging import configure_logging
 
     configure_logging("info", stream=open(os.devnull, "w"))  # noqa: SIM115 - process lifetime
     cfg = config(args.instruments)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from trader.events import Fill, OrderRequest, OrderStatus
+from trader.core.events import Fill, OrderRequest, OrderStatus
 
 EventSink = Callable[[Any], None]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from gateways.base import EventSink, NoBrokerRecord
-from trader.events import Bar, OrderRequest
+from trader.core.events import Bar, OrderRequest
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateways.base import AccountReport, EventSink, OrderReport
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
-from trader.instruments import Instrument
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.instruments import Instrument
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from trader.events import Bar
-from trader.timeframes import parse_timeframe
+from trader.core.events import Bar
+from trader.core.timeframes import parse_timeframe
 
 
 class Params(BaseModel):

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from models.base import Model, Params
 from models.indicators import Momentum
-from trader.events import Bar
+from trader.core.events import Bar
 
 
 class CryptoMomentumParams(Params):

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from trader.clock import Clock, LiveClock
-from trader.config import LifecycleConfig
+from trader.core.clock import Clock, LiveClock
+from trader.engine.config import LifecycleConfig
 from trader.store import schema as s
 from trader.store.store import FILLS, ORDERS, SESSIONS, Store
 

@@ -7,7 +7,7 @@ from collections import deque
 from pydantic import Field, model_validator
 
 from models.base import Model, Params
-from trader.events import Bar
+from trader.core.events import Bar
 
 
 class SmaCrossParams(Params):

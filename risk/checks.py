@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from risk.reasons import RiskReason
-from trader.instruments import Instrument
+from trader.core.instruments import Instrument
 
 NS = 1_000_000_000
 

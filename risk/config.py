@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trader.instruments import AssetClass
+from trader.core.instruments import AssetClass
 
 _KNOWN_CLASSES = ", ".join(sorted(c.value for c in AssetClass))
 

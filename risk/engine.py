@@ -6,7 +6,7 @@ Every answer other than a plain approval is published on the bus as an
 ``OrderRiskEvent``, logged and counted.  ``on_bar`` (subscribed right after the
 portfolio) drives drawdown control and polls the kill switch.
 
-The engine is built by ``trader.backtest.build_engine`` with the keyword
+The engine is built by ``trader.replay.backtest.build_engine`` with the keyword
 arguments ``cfg, portfolio, instruments, clock, bus, allocator, router`` and is
 then given the model runner with ``attach`` so that de-risking can re-plan
 through the normal pipeline (whose orders pass ``check`` again).
@@ -44,17 +44,17 @@ from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, Tradin
 from risk.killswitch import KillSwitch, KillSwitchRecord, backend_from_config
 from risk.reasons import RiskReason
 from risk.state import TradingState, TradingStateMachine, state_breach
-from trader.events import Bar, OrderRequest, OrderType, Side, Timer, ns_to_iso
+from trader.core.events import Bar, OrderRequest, OrderType, Side, Timer, ns_to_iso
 
 if TYPE_CHECKING:
-    from trader.allocator import Allocator
-    from trader.bus import EventBus
-    from trader.clock import Clock
-    from trader.config import AppConfig
-    from trader.instruments import Instrument
-    from trader.portfolio import Portfolio
-    from trader.router import Router
-    from trader.runner import ModelRunner
+    from trader.core.bus import EventBus
+    from trader.core.clock import Clock
+    from trader.core.instruments import Instrument
+    from trader.engine.allocator import Allocator
+    from trader.engine.config import AppConfig
+    from trader.engine.pipeline import ModelRunner
+    from trader.engine.portfolio import Portfolio
+    from trader.engine.router import Router
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +145,7 @@ class RiskEngine:
         # Per-instrument facts looked up on every check.
         intervals: dict[str, int] = {}
         if cfg is not None:
-            from trader.config import base_timeframes
+            from trader.engine.config import base_timeframes
 
             intervals = base_timeframes(cfg)  # the live feed's bar length when it has one
         self._interval = intervals

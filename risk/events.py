@@ -6,7 +6,7 @@ nanoseconds) so a session journal can encode them like any other event.
 
 from __future__ import annotations
 
-from trader.events import Event
+from trader.core.events import Event
 
 
 class OrderRiskEvent(Event, frozen=True, tag="risk_order"):

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import msgspec
 
-from trader.clock import Clock
-from trader.events import ns_to_iso
+from trader.core.clock import Clock
+from trader.core.events import ns_to_iso
 
 FLAG_FILE = "kill_switch.json"
 

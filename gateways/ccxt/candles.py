@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trader.events import Bar
+from trader.core.events import Bar
 
 Candle = Sequence[float]  # [open_ms, o, h, l, c, v]
 

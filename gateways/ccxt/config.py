@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trader.timeframes import parse_timeframe
+from trader.core.timeframes import parse_timeframe
 
 
 class CcxtConfigError(ValueError):

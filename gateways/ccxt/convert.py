@@ -13,8 +13,8 @@ from typing import Any
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from gateways.base import OrderReport
-from trader.events import Fill, OrderStatus, OrderType, Side
-from trader.instruments import AssetClass, Instrument
+from trader.core.events import Fill, OrderStatus, OrderType, Side
+from trader.core.instruments import AssetClass, Instrument
 
 _MS = 1_000_000
 

@@ -16,7 +16,7 @@ DEFAULT_NAMES = ("binance", "kraken")
 
 def build_from_app_config(cfg: Any, name: str) -> Any:
     """The ``CcxtGateway`` described by ``cfg.gateways[name]``; errors name the key."""
-    from trader.config import ConfigError
+    from trader.engine.config import ConfigError
 
     sections = getattr(cfg, "gateways", None) or {}
     section = sections.get(name)

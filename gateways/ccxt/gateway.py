@@ -52,8 +52,8 @@ from gateways.ccxt.convert import (
     trade_to_fill,
 )
 from gateways.ccxt.exchange import backoff_delay, build_exchange, dialect_for
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate
-from trader.instruments import Instrument
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate
+from trader.core.instruments import Instrument
 
 log = structlog.get_logger(__name__)
 

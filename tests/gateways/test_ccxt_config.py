@@ -134,7 +134,7 @@ async def test_binance_sandbox_points_at_testnet() -> None:
 
 async def test_submit_refused_when_not_connected_or_market_data_only() -> None:
     from gateways.ccxt import CcxtGateway
-    from trader.events import OrderRequest, OrderStatus, Side
+    from trader.core.events import OrderRequest, OrderStatus, Side
 
     events: list = []
     cfg = CcxtGatewayConfig(exchange="binance", symbols={"BTC/USDT": "B"}, trading=False)
@@ -163,7 +163,7 @@ def test_daemon_factory_reads_the_named_section() -> None:
     from types import SimpleNamespace
 
     from gateways.ccxt.factory import build_from_app_config, register
-    from trader.config import ConfigError
+    from trader.engine.config import ConfigError
 
     registry: dict = {}
     register(registry)

@@ -18,7 +18,7 @@ from gateways.ccxt.convert import (
     order_status,
     trade_to_fill,
 )
-from trader.events import OrderStatus, Side
+from trader.core.events import OrderStatus, Side
 
 FIX = json.loads((Path(__file__).parent / "fixtures" / "ccxt_static_responses.json").read_text())
 

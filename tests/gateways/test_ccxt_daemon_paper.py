@@ -24,7 +24,7 @@ from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_ex
 
 from gateways.testing.binance import BinanceStandin  # noqa: E402
 from gateways.testing.standin import MarketSpec  # noqa: E402
-from trader.journal_replay import order_key, replay_journal  # noqa: E402
+from trader.live.journal_replay import order_key, replay_journal  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

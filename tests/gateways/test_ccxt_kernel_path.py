@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from gateways.testing.harness import ANCHOR_MS, MINUTE_MS, BinanceHarness, candle, wait_until
-from trader.clock import LiveClock
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
-from trader.kernel import Kernel
-from trader.router import Router
+from trader.core.clock import LiveClock
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.kernel import Kernel
+from trader.engine.router import Router
 
 
 async def test_paper_session_path_through_kernel_and_router() -> None:

@@ -1,4 +1,4 @@
-"""The store's reconciliation (``trader.reconcile``) run against the ccxt gateway.
+"""The store's reconciliation (``trader.live.reconcile``) run against the ccxt gateway.
 
 A daemon life places a limit order and dies; the venue fills part of it while
 nobody listens; the next life restores the order from the store (SQLite), asks
@@ -16,11 +16,11 @@ import pytest
 
 from gateways.ccxt import CcxtGateway
 from gateways.testing.harness import HARNESSES, CcxtHarness, wait_until
-from trader.clock import ReplayClock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
-from trader.portfolio import Portfolio
-from trader.reconcile import ReconcilePolicy, reconcile
-from trader.router import Router
+from trader.core.clock import ReplayClock
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.engine.portfolio import Portfolio
+from trader.engine.router import Router
+from trader.live.reconcile import ReconcilePolicy, reconcile
 from trader.store import Store
 
 CASH = 100_000.0

@@ -24,7 +24,7 @@ from gateways.testing.harness import (
     wait_until,
 )
 from gateways.testing.standin import Fault
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 
 NS = 1_000_000
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateways.replay_live import ReplayLiveGateway
-from trader.events import Bar
+from trader.core.events import Bar
 
 NS = 1_000_000_000
 

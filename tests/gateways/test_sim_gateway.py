@@ -6,8 +6,8 @@ import pytest
 
 from gateways.base import Gateway
 from gateways.sim import SimCosts, SimulatedGateway
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
-from trader.instruments import AssetClass, Instrument
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.instruments import AssetClass, Instrument
 
 NS = 1_000_000_000
 DAY = 86_400

@@ -13,7 +13,7 @@ from models.index_mean_reversion import IndexMeanReversion
 from models.indicators import RSI, Momentum, RollingMean, RollingStd
 from models.registry import MODEL_CLASSES, model_class
 from models.sma_cross import SmaCross
-from trader.events import Bar
+from trader.core.events import Bar
 
 DAY = 86_400
 NS = 1_000_000_000

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from models.base import Model
-from trader.backtest import Engine, build_engine
-from trader.config import AppConfig
-from trader.events import Bar, Fill, OrderRequest, OrderType, Side
+from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side
+from trader.engine.config import AppConfig
+from trader.replay.backtest import Engine, build_engine
 
 NS = 1_000_000_000
 MIN = 60 * NS

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from risk.config import OnBreach, RiskConfig
-from trader.config import ConfigError, load_config
+from trader.engine.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from risk_fixtures import Scripted, make_config, path_bars
 from risk.drawdown import DrawdownAction, DrawdownMonitor, drawdown, drawdown_action
 from risk.events import DrawdownEvent, TradingStateChanged
 from risk.state import TradingState
-from trader.backtest import build_engine, summarize
-from trader.events import Bar
-from trader.reports import write_reports
+from trader.core.events import Bar
+from trader.replay.backtest import build_engine, summarize
+from trader.replay.reports import write_reports
 
 RISK = {
     "instrument_exposure": {"limit": 1.0},
@@ -185,7 +185,7 @@ def test_restore_gives_budgets_back_once_recovered():
 
 
 def test_restore_must_be_below_trigger(tmp_path):
-    from trader.config import AppConfig
+    from trader.engine.config import AppConfig
 
     with pytest.raises(ValueError, match="restore_at"):
         AppConfig.model_validate({

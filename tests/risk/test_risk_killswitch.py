@@ -18,8 +18,8 @@ from risk.killswitch import (
     KillSwitchRecord,
     MemoryBackend,
 )
-from trader.backtest import build_engine
-from trader.events import OrderStatus
+from trader.core.events import OrderStatus
+from trader.replay.backtest import build_engine
 
 REPO = Path(__file__).resolve().parents[2]
 

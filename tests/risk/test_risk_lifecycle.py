@@ -7,8 +7,8 @@ from risk_fixtures import MIN, T0, Scripted, make_config, order, path_bars, pric
 from risk.engine import RiskAction, RiskEngine
 from risk.killswitch import FileBackend, KillSwitch
 from risk.state import TradingState
-from trader.backtest import build_engine
-from trader.events import Timer
+from trader.core.events import Timer
+from trader.replay.backtest import build_engine
 
 RISK = {"instrument_exposure": {"limit": 1.0},
         "drawdown": {"trigger": 0.15, "halt": 0.20, "derisk_factor": 0.5}}

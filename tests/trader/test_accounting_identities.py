@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from trader.backtest import base_timeframes, build_engine
-from trader.config import load_config
-from trader.events import Bar, Fill, Side
-from trader.feed import feed_from_config
-from trader.instruments import AssetClass, Instrument
-from trader.planner import PlannedOrder, to_request
-from trader.portfolio import UNATTRIBUTED, Portfolio
+from trader.core.events import Bar, Fill, Side
+from trader.core.instruments import AssetClass, Instrument
+from trader.data.feed import feed_from_config
+from trader.engine.config import load_config
+from trader.engine.planner import PlannedOrder, to_request
+from trader.engine.portfolio import UNATTRIBUTED, Portfolio
+from trader.replay.backtest import base_timeframes, build_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 

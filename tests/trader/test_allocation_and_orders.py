@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gateways.sim import SimulatedGateway
-from trader.allocator import Allocator
-from trader.clock import ReplayClock
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
-from trader.instruments import AssetClass, Instrument
-from trader.orders import IllegalTransition, check_transition
-from trader.planner import Planner, plan_quantity, to_request
-from trader.portfolio import Portfolio
-from trader.router import Router
+from trader.core.clock import ReplayClock
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
+from trader.core.instruments import AssetClass, Instrument
+from trader.engine.allocator import Allocator
+from trader.engine.orders import IllegalTransition, check_transition
+from trader.engine.planner import Planner, plan_quantity, to_request
+from trader.engine.portfolio import Portfolio
+from trader.engine.router import Router
 
 SPY = Instrument(id="SPY", symbol="SPY", venue="ARCA", asset_class=AssetClass.EQUITY,
                  lot_step=1, min_quantity=1)

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from trader.aggregator import BarAggregator
-from trader.events import Bar
+from trader.core.events import Bar
+from trader.engine.aggregator import BarAggregator
 
 NS = 1_000_000_000
 MIN = 60

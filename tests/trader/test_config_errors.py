@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trader.config import ConfigError, load_config
+from trader.engine.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TRADER = Path(sys.executable).with_name("trader")
@@ -192,7 +192,7 @@ def test_cli_names_the_file_for_problems_found_while_wiring(tmp_path: Path) -> N
 
 
 def test_replay_routes_every_model_to_the_simulator(tmp_path: Path) -> None:
-    from trader.backtest import build_engine
+    from trader.replay.backtest import build_engine
 
     cfg = base_config()
     cfg["models"][0]["gateway"] = "alpaca"  # meant for paper/live; a replay simulates it

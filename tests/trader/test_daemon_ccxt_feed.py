@@ -26,9 +26,9 @@ from daemon_harness import NotifyListener, events, log_lines, run_cli, start_dae
 
 from gateways.testing.harness import ANCHOR_MS, FAST_TIMING, HARNESSES, MINUTE_MS, candle
 from gateways.testing.standin import MarketSpec
-from trader.config import ConfigError, base_timeframes, load_config, replay_source
-from trader.events import ns_to_iso
-from trader.journal_replay import order_key, replay_journal
+from trader.core.events import ns_to_iso
+from trader.engine.config import ConfigError, base_timeframes, load_config, replay_source
+from trader.live.journal_replay import order_key, replay_journal
 
 WARMUP_BARS = 20
 PAGE = 8  # fetch_ohlcv page size: the warm-up needs three pages

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
-from trader.journal import JournalControl, JournalError, JournalHeader, JournalWriter, read_journal
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
+from trader.live.journal import (
+    JournalControl,
+    JournalError,
+    JournalHeader,
+    JournalWriter,
+    read_journal,
+)
 
 
 def _header() -> JournalHeader:

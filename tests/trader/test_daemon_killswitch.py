@@ -12,9 +12,9 @@ import time
 import pytest
 from daemon_harness import NotifyListener, events, log_lines, run_cli, start_daemon, write_config
 
-from trader.journal import JournalControl, read_journal
-from trader.journal_replay import replay_journal
-from trader.status import read_snapshot
+from trader.live.journal import JournalControl, read_journal
+from trader.live.journal_replay import replay_journal
+from trader.live.status import read_snapshot
 
 
 def _engage_with_trader_kill(data_dir) -> None:
@@ -24,7 +24,7 @@ def _engage_with_trader_kill(data_dir) -> None:
 
 def _engage_the_store_row(data_dir) -> None:
     # Another process flips the kill switch row in the daemon's database.
-    code = ("import sys; from trader.config import StoreConfig; "
+    code = ("import sys; from trader.engine.config import StoreConfig; "
             "from trader.store import DbKillSwitch, open_store; "
             "s = open_store(StoreConfig(data_dir=sys.argv[1]), migrate=False); "
             "DbKillSwitch(s).engage('test: stop now', 'test'); s.close()")

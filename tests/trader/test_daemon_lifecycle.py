@@ -17,8 +17,8 @@ from daemon_harness import (
     write_config,
 )
 
-from trader.journal import read_journal
-from trader.journal_replay import replay_journal
+from trader.live.journal import read_journal
+from trader.live.journal_replay import replay_journal
 
 
 def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
@@ -91,7 +91,7 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
     assert stored["positions"] == pytest.approx(snap["positions"], abs=1e-9)
     assert sorted(o["client_order_id"] for o in stored["open_orders"]) == sorted(
         o["client_order_id"] for o in snap["open_orders"])
-    from trader.config import StoreConfig
+    from trader.engine.config import StoreConfig
     from trader.store import open_store
 
     with open_store(StoreConfig(data_dir=tmp_path / "data"), migrate=False) as store:

@@ -7,9 +7,9 @@ import threading
 
 from structlog.testing import capture_logs
 
-from trader.clock import LiveClock
-from trader.events import Bar, Fill, OrderStatus, OrderUpdate, Side
-from trader.kernel import Kernel
+from trader.core.clock import LiveClock
+from trader.core.events import Bar, Fill, OrderStatus, OrderUpdate, Side
+from trader.core.kernel import Kernel
 
 
 def _bar(i: int, inst: str = "X") -> Bar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from trader.notify import Notifier, watchdog_interval
+from trader.live.notify import Notifier, watchdog_interval
 
 
 def _recv(sock: socket.socket) -> str:

@@ -6,13 +6,13 @@ import json
 
 from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
-from trader.clock import ReplayClock
-from trader.config import load_config
-from trader.daemon import split_history
-from trader.feed import feed_from_config, parse_time
-from trader.journal import read_journal
-from trader.journal_replay import order_key, replay_journal
-from trader.session import build_session
+from trader.core.clock import ReplayClock
+from trader.data.feed import feed_from_config, parse_time
+from trader.engine.config import load_config
+from trader.live.daemon import split_history
+from trader.live.journal import read_journal
+from trader.live.journal_replay import order_key, replay_journal
+from trader.live.session import build_session
 
 
 def _session(tmp_path, **kw):

@@ -12,9 +12,9 @@ import time
 import yaml
 from daemon_harness import NotifyListener, events, log_lines, start_daemon, write_config
 
-from trader.journal import JournalControl, read_journal
-from trader.journal_replay import replay_journal
-from trader.status import read_snapshot
+from trader.live.journal import JournalControl, read_journal
+from trader.live.journal_replay import replay_journal
+from trader.live.status import read_snapshot
 
 
 def test_sighup_reload_and_stale_feeds_keep_parity(tmp_path):
@@ -72,6 +72,6 @@ def test_sighup_reload_and_stale_feeds_keep_parity(tmp_path):
 
 
 def _iso(ts: int) -> str:
-    from trader.events import ns_to_iso
+    from trader.core.events import ns_to_iso
 
     return ns_to_iso(ts)

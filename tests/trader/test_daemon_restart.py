@@ -7,7 +7,7 @@ import json
 import pytest
 from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
-from trader.journal_replay import replay_journal
+from trader.live.journal_replay import replay_journal
 from trader.store import open_store
 
 
@@ -48,6 +48,6 @@ def test_second_session_restores_the_first_and_both_replay_identically(tmp_path)
 
 
 def _store(tmp_path):
-    from trader.config import StoreConfig
+    from trader.engine.config import StoreConfig
 
     return open_store(StoreConfig(data_dir=tmp_path / "data"), migrate=False)

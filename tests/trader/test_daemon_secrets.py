@@ -12,7 +12,7 @@ import pytest
 import structlog
 from daemon_harness import log_lines, start_daemon, write_config
 
-from trader.logging import MASK, Redactor, configure_logging, secret_values
+from trader.core.logging import MASK, Redactor, configure_logging, secret_values
 
 SECRET = "sk-live-9f8e7d6c5b4a39281706"
 TOKEN = "tok_Zq81mNn0pX7rLs2"

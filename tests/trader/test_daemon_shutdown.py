@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from daemon_harness import write_config
 
-from trader.config import load_config
-from trader.daemon import Daemon
-from trader.events import OrderRequest, OrderStatus, OrderType, Side
-from trader.notify import Notifier
-from trader.session import build_session
+from trader.core.events import OrderRequest, OrderStatus, OrderType, Side
+from trader.engine.config import load_config
+from trader.live.daemon import Daemon
+from trader.live.notify import Notifier
+from trader.live.session import build_session
 
 
 def _daemon_with_resting_order(tmp_path, cancel: bool):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
-from trader.feed import BarFile, DataError, FeedSpec, HistoricalFeed
+from trader.data.feed import BarFile, DataError, FeedSpec, HistoricalFeed
 
 NS = 1_000_000_000
 HOUR = 3600

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from trader.bus import EventBus
-from trader.clock import LiveClock, ReplayClock
-from trader.events import Bar, Fill, OrderUpdate, Side, Timer
-from trader.kernel import Kernel
+from trader.core.bus import EventBus
+from trader.core.clock import LiveClock, ReplayClock
+from trader.core.events import Bar, Fill, OrderUpdate, Side, Timer
+from trader.core.kernel import Kernel
 
 
 def bar(ts: int, inst: str = "X") -> Bar:

@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from trader.backtest import run_backtest
-from trader.config import AppConfig
-from trader.events import Bar
-from trader.feed import feed_from_config
+from trader.core.events import Bar
+from trader.data.feed import feed_from_config
+from trader.engine.config import AppConfig
+from trader.replay.backtest import run_backtest
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000

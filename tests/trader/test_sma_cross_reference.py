@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from trader.backtest import run_backtest
-from trader.config import AppConfig
+from trader.engine.config import AppConfig
+from trader.replay.backtest import run_backtest
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "spy_1d.parquet"

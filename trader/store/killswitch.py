@@ -15,8 +15,8 @@ from collections.abc import Hashable
 from sqlalchemy import insert, select, update
 
 from risk.killswitch import KillSwitchRecord
-from trader.clock import Clock, LiveClock
-from trader.events import ns_to_iso
+from trader.core.clock import Clock, LiveClock
+from trader.core.events import ns_to_iso
 from trader.store.store import KILL_SWITCH, RISK_EVENTS, Store
 
 

@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from trader.events import Bar
+from trader.core.events import Bar
 from trader.store.store import BufferedJournal, Store
 
 
@@ -84,7 +84,7 @@ class ModelCurves:
         self._pending = None
 
     def metrics(self) -> dict[str, dict[str, Any]]:
-        from trader.metrics import compute_metrics
+        from trader.replay.metrics import compute_metrics
 
         if self._pending is not None:
             self._push()
@@ -126,7 +126,7 @@ class BacktestRecording:
             self.journal.marks = engine.portfolio.marks  # reference prices for slippage
         self.curves = None
         if len(engine.models) > 1:  # a lone model's metrics are the run's own
-            from trader.backtest import base_timeframes
+            from trader.replay.backtest import base_timeframes
 
             budgets = {mc.name: mc.budget for mc in self.cfg.models
                        if any(m.name == mc.name for m in engine.models)}

@@ -1,7 +1,7 @@
 """The store: the daemon's memory of orders, fills, state, lifecycle and runs.
 
 ``Store`` owns the engine and answers queries; a ``Journal`` is the per-session
-writer the router uses (it implements ``trader.router.OrderJournal``).  In the
+writer the router uses (it implements ``trader.engine.router.OrderJournal``).  In the
 default, durable mode every journal call is its own committed transaction, so
 an order is on disk before the gateway hears of it and a fill is on disk before
 the portfolio counts it.  Replay with ``--store`` uses batch mode: one
@@ -23,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from trader.events import Fill, OrderRequest, OrderStatus, OrderType, Side
-from trader.orders import IllegalTransition, Order, check_transition
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, Side
+from trader.engine.orders import IllegalTransition, Order, check_transition
 from trader.store import schema as s
 from trader.store.db import StoreError, make_engine, redact, resolve_url
 from trader.store.migrate import upgrade
@@ -436,7 +436,7 @@ class Store:
 
 
 class Journal:
-    """The router's write-ahead journal for one session (``trader.router.OrderJournal``)."""
+    """The router's write-ahead journal for one session (``trader.engine.router.OrderJournal``)."""
 
     def __init__(
         self,

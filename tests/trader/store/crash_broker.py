@@ -17,8 +17,8 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from gateways.sim import SimulatedGateway  # noqa: E402
-from trader.events import Bar, OrderRequest  # noqa: E402
-from trader.instruments import Instrument  # noqa: E402
+from trader.core.events import Bar, OrderRequest  # noqa: E402
+from trader.core.instruments import Instrument  # noqa: E402
 
 MIN = 60 * 1_000_000_000
 INSTRUMENTS = {"AAA": Instrument(id="AAA", symbol="AAA", venue="X", asset_class="equity")}

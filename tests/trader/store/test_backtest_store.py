@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trader.backtest import run_backtest
-from trader.config import AppConfig
+from trader.engine.config import AppConfig
+from trader.replay.backtest import run_backtest
 from trader.store import Store
 from trader.store.runs import config_hash
 from trader.store.store import EVENTS, FILLS, ORDERS

@@ -17,10 +17,10 @@ from models.lifecycle import (
     live_checks,
     refused_models,
 )
-from trader.clock import ReplayClock
-from trader.config import LifecycleConfig
-from trader.events import Fill, OrderRequest, Side
-from trader.orders import Order
+from trader.core.clock import ReplayClock
+from trader.core.events import Fill, OrderRequest, Side
+from trader.engine.config import LifecycleConfig
+from trader.engine.orders import Order
 from trader.store import Store
 
 GATES = LifecycleConfig()

@@ -7,18 +7,18 @@ from typing import Any
 import pytest
 
 from gateways.sim import SimulatedGateway
-from trader.clock import ReplayClock
-from trader.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
-from trader.instruments import Instrument
-from trader.portfolio import Portfolio
-from trader.reconcile import (
+from trader.core.clock import ReplayClock
+from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
+from trader.core.instruments import Instrument
+from trader.engine.portfolio import Portfolio
+from trader.engine.router import Router
+from trader.live.reconcile import (
     NEVER_SENT,
     ReconcilePolicy,
     ReconciliationError,
     positions_equal,
     reconcile,
 )
-from trader.router import Router
 from trader.store import Store
 from trader.store.store import FILLS
 
@@ -111,7 +111,7 @@ async def test_order_written_ahead_but_never_sent_is_closed_not_resent(store: St
     p1 = Process(store, gw, 0)
     gw.on_bar(bar("AAA", 0))
     # Crash between the write-ahead and the gateway call: simulate by journaling only.
-    from trader.orders import Order
+    from trader.engine.orders import Order
 
     req = OrderRequest(0, p1.router.next_client_order_id(), "AAA", Side.BUY, 7)
     p1.journal.order_created(Order(req))
@@ -191,7 +191,7 @@ async def test_policy_adopt_takes_the_brokers_truth(store: Store) -> None:
 
 
 def test_policy_comes_from_the_config() -> None:
-    from trader.config import AppConfig
+    from trader.engine.config import AppConfig
 
     cfg = AppConfig.model_validate({
         "instruments": [{"id": "AAA", "symbol": "AAA", "venue": "X", "asset_class": "equity"}],

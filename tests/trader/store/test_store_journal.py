@@ -8,9 +8,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateways.base import AccountReport, OrderReport
-from trader.clock import ReplayClock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Side
-from trader.router import Router
+from trader.core.clock import ReplayClock
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Side
+from trader.engine.router import Router
 from trader.store import Store
 from trader.store.store import EVENTS, FILLS, ORDERS
 

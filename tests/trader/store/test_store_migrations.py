@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from trader.config import ConfigError, StoreConfig
+from trader.engine.config import ConfigError, StoreConfig
 from trader.store import Store, StoreError, redact
 from trader.store.db import make_engine, resolve_url
 from trader.store.migrate import MIGRATIONS, current_revision, head_revision, upgrade
@@ -114,7 +114,7 @@ def test_passwords_never_reach_messages() -> None:
 
 
 def test_config_refuses_a_password_in_database_url(tmp_path: Path) -> None:
-    from trader.config import load_config
+    from trader.engine.config import load_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

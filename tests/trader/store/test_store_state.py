@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trader.clock import ReplayClock
+from trader.core.clock import ReplayClock
 from trader.store import DbKillSwitch, Store
 
 

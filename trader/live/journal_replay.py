@@ -11,18 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trader.backtest import Engine
-from trader.clock import ReplayClock
-from trader.config import AppConfig, ConfigError
-from trader.events import OrderRequest
-from trader.journal import JournalHeader, read_journal
-from trader.session import (
+from trader.core.clock import ReplayClock
+from trader.core.events import OrderRequest
+from trader.engine.config import AppConfig, ConfigError
+from trader.live.journal import JournalHeader, read_journal
+from trader.live.session import (
     RecordedGateway,
     build_session,
     make_sim,
     replay_records,
     restore_state,
 )
+from trader.replay.backtest import Engine
 
 
 def order_key(o: OrderRequest) -> tuple:

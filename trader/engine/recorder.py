@@ -10,8 +10,8 @@ import csv
 from dataclasses import dataclass
 from typing import IO
 
-from trader.events import Bar, Fill, ns_to_iso
-from trader.portfolio import Portfolio
+from trader.core.events import Bar, Fill, ns_to_iso
+from trader.engine.portfolio import Portfolio
 
 DAY_NS = 86_400 * 1_000_000_000
 

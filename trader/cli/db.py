@@ -18,7 +18,7 @@ def store_config(config: Path | None) -> object | None:
     """The ``store`` section of a config file, or None for the defaults and environment."""
     if config is None:
         return None
-    from trader.config import load_config
+    from trader.engine.config import load_config
 
     return load_config(config).store
 

@@ -24,10 +24,10 @@ from typing import Any, Literal
 import structlog
 
 from gateways.base import Gateway, OrderReport
-from trader.events import OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
-from trader.orders import Order
-from trader.portfolio import Portfolio
-from trader.router import Router
+from trader.core.events import OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.engine.orders import Order
+from trader.engine.portfolio import Portfolio
+from trader.engine.router import Router
 from trader.store.store import Store
 
 log = structlog.get_logger(__name__)

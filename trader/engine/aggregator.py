@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trader.events import Bar
-from trader.timeframes import NS
+from trader.core.events import Bar
+from trader.core.timeframes import NS
 
 _WEEK = 7 * 86_400
 _MONDAY_NS = 4 * 86_400 * NS  # 1970-01-05, the first Monday after the epoch

@@ -26,13 +26,13 @@ from gateways.base import EventSink, NoBrokerRecord
 from gateways.sim import SimCosts, SimulatedGateway
 from models.registry import model_class
 from risk.engine import RiskAction, RiskDecision, RiskEngine
-from trader.backtest import Engine, base_timeframes, build_engine, build_models
-from trader.clock import Clock
-from trader.config import AppConfig, ModelConfig
-from trader.events import Fill, OrderRequest, OrderStatus
-from trader.instruments import Instrument
-from trader.journal import JournalControl, JournalHeader
-from trader.orders import Order
+from trader.core.clock import Clock
+from trader.core.events import Fill, OrderRequest, OrderStatus
+from trader.core.instruments import Instrument
+from trader.engine.config import AppConfig, ModelConfig
+from trader.engine.orders import Order
+from trader.live.journal import JournalControl, JournalHeader
+from trader.replay.backtest import Engine, base_timeframes, build_engine, build_models
 
 log = structlog.get_logger(__name__)
 

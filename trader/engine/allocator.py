@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from trader.events import Fill
-from trader.portfolio import Portfolio
+from trader.core.events import Fill
+from trader.engine.portfolio import Portfolio
 
 
 class Allocator:

@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from trader.events import Bar, CancelRequest, Fill, OrderRequest, OrderUpdate, Timer
+from trader.core.events import Bar, CancelRequest, Fill, OrderRequest, OrderUpdate, Timer
 
 _HEAD = struct.Struct("<II")
 MAGIC_VERSION = 1

@@ -10,14 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from risk.cli import kill, risk_summary
-from trader.config import ConfigError
-from trader.feed import DataError
-from trader.journal import JournalError
+from trader.cli.kill import kill, risk_summary
+from trader.data.feed import DataError
+from trader.engine.config import ConfigError
+from trader.live.journal import JournalError
 
 if TYPE_CHECKING:
-    from trader.backtest import BacktestResult
-    from trader.config import AppConfig
+    from trader.engine.config import AppConfig
+    from trader.replay.backtest import BacktestResult
     from trader.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -52,8 +52,8 @@ def backtest(
                                        "decisions are in risk_events.csv whatever the level"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
-    from trader.config import load_config
-    from trader.logging import StderrProxy, configure_logging
+    from trader.core.logging import StderrProxy, configure_logging
+    from trader.engine.config import load_config
     from trader.store import open_store
 
     # A replay can reject thousands of orders after a halt: each is counted and
@@ -61,7 +61,7 @@ def backtest(
     configure_logging(log_level, StderrProxy())
 
     if journal is not None:
-        from trader.daemon_cli import backtest_journal
+        from trader.cli.run import backtest_journal
 
         backtest_journal(journal, config, out)
         return
@@ -89,13 +89,13 @@ def backtest(
 
 def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store,
             persist: bool) -> BacktestResult:
-    from trader.backtest import run_backtest
+    from trader.replay.backtest import run_backtest
 
     if not show_progress:
         return run_backtest(cfg, out_dir, store=db, persist=persist)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from trader.feed import feed_from_config
+    from trader.data.feed import feed_from_config
 
     feed = feed_from_config(cfg)
     total = feed.total_rows()
@@ -125,21 +125,21 @@ def print_summary(metrics: dict, out_dir: Path) -> None:
     console.print(f"reports written to {out_dir}/")
 
 
-from trader.daemon_cli import run as _run_cmd  # noqa: E402 - registered after app exists
-from trader.daemon_cli import status as _status_cmd  # noqa: E402
+from trader.cli.run import run as _run_cmd  # noqa: E402 - registered after app exists
+from trader.cli.run import status as _status_cmd  # noqa: E402
 
 app.command("run")(_run_cmd)
 app.command("status")(_status_cmd)
 
-from models.lifecycle_cli import models_app  # noqa: E402 - registered after the core commands
-from trader.store.cli import db_app  # noqa: E402
+from trader.cli.db import db_app  # noqa: E402
+from trader.cli.models import models_app  # noqa: E402 - registered after the core commands
 from trader.store.db import StoreError  # noqa: E402
 
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
 from gateways.ccxt.factory import register as _register_ccxt  # noqa: E402 - broker registry
-from trader.session import GATEWAY_FACTORIES as _GATEWAY_FACTORIES  # noqa: E402
+from trader.live.session import GATEWAY_FACTORIES as _GATEWAY_FACTORIES  # noqa: E402
 
 _register_ccxt(_GATEWAY_FACTORIES)
 

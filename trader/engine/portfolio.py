@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from trader.events import Bar, Fill
-from trader.instruments import Instrument
+from trader.core.events import Bar, Fill
+from trader.core.instruments import Instrument
 
 UNATTRIBUTED = "_unattributed"
 

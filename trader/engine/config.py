@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from risk.config import RiskConfig
-from trader.instruments import Instrument
-from trader.timeframes import parse_timeframe
+from trader.core.instruments import Instrument
+from trader.core.timeframes import parse_timeframe
 
 
 class ConfigError(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trader.events import OrderRequest, OrderStatus
+from trader.core.events import OrderRequest, OrderStatus
 
 S = OrderStatus
 

@@ -6,11 +6,11 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from trader.events import ns_to_iso
+from trader.core.events import ns_to_iso
 
 
 def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
-    from trader.backtest import metrics_json
+    from trader.replay.backtest import metrics_json
 
     (out_dir / "metrics.json").write_text(metrics_json(metrics))
     with open(out_dir / "equity.csv", "w", newline="") as fh:

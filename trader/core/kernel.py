@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 
-from trader.bus import EventBus
-from trader.clock import Clock, ReplayClock
-from trader.events import Bar, Event
+from trader.core.bus import EventBus
+from trader.core.clock import Clock, ReplayClock
+from trader.core.events import Bar, Event
 
 log = structlog.get_logger(__name__)
 

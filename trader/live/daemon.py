@@ -32,14 +32,14 @@ import structlog
 
 from gateways.replay_live import ReplayLiveGateway
 from gateways.sim import SimulatedGateway
-from trader.clock import LiveClock
-from trader.config import AppConfig, ConfigError, load_config, market_data_gateway
-from trader.events import Bar, ns_to_iso
-from trader.feed import feed_from_config, parse_time
-from trader.journal import JournalControl, JournalHeader, JournalWriter
-from trader.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
-from trader.notify import Notifier, watchdog_interval
-from trader.session import (
+from trader.core.clock import LiveClock
+from trader.core.events import Bar, ns_to_iso
+from trader.data.feed import feed_from_config, parse_time
+from trader.engine.config import AppConfig, ConfigError, load_config, market_data_gateway
+from trader.live.journal import JournalControl, JournalHeader, JournalWriter
+from trader.live.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
+from trader.live.notify import Notifier, watchdog_interval
+from trader.live.session import (
     GATEWAY_FACTORIES,
     MODE_STAGES,
     Session,
@@ -50,9 +50,9 @@ from trader.session import (
     make_sim,
     restore_state,
 )
-from trader.status import Snapshot, write_snapshot
+from trader.live.status import Snapshot, write_snapshot
 
-log = structlog.get_logger("trader.daemon")
+log = structlog.get_logger("trader.live.daemon")
 
 SIMULATED = {"sim"}
 
@@ -326,7 +326,7 @@ class Daemon:
         self.journal.flush(sync=True)
         self._write_status()
         if self.dcfg.metrics_port is not None:
-            from trader.metrics_http import DaemonMetrics
+            from trader.live.metrics_http import DaemonMetrics
 
             self.metrics = DaemonMetrics()
             self.metrics_port = self.metrics.serve(self.dcfg.metrics_port)
@@ -407,7 +407,7 @@ class Daemon:
         engine = self.session.engine
         if self.store is not None:
             try:
-                from trader.reconcile import (  # type: ignore[import-not-found]
+                from trader.live.reconcile import (  # type: ignore[import-not-found]
                     ReconcilePolicy,
                     reconcile,
                 )
@@ -691,7 +691,7 @@ class Daemon:
             return
         try:
             new = load_config(self.config_path)
-            from trader.backtest import build_models
+            from trader.replay.backtest import build_models
 
             build_models(new)  # validates every model's params before anything changes
         except Exception as exc:
@@ -706,7 +706,7 @@ class Daemon:
 
 
 def _bases(cfg: AppConfig) -> dict[str, int]:
-    from trader.backtest import base_timeframes
+    from trader.replay.backtest import base_timeframes
 
     return base_timeframes(cfg)
 

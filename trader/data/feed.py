@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from trader.events import Bar
-from trader.timeframes import NS, parse_timeframe
+from trader.core.events import Bar
+from trader.core.timeframes import NS, parse_timeframe
 
 log = structlog.get_logger(__name__)
 
@@ -276,7 +276,7 @@ def parse_time(text: str | None) -> int | None:
     return int(d.timestamp()) * NS
 
 
-def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.config.AppConfig
+def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppConfig
     files = []
     for inst in cfg.instruments:
         if inst.data is None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from trader.allocator import Allocator
-from trader.events import OrderRequest, OrderType, Side
-from trader.instruments import Instrument
-from trader.portfolio import Portfolio
+from trader.core.events import OrderRequest, OrderType, Side
+from trader.core.instruments import Instrument
+from trader.engine.allocator import Allocator
+from trader.engine.portfolio import Portfolio
 
 
 @dataclass(frozen=True, slots=True)

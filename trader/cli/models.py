@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trader.events import ns_to_iso
+from trader.core.events import ns_to_iso
 
 if TYPE_CHECKING:
     from models.lifecycle import Lifecycle
@@ -24,7 +24,7 @@ CONFIG_OPT = typer.Option(None, "--config", help="YAML config (store and lifecyc
 
 def _lifecycle(config: Path | None) -> Lifecycle:
     from models.lifecycle import Lifecycle
-    from trader.config import LifecycleConfig, load_config
+    from trader.engine.config import LifecycleConfig, load_config
     from trader.store import open_store
 
     if config is None:
@@ -45,7 +45,7 @@ def list_cmd(config: Path = CONFIG_OPT) -> None:
     lc = _lifecycle(config)
     rows = {r["name"]: r for r in lc.models()}
     if config is not None:
-        from trader.config import load_config
+        from trader.engine.config import load_config
 
         for mc in load_config(config).models:
             rows.setdefault(mc.name, {"name": mc.name, "stage": "research", "since_ts": None})

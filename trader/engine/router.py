@@ -14,9 +14,9 @@ from typing import Protocol
 import structlog
 
 from gateways.base import Gateway
-from trader.clock import Clock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate
-from trader.orders import IllegalTransition, Order, check_transition
+from trader.core.clock import Clock
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate
+from trader.engine.orders import IllegalTransition, Order, check_transition
 
 log = structlog.get_logger(__name__)
 

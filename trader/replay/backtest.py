@@ -14,20 +14,20 @@ from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
 from models.registry import model_class
 from risk.engine import RiskEngine
-from trader.aggregator import BarAggregator
-from trader.allocator import Allocator
-from trader.clock import Clock, ReplayClock
-from trader.config import AppConfig, ConfigError, base_timeframes, replay_source
-from trader.events import Bar, Fill, OrderRequest, OrderUpdate
-from trader.feed import HistoricalFeed, feed_from_config
-from trader.instruments import Instrument
-from trader.kernel import Kernel
-from trader.metrics import compute_metrics
-from trader.planner import Planner
-from trader.portfolio import Portfolio
-from trader.recorder import Recorder
-from trader.router import Router
-from trader.runner import ModelRunner
+from trader.core.clock import Clock, ReplayClock
+from trader.core.events import Bar, Fill, OrderRequest, OrderUpdate
+from trader.core.instruments import Instrument
+from trader.core.kernel import Kernel
+from trader.data.feed import HistoricalFeed, feed_from_config
+from trader.engine.aggregator import BarAggregator
+from trader.engine.allocator import Allocator
+from trader.engine.config import AppConfig, ConfigError, base_timeframes, replay_source
+from trader.engine.pipeline import ModelRunner
+from trader.engine.planner import Planner
+from trader.engine.portfolio import Portfolio
+from trader.engine.recorder import Recorder
+from trader.engine.router import Router
+from trader.replay.metrics import compute_metrics
 
 
 def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Model]:
@@ -223,7 +223,7 @@ def run_backtest(
         stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason}
                  for k, v in source.stats.items()}
     if out_dir is not None:
-        from trader.reports import write_reports
+        from trader.replay.reports import write_reports
 
         write_reports(engine, metrics, out_dir)
     return BacktestResult(metrics, engine, stats, run_id)

@@ -20,9 +20,9 @@ def run(
     data_dir: Path = typer.Option(None, "--data-dir", help="overrides daemon.data_dir"),
 ) -> None:
     """Run the trading daemon (paper or live) until SIGTERM/SIGINT."""
-    from trader.config import load_config
-    from trader.daemon import check_start, run_daemon
-    from trader.logging import configure_logging
+    from trader.core.logging import configure_logging
+    from trader.engine.config import load_config
+    from trader.live.daemon import check_start, run_daemon
 
     cfg = load_config(config)
     check_start(cfg, mode, confirm)  # refusals print a clear message and exit 2
@@ -35,7 +35,7 @@ def _data_dir(config: Path | None, data_dir: Path | None) -> Path:
     if data_dir is not None:
         return data_dir
     if config is not None:
-        from trader.config import load_config
+        from trader.engine.config import load_config
 
         return load_config(config).daemon.data_dir
     return Path("var")
@@ -49,7 +49,7 @@ def status(
                                help="exit 1 unless the daemon is running and healthy"),
 ) -> None:
     """Show mode, trading state, kill switch, NAV, positions, orders, feeds and models."""
-    from trader.status import liveness, read_snapshot
+    from trader.live.status import liveness, read_snapshot
 
     d = _data_dir(config, data_dir)
     try:
@@ -80,11 +80,11 @@ def _from_store(config: Path | None, data_dir: Path) -> dict | None:
         from trader.store import DbKillSwitch, open_store  # type: ignore[import-not-found]
     except ImportError:
         return None
-    from trader.config import load_config
+    from trader.engine.config import load_config
 
     scfg = load_config(config).store if config is not None else None
     if scfg is None or "data_dir" not in scfg.model_fields_set:
-        from trader.config import StoreConfig  # type: ignore[attr-defined]
+        from trader.engine.config import StoreConfig  # type: ignore[attr-defined]
 
         scfg = (scfg or StoreConfig()).model_copy(update={"data_dir": data_dir})
     try:
@@ -166,8 +166,8 @@ def _print(snap: dict, running: bool, age: float) -> None:
 
 def backtest_journal(journal: Path, config: Path | None, out: Path | None) -> None:
     """Replay a session journal and compare its orders with the session's."""
-    from trader.config import load_config
-    from trader.journal_replay import order_key, replay_journal
+    from trader.engine.config import load_config
+    from trader.live.journal_replay import order_key, replay_journal
 
     cfg = load_config(config) if config is not None else None
     outcome = replay_journal(journal, cfg)

@@ -8,11 +8,11 @@ import structlog
 
 from models.base import Model
 from risk.engine import RiskAction, RiskEngine
-from trader.allocator import Allocator
-from trader.clock import Clock
-from trader.events import Bar
-from trader.planner import Planner, to_request
-from trader.router import Router
+from trader.core.clock import Clock
+from trader.core.events import Bar
+from trader.engine.allocator import Allocator
+from trader.engine.planner import Planner, to_request
+from trader.engine.router import Router
 
 log = structlog.get_logger(__name__)
 

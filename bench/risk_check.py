@@ -63,8 +63,8 @@ def quiet_logs() -> Any:
 
 def bench_check(n_orders: int, seed: int = 3) -> dict[str, float]:
     from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side
+    from trader.engine.build import build_engine
     from trader.engine.config import AppConfig
-    from trader.replay.backtest import build_engine
 
     insts = [
         {"id": "AAA", "symbol": "AAA", "venue": "X", "asset_class": "equity", "lot_step": 1,

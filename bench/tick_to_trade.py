@@ -38,9 +38,10 @@ from models.base import Model  # noqa: E402
 from models.registry import MODEL_CLASSES  # noqa: E402
 from trader.core.clock import LiveClock, ReplayClock  # noqa: E402
 from trader.core.events import Bar  # noqa: E402
+from trader.engine.build import make_sim  # noqa: E402
 from trader.engine.config import AppConfig  # noqa: E402
 from trader.live.journal import JournalHeader, JournalWriter  # noqa: E402
-from trader.live.session import build_session, make_sim  # noqa: E402
+from trader.live.session import build_session  # noqa: E402
 
 MINUTE_NS = 60_000_000_000
 
@@ -133,7 +134,7 @@ async def live_run(cfg: AppConfig, stream: list[Bar], rate: float, journal_dir: 
         kernel.consumers.append(journal.append)
         engine.router.order_listeners.insert(0, lambda o: (journal.append(o.request),
                                                            journal.flush()))
-    engine.runner.trading = True
+    engine.pipeline.trading = True
     sent: dict[tuple[str, int], int] = {}
     stop = asyncio.Event()
 
@@ -166,7 +167,7 @@ def replay_run(cfg: AppConfig, stream: list[Bar]) -> list[int]:
     session = build_session(cfg, ReplayClock(), mode="paper", id_prefix="B",
                             gateways={"sim": sim})
     engine = session.engine
-    engine.runner.trading = True
+    engine.pipeline.trading = True
     sent: dict[tuple[str, int], int] = {}
 
     def stamped():

@@ -157,14 +157,9 @@ class KillSwitchConfig(_Section):
     """
 
     backend: Literal["memory", "file"] = "memory"
-    path: Path | None = Field(None, description="flag file (default $TRADER_STATE_DIR/...)")
+    path: Path | None = Field(None, description="flag file (default <data_dir>/kill_switch.json)")
     flatten: bool = Field(True, description="flatten all positions when engaged")
     poll_seconds: float = Field(1.0, ge=0, description="how often the flag file is read")
-
-    def flag_path(self) -> Path:
-        from risk.killswitch import default_flag_path
-
-        return self.path if self.path is not None else default_flag_path()
 
 
 class RiskConfig(_Section):

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -40,28 +40,43 @@ from risk.checks import (
 )
 from risk.config import OnBreach, RiskConfig
 from risk.drawdown import DrawdownAction, DrawdownMonitor
-from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, TradingStateChanged
+from risk.events import (
+    DrawdownEvent,
+    KillSwitchChanged,
+    OrderRiskEvent,
+    RiskDirective,
+    TradingStateChanged,
+)
 from risk.killswitch import KillSwitch, KillSwitchRecord, backend_from_config
 from risk.reasons import RiskReason
 from risk.state import TradingState, TradingStateMachine, state_breach
-from trader.core.events import Bar, OrderRequest, OrderType, Side, Timer, ns_to_iso
-
-if TYPE_CHECKING:
-    from trader.core.bus import EventBus
-    from trader.core.clock import Clock
-    from trader.core.instruments import Instrument
-    from trader.engine.allocator import Allocator
-    from trader.engine.config import AppConfig
-    from trader.engine.pipeline import ModelRunner
-    from trader.engine.portfolio import Portfolio
-    from trader.engine.router import Router
+from trader.core.bus import EventBus
+from trader.core.clock import Clock
+from trader.core.events import Bar, OrderRequest, Side, Timer, ns_to_iso
+from trader.core.instruments import Instrument
 
 log = structlog.get_logger(__name__)
 
 _MAX_EVENTS_KEPT = 100_000
 _LOG_FIRST = 20  # decisions of one reason logged in full before thinning out
 _LOG_EVERY = 1000
-_MAX_FLATTEN_ATTEMPTS = 5
+
+
+class PortfolioView(Protocol):
+    """What risk reads of the portfolio (``trader.engine.portfolio.Portfolio``)."""
+
+    nav: float
+    marks: dict[str, float]
+    last_bar_ts: dict[str, int]
+    account: Any  # ``.positions``: instrument id -> position with ``quantity``
+    fill_listeners: list[Any]
+    gross: float
+
+
+class WorkingOrders(Protocol):
+    """What risk reads of the working orders (``trader.engine.router.Router``)."""
+
+    def open_quantity(self, instrument_id: str) -> float: ...
 
 
 class RiskAction(StrEnum):
@@ -95,30 +110,32 @@ class RiskEngine:
 
     def __init__(
         self,
-        cfg: AppConfig | None = None,
-        portfolio: Portfolio | None = None,
+        config: RiskConfig | None = None,
+        portfolio: PortfolioView | None = None,
+        orders: WorkingOrders | None = None,
         instruments: Mapping[str, Instrument] | None = None,
+        *,
         clock: Clock | None = None,
         bus: EventBus | None = None,
-        allocator: Allocator | None = None,
-        router: Router | None = None,
-        *,
-        config: RiskConfig | None = None,
+        intervals: Mapping[str, int] | None = None,
         kill_switch: KillSwitch | None = None,
+        armed: bool = True,
     ) -> None:
-        if config is None:
-            config = cfg.risk if cfg is not None else RiskConfig()
+        config = config if config is not None else RiskConfig()
         self.config = config
         self.portfolio = portfolio
-        self.instruments = dict(instruments or (portfolio.instruments if portfolio else {}))
+        self.router = orders
+        self.instruments = dict(instruments or {})
         self.clock = clock
         self.bus = bus
-        self.allocator = allocator
-        self.router = router
-        self.runner: ModelRunner | None = None
         self.enabled = config.enabled and portfolio is not None and clock is not None
         if portfolio is not None and not config.enabled:
             log.warning("risk_engine_disabled", detail="every order is approved unchecked")
+        # Before READY nothing is watched or acted on (warm-up bars are history).
+        self.armed = armed
+        # Instruments whose feed went quiet: orders that would grow them are refused.
+        self.stale: set[str] = set()
+        self.budget_scale = 1.0
 
         ks_cfg = config.kill_switch
         if kill_switch is None:
@@ -129,7 +146,7 @@ class RiskEngine:
         self._poll_ns = int(ks_cfg.poll_seconds * NS) if ks_cfg.backend != "memory" else None
         self._last_poll: int | None = None
         if bus is not None and self._poll_ns is not None and self.enabled:
-            # Subscribed while the factory runs, i.e. before the gateways: a switch
+            # Subscribed while the engine is built, i.e. before the gateways: a switch
             # engaged between two bars cancels working orders before they can fill.
             bus.subscribe(Bar, self._poll_kill_switch)
             bus.subscribe(Timer, self._poll_kill_switch)
@@ -143,13 +160,9 @@ class RiskEngine:
             portfolio.fill_listeners.append(self._on_fill)
 
         # Per-instrument facts looked up on every check.
-        intervals: dict[str, int] = {}
-        if cfg is not None:
-            from trader.engine.config import base_timeframes
-
-            intervals = base_timeframes(cfg)  # the live feed's bar length when it has one
-        self._interval = intervals
-        self._learn_intervals = any(i not in intervals for i in self.instruments)
+        # Bar length per instrument (the live feed's when it has one); learned from bars else.
+        self._interval = dict(intervals or {})
+        self._learn_intervals = any(i not in self._interval for i in self.instruments)
         self._meta = {
             iid: (inst, inst.multiplier, inst.asset_class.value)
             for iid, inst in self.instruments.items()
@@ -176,9 +189,6 @@ class RiskEngine:
         dup = config.duplicate.window_seconds
         self._dup_ns = int(dup * NS) if dup is not None else None
 
-        self._own: set[str] = set()  # client order ids of the engine's own flattening
-        self._flattening = False
-        self._flatten_attempts: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
         self.actions: Counter[str] = Counter()
         self.events: list[Any] = []
@@ -188,21 +198,34 @@ class RiskEngine:
         if self.kill_switch.engaged and self.enabled:
             log.warning("kill_switch_engaged_at_start", reason=self.kill_switch.record.reason
                         if self.kill_switch.record else "")
-            # Whatever reconciliation finds is flattened from the first bar on.
-            self._flattening = ks_cfg.flatten
 
-    # -- wiring ----------------------------------------------------------------------
-    def attach(self, runner: ModelRunner) -> None:
-        """Give the engine the decision pipeline it re-plans through when de-risking."""
-        self.runner = runner
+    # -- READY ------------------------------------------------------------------------
+    def arm(self, ts: int) -> None:
+        """Start watching and acting (a session's READY; a replay is armed from the start).
+
+        Drawdown is measured from here on, against the restored high-water mark; a
+        kill switch or halt that is already on is acted on now (cancel, flatten).
+        """
+        if self.armed:
+            return
+        self.armed = True
+        if self.portfolio is not None:
+            self.drawdown.observe(self.portfolio.nav)
+        if self.enabled and (self.kill_switch.engaged or self.state is TradingState.HALTED):
+            self._direct(ts, "halt" if self.state is TradingState.HALTED else "kill_switch",
+                         cancel_open=True, flatten=self._flatten_on_stop())
 
     @property
     def state(self) -> TradingState:
         return self.states.state
 
     # -- the pre-trade check -----------------------------------------------------------
-    def check(self, order: OrderRequest) -> RiskDecision:
-        """Approve, scale down or reject ``order``; every non-approval is an event."""
+    def check(self, order: OrderRequest, *, flatten: bool = False) -> RiskDecision:
+        """Approve, scale down or reject ``order``; every non-approval is an event.
+
+        ``flatten``: the order is the pipeline's flattening after a halt or kill
+        switch, the only thing those let through (and only while it reduces).
+        """
         if not self.enabled:
             return RiskDecision(RiskAction.APPROVE, order.quantity)
         # Time is the order's own stamp (the deciding event), never the wall clock:
@@ -219,13 +242,16 @@ class RiskEngine:
         buy = order.side is Side.BUY
         p = pf.account.positions.get(inst_id)
         pos = p.quantity if p is not None else 0.0
-        own = order.client_order_id in self._own
+        own = flatten
         # Exposure already committed: the position plus what is still working.
         cur_q = pos if own else pos + self.router.open_quantity(inst_id)
         reduces = cur_q != 0.0 and buy != (cur_q > 0) and qty <= abs(cur_q) * (1 + 1e-9)
 
         if self.kill_switch.engaged and not own:
             return self._reject(order, Breach(RiskReason.KILL_SWITCH, self._kill_detail()), now)
+        if inst_id in self.stale and not reduces and not own:
+            return self._reject(order, Breach(RiskReason.STALE_DATA,
+                                              f"no recent bar for {inst_id}"), now)
         state = self.states.state
         if state is not TradingState.ACTIVE:
             reason = state_breach(state, reduces, own)
@@ -454,15 +480,20 @@ class RiskEngine:
 
     # -- bars, fills, drawdown -------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        """After the portfolio has marked this bar: watch drawdown, keep flattening."""
-        # One flag guards the rare work (disabled engine, first bar, intervals still
-        # being learned) so the common bar pays a single attribute test for it.
+        """After the portfolio has marked this bar: watch drawdown (once armed)."""
+        # One flag guards the rare work (disabled or unarmed engine, first bar, intervals
+        # still being learned) so the common bar pays a single attribute test for it.
         if self._bar_setup_pending:
-            if not self.enabled:
+            if not self.enabled or not self.armed:
                 return
             if self._first_ts is None:
                 self._first_ts = bar.ts
                 self.states.start(bar.ts)
+                if self.kill_switch.engaged:
+                    # Engaged before the first bar (a replay's flag file): whatever the
+                    # account holds is flattened from here on.
+                    self._direct(bar.ts, "kill_switch", cancel_open=True,
+                                 flatten=self._flatten_on_stop())
             if self._learn_intervals:
                 if bar.instrument_id not in self._interval:
                     self._interval[bar.instrument_id] = bar.timeframe
@@ -477,8 +508,6 @@ class RiskEngine:
                 self._on_drawdown(action, bar.ts)
         elif nav > mon.peak:
             mon.observe(nav)
-        if self._flattening:
-            self._flatten(bar.ts)
 
     def _poll_kill_switch(self, event: Bar | Timer) -> None:
         """Read the persisted switch at most every ``poll_seconds`` of event time."""
@@ -489,7 +518,8 @@ class RiskEngine:
             self.kill_switch.poll()
 
     def _on_fill(self, fill: Any, realized: float) -> None:  # noqa: ARG002
-        self.drawdown.observe(self.portfolio.nav)
+        if self.armed:
+            self.drawdown.observe(self.portfolio.nav)
 
     def _on_drawdown(self, action: DrawdownAction, ts: int) -> None:
         mon = self.drawdown
@@ -497,32 +527,30 @@ class RiskEngine:
         detail = f"drawdown {mon.last:.2%} from peak {mon.peak:,.2f} (NAV {pf.nav:,.2f})"
         if action is not DrawdownAction.HALT:
             factor = self.config.drawdown.derisk_factor if action is DrawdownAction.DERISK else 1.0
-            changed: list[str] = []
-            if self.allocator is not None:
-                changed = self.allocator.rescale(factor)
+            self.budget_scale = factor
             self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, factor))
             self.counts[f"drawdown_{action.value}"] += 1
             log.warning(f"risk_drawdown_{action.value}", detail=detail, budget_scale=factor,
                         ts=ns_to_iso(ts))
-            runner = self.runner
-            if runner is not None and runner.trading and changed:
-                runner.rebalance(changed, ts)
+            self._direct(ts, action.value, budget_scale=factor)
             return
-        scale = self.allocator.scale if self.allocator is not None else 1.0
-        self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak, scale))
+        self._record(DrawdownEvent(ts, action.value, mon.last, pf.nav, mon.peak,
+                                   self.budget_scale))
         self.counts["drawdown_halt"] += 1
         self.halt("drawdown_halt", detail)
 
     # -- state changes -----------------------------------------------------------------------
     def halt(self, reason: str, detail: str = "") -> None:
-        """Cancel open orders, flatten every position, go HALTED and engage the kill switch."""
+        """Go HALTED and engage the kill switch, then direct: cancel open orders, flatten.
+
+        The state change and the kill switch come first: their listeners persist
+        the halt (flag file, store) before any order is cancelled or sent.
+        """
         ts = self._now()
         self.states.change(TradingState.HALTED, ts, reason, detail)
-        if self.router is not None:
-            self.router.cancel_all()
-        self._start_flatten(ts)
         if not self.kill_switch.engaged:
             self.kill_switch.engage(f"{reason}: {detail}" if detail else reason, who="risk-engine")
+        self._direct(ts, "halt", cancel_open=True, flatten=True, reason=reason)
 
     def reduce_only(self, reason: str) -> None:
         """Let only orders that shrink exposure through (from ACTIVE)."""
@@ -539,7 +567,7 @@ class RiskEngine:
             if self.portfolio is not None:
                 self.drawdown.rebase(self.portfolio.nav)
             if not self.kill_switch.engaged:
-                self._flattening = False
+                self._direct(self._now(), "release", stop_flatten=True, reason=reason)
 
     def _on_kill_switch(self, record: KillSwitchRecord) -> None:
         ts = self._now()
@@ -547,97 +575,67 @@ class RiskEngine:
         self.counts["kill_switch_engaged" if record.engaged else "kill_switch_released"] += 1
         log.warning("kill_switch_" + ("engaged" if record.engaged else "released"),
                     reason=record.reason, who=record.who, ts=ns_to_iso(ts))
-        if not self.enabled:
-            return
+        if not self.enabled or not self.armed:
+            return  # acted on at ``arm``
         if record.engaged:
-            if self.router is not None:
-                self.router.cancel_all()
-            if self.config.kill_switch.flatten:
-                self._start_flatten(ts)
+            if self.states.state is not TradingState.HALTED:
+                # A halt directs its own cancel and flatten, once: not a second time here.
+                self._direct(ts, "kill_switch", cancel_open=True,
+                             flatten=self._flatten_on_stop(), reason=record.reason)
             return
         if self.states.state is TradingState.HALTED:
             self.resume(f"kill switch released: {record.reason}")
         else:
-            self._flattening = False
+            self._direct(ts, "release", stop_flatten=True, reason=record.reason)
 
     def _on_state_change(self, event: TradingStateChanged) -> None:
         self._record(event)
         log.warning("risk_trading_state", previous=event.previous, state=event.state,
                     reason=event.reason, detail=event.detail, ts=ns_to_iso(event.ts))
 
-    # -- flattening ------------------------------------------------------------------------------
-    def _start_flatten(self, ts: int) -> None:
-        self._flattening = True
-        self._flatten_attempts.clear()
-        self._flatten(ts)
+    def _flatten_on_stop(self) -> bool:
+        return self.config.kill_switch.flatten or self.states.state is TradingState.HALTED
 
-    def _flatten(self, ts: int) -> None:
-        """Send reduce-only market orders closing what is not already being closed."""
-        router = self.router
-        pf = self.portfolio
-        if router is None or pf is None:
-            return
-        for iid, p in list(pf.account.positions.items()):
-            q = p.quantity
-            if not q:
-                continue
-            working = 0.0
-            for coid in self._own:
-                o = router.active.get(coid)
-                if o is not None and o.request.instrument_id == iid:
-                    working += o.signed_remaining()
-            inst = self.instruments.get(iid)
-            if inst is None:
-                continue
-            need = inst.round_quantity(-(q + working))
-            if not need or self._flatten_attempts[iid] >= _MAX_FLATTEN_ATTEMPTS:
-                continue
-            self._flatten_attempts[iid] += 1
-            coid = router.next_client_order_id()
-            gateway = self._gateway_for(iid)
-            request = OrderRequest(ts, coid, iid, Side.BUY if need > 0 else Side.SELL, abs(need),
-                                   OrderType.MARKET, None, None, True, gateway)
-            self._own.add(coid)
-            decision = self.check(request)
-            if decision.action is RiskAction.APPROVE:
-                router.submit(request)
-
-    def _gateway_for(self, inst_id: str) -> str:
-        if self.runner is not None and inst_id in self.runner.gateway_of:
-            return self.runner.gateway_of[inst_id]
-        if self.router is not None and self.router.gateways:
-            return "sim" if "sim" in self.router.gateways else next(iter(self.router.gateways))
-        return "sim"
+    def _direct(self, ts: int, kind: str, *, budget_scale: float | None = None,
+                cancel_open: bool = False, flatten: bool = False, stop_flatten: bool = False,
+                reason: str = "") -> None:
+        if self.bus is not None:
+            self.bus.publish(RiskDirective(ts, kind, budget_scale, cancel_open, flatten,
+                                           stop_flatten, reason))
 
     def _now(self) -> int:
         return self.clock.now() if self.clock is not None else 0
 
-    # -- reporting -----------------------------------------------------------------------------
+    # -- what survives a restart -----------------------------------------------------------------
     def state_snapshot(self) -> dict[str, Any]:
-        """What must survive the end of a run (a later issue persists it)."""
+        """What a later session must restore: state, high-water mark, budget scale."""
         return {
             "state": self.states.state.value,
             "state_reason": self.states.reason,
             "drawdown_peak": self.drawdown.peak,
             "derisked": self.drawdown.derisked,
             "halted": self.drawdown.halted,
-            "budget_scale": self.allocator.scale if self.allocator is not None else 1.0,
+            "budget_scale": self.budget_scale,
             "kill_switch": self.kill_switch.engaged,
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
-        """Take back a ``state_snapshot`` at start-up, before any bar."""
+        """Take back a ``state_snapshot`` at start-up, before any bar.
+
+        A restored halt is acted on (cancel, flatten) when the engine is armed.
+        """
         self.drawdown.peak = float(snapshot["drawdown_peak"])
         self.drawdown.derisked = bool(snapshot["derisked"])
         self.drawdown.halted = bool(snapshot["halted"])
         self.drawdown.refresh_floor()
-        if self.allocator is not None:
-            self.allocator.scale = float(snapshot["budget_scale"])
+        self.budget_scale = float(snapshot["budget_scale"])
+        if self.budget_scale != 1.0:
+            self._direct(self._now(), "restored", budget_scale=self.budget_scale)
         state = TradingState(snapshot["state"])
         if state is not TradingState.ACTIVE:
             self.states.change(state, self._now(), str(snapshot.get("state_reason", "restored")))
-        if state is TradingState.HALTED:
-            self._flattening = True
+        if state is TradingState.HALTED and self.armed:
+            self._direct(self._now(), "halt", cancel_open=True, flatten=True, reason="restored")
 
     def summary(self) -> dict[str, Any]:
         """Counts by reason and time in each trading state, for metrics.json."""
@@ -648,7 +646,7 @@ class RiskEngine:
             "enabled": self.enabled,
             "state": self.states.state.value,
             "kill_switch_engaged": self.kill_switch.engaged,
-            "budget_scale": self.allocator.scale if self.allocator is not None else 1.0,
+            "budget_scale": self.budget_scale,
             "counts_by_reason": dict(sorted(self.counts.items())),
             "counts_by_action": dict(sorted(self.actions.items())),
             "events": len(self.events) + self.events_dropped,

@@ -49,4 +49,20 @@ class KillSwitchChanged(Event, frozen=True, tag="risk_kill_switch"):
     who: str = ""
 
 
-RiskEvent = OrderRiskEvent | TradingStateChanged | DrawdownEvent | KillSwitchChanged
+
+
+
+class RiskDirective(Event, frozen=True, tag="risk_directive"):
+    """What the decision pipeline must do after a risk decision; risk itself sends nothing.
+
+    ``budget_scale``: rescale every model's budget to this and re-plan (None: keep);
+    ``cancel_open``: cancel the working orders; ``flatten``: close every position with
+    reduce-only market orders, once, until flat; ``stop_flatten``: stop doing so.
+    """
+
+    kind: str  # "derisk" | "restore" | "halt" | "kill_switch" | "release" | "restored"
+    budget_scale: float | None = None
+    cancel_open: bool = False
+    flatten: bool = False
+    stop_flatten: bool = False
+    reason: str = ""

@@ -1,9 +1,18 @@
 """The kill switch: stops all new exposure until it is explicitly released.
 
-Its state lives in a pluggable ``KillSwitchBackend`` so that another process
-can engage it: the flag file written by ``trader kill`` (``FileBackend``) is
-polled by the engine; a database-row backend can implement the same three
-methods.  ``MemoryBackend`` keeps replays reproducible.
+This is the only kill-switch module.  The switch's state lives in a pluggable
+``KillSwitchBackend``: the JSON flag file ``trader kill`` writes
+(``FileBackend``), a row in the store's database (``DatabaseBackend``, which
+every process sharing the database sees) or memory (``MemoryBackend``, so
+replays stay reproducible).  ``KillSwitch`` is the switch itself; a trading
+daemon keeps an in-memory one inside its kernel and feeds it from the
+persistent ones through ``KillSwitchWatch``, which reads the flag file and the
+database row and writes a halt the engine decided back to both.
+
+Fail-safe rules: only an explicit release releases.  A flag file that vanished
+while the database says engaged reads as engaged; a flag file that cannot be
+parsed refuses a start (``KillSwitchWatch.read_at_start``) and, later, keeps the
+last good reading.
 """
 
 from __future__ import annotations
@@ -18,9 +27,12 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
+import structlog
 
 from trader.core.clock import Clock
 from trader.core.events import ns_to_iso
+
+log = structlog.get_logger(__name__)
 
 FLAG_FILE = "kill_switch.json"
 
@@ -124,13 +136,9 @@ class FileBackend:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def default_state_dir() -> Path:
-    """Runtime state directory: ``$TRADER_STATE_DIR`` or ``./var``."""
-    return Path(os.environ.get("TRADER_STATE_DIR") or "var")
-
-
-def default_flag_path(state_dir: str | Path | None = None) -> Path:
-    return Path(state_dir if state_dir is not None else default_state_dir()) / FLAG_FILE
+def flag_path(data_dir: str | Path, configured: str | Path | None = None) -> Path:
+    """The flag file of a deployment: ``risk.kill_switch.path`` if set, else in its data dir."""
+    return Path(configured) if configured is not None else Path(data_dir) / FLAG_FILE
 
 
 def operator() -> str:
@@ -213,6 +221,106 @@ class KillSwitch:
 
 
 def backend_from_config(kind: str, path: Path | None) -> KillSwitchBackend:
+    """The backend a replay's engine reads (``risk.kill_switch.backend``)."""
     if kind == "file":
-        return FileBackend(path if path is not None else default_flag_path())
+        return FileBackend(path if path is not None else Path(FLAG_FILE))
     return MemoryBackend()
+
+
+class KillSwitchRows(Protocol):
+    """Storage of kill switch rows (``trader.store.Store`` implements it)."""
+
+    def load_kill_switch(self, scope: str) -> KillSwitchRecord | None: ...
+
+    def save_kill_switch(self, record: KillSwitchRecord, scope: str) -> None: ...
+
+
+class DatabaseBackend:
+    """The switch as a database row: every process sharing the database sees one truth."""
+
+    def __init__(self, rows: KillSwitchRows, scope: str = "default") -> None:
+        self.rows = rows
+        self.scope = scope
+
+    def load(self) -> KillSwitchRecord | None:
+        return self.rows.load_kill_switch(self.scope)
+
+    def save(self, record: KillSwitchRecord) -> None:
+        self.rows.save_kill_switch(record, self.scope)
+
+    def version(self) -> Hashable:
+        rec = self.load()
+        return None if rec is None else (rec.engaged, rec.ts, rec.reason)
+
+
+def latest(*records: KillSwitchRecord | None) -> KillSwitchRecord | None:
+    """The most recent of several readings of one switch (file and database)."""
+    found = [r for r in records if r is not None]
+    return max(found, key=lambda r: r.ts) if found else None
+
+
+class KillSwitchWatch:
+    """The persistent switch of a deployment: its flag file and, when open, its database row.
+
+    The most recent record of the two is the truth, so a release written to both
+    by ``trader kill --release`` releases, while a flag file that was deleted (or
+    never written back) cannot release what the database holds engaged.
+    """
+
+    def __init__(self, path: Path, database: DatabaseBackend | None = None) -> None:
+        self.path = Path(path)
+        self.file = FileBackend(self.path)
+        self.database = database
+        self._file_version: Hashable = None
+        self._file_record: KillSwitchRecord | None = None
+        self._db_version: Hashable = None
+        self._db_record: KillSwitchRecord | None = None
+
+    def read_at_start(self) -> KillSwitchRecord | None:
+        """The switch before a start; a corrupt flag file raises ``KillSwitchError``.
+
+        A start must not trade on a switch it cannot read.  When the flag file is
+        missing but the database holds the switch engaged, the file is written
+        back so that ``trader kill --status`` and the daemon agree.
+        """
+        self._file_record = self.file.load()  # raises on a corrupt file
+        self._file_version = self.file.version()
+        self._read_database()
+        record = latest(self._file_record, self._db_record)
+        if record is not None and record.engaged and self._file_record is None:
+            self.file.save(record)
+            self._file_record, self._file_version = record, self.file.version()
+        return record
+
+    def read(self) -> KillSwitchRecord | None:
+        """The switch now (cheap: files are re-read only when their stat changes).
+
+        An unreadable file keeps the last good reading: `trader kill` replaces it
+        atomically, and a spurious halt would cancel and flatten.
+        """
+        version = self.file.version()
+        if version != self._file_version:
+            self._file_version = version
+            if version is not None:
+                try:
+                    self._file_record = self.file.load() or self._file_record
+                except KillSwitchError as exc:
+                    log.error("kill_switch_file_unreadable", path=str(self.path), error=str(exc))
+        self._read_database()
+        return latest(self._file_record, self._db_record)
+
+    def _read_database(self) -> None:
+        if self.database is None:
+            return
+        try:
+            self._db_record = self.database.load()
+        except Exception as exc:  # a database outage must not stop the watch
+            log.error("kill_switch_database_unreadable", error=str(exc))
+
+    def write(self, record: KillSwitchRecord) -> None:
+        """Persist a change made inside the daemon (a halt) to the file, then the database."""
+        self.file.save(record)
+        self._file_record, self._file_version = record, self.file.version()
+        if self.database is not None:
+            self.database.save(record)
+            self._db_record = record

@@ -22,3 +22,4 @@ class RiskReason(StrEnum):
     ASSET_CLASS_EXPOSURE = "asset_class_exposure"
     GROSS_LEVERAGE = "gross_leverage"
     NET_EXPOSURE = "net_exposure"
+    STALE_DATA = "stale_data"

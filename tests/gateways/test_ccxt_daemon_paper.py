@@ -20,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trader"))
 
-from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit  # noqa: E402
+from daemon_harness import events, log_lines, register_stages, run_cli, start_daemon, wait_for_exit  # noqa: E402
 
 from gateways.testing.binance import BinanceStandin  # noqa: E402
 from gateways.testing.standin import MarketSpec  # noqa: E402
@@ -82,6 +82,7 @@ def write_config(tmp: Path, urls: dict[str, Any]) -> Path:
     }
     path = tmp / "session.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    register_stages(path)
     return path
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from models.base import Model
 from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side
+from trader.engine.build import Engine, build_engine
 from trader.engine.config import AppConfig
-from trader.replay.backtest import Engine, build_engine
 
 NS = 1_000_000_000
 MIN = 60 * NS

@@ -9,7 +9,8 @@ from risk.drawdown import DrawdownAction, DrawdownMonitor, drawdown, drawdown_ac
 from risk.events import DrawdownEvent, TradingStateChanged
 from risk.state import TradingState
 from trader.core.events import Bar
-from trader.replay.backtest import build_engine, summarize
+from trader.engine.build import build_engine
+from trader.replay.backtest import summarize
 from trader.replay.reports import write_reports
 
 RISK = {

@@ -19,7 +19,7 @@ from risk.killswitch import (
     MemoryBackend,
 )
 from trader.core.events import OrderStatus
-from trader.replay.backtest import build_engine
+from trader.engine.build import build_engine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,8 @@ def test_kill_switch_mid_replay(flatten):
 
 def test_poll_picks_up_the_flag_file_and_cli(tmp_path):
     state = tmp_path / "state"
-    env = dict(os.environ, TRADER_STATE_DIR=str(state), PYTHONPATH=str(REPO))
+    state.mkdir()
+    env = dict(os.environ, TRADER_DATA_DIR=str(state), PYTHONPATH=str(REPO))
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "trader.cli", "kill", *args], env=env,
@@ -115,21 +116,27 @@ def test_poll_picks_up_the_flag_file_and_cli(tmp_path):
     assert rec["engaged"] is False and rec["reason"] == "broker back" and "@" in rec["who"]
 
 
-def test_cli_state_dir_option_status_and_missing_reason(tmp_path):
+def test_cli_data_dir_option_status_and_missing_reason(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("TRADER_STATE_DIR", None)
+    env.pop("TRADER_DATA_DIR", None)
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "trader.cli", "kill", *args], env=env,
                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
 
+    r = cli("--reason", "test")
+    # The default data dir ./var does not exist: nothing is engaged where no daemon looks.
+    assert r.returncode == 2 and "var does not exist" in r.stderr, r.stderr
+    assert not (tmp_path / "var").exists()
+    (tmp_path / "var").mkdir()
     r = cli()
     assert r.returncode == 2 and "reason" in (r.stderr + r.stdout)
-    assert not (tmp_path / "var").exists()
     r = cli("--reason", "test")
     assert r.returncode == 0, r.stderr
+    assert "no daemon has ever used data directory var" in r.stderr
     assert json.loads((tmp_path / "var" / "kill_switch.json").read_text())["engaged"] is True
-    r = cli("--state-dir", str(tmp_path / "other"), "--reason", "x", "--release")
+    (tmp_path / "other").mkdir()
+    r = cli("--data-dir", str(tmp_path / "other"), "--reason", "x", "--release")
     assert r.returncode == 0
     assert json.loads((tmp_path / "other" / "kill_switch.json").read_text())["engaged"] is False
     r = cli("--status")

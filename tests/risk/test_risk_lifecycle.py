@@ -8,7 +8,7 @@ from risk.engine import RiskAction, RiskEngine
 from risk.killswitch import FileBackend, KillSwitch
 from risk.state import TradingState
 from trader.core.events import Timer
-from trader.replay.backtest import build_engine
+from trader.engine.build import build_engine
 
 RISK = {"instrument_exposure": {"limit": 1.0},
         "drawdown": {"trigger": 0.15, "halt": 0.20, "derisk_factor": 0.5}}

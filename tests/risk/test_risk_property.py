@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from risk_fixtures import INSTRUMENTS, MIN, T0, Scripted, bar, make_config
 
-from trader.replay.backtest import build_engine
+from trader.engine.build import build_engine
 
 IDS = ["AAA", "BBB", "BTC", "EUR"]
 BASE_PRICES = {"AAA": 100.0, "BBB": 37.0, "BTC": 20_000.0, "EUR": 1.1}

@@ -30,6 +30,7 @@ def write_config(
     models: list[dict[str, Any]] | None = None,
     daemon: dict[str, Any] | None = None,
     name: str = "test-session",
+    register: bool = True,
 ) -> Path:
     """A paper config on BTC hourly + SPY daily from the shipped data."""
     if models is None:
@@ -64,7 +65,30 @@ def write_config(
     }
     path = tmp / "session.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if register:
+        register_stages(path)
     return path
+
+
+def register_stages(config: Path, data_dir: Path | None = None) -> None:
+    """Put each model of ``config`` in the deployment's lifecycle registry at the stage its
+    YAML names (forced, on record): sessions take stages from the registry only."""
+    from models.lifecycle import STAGES
+    from trader.engine.config import load_config, resolve_data_dir
+    from trader.store import open_store
+    from trader.store.lifecycle import Lifecycle
+
+    cfg = load_config(config)
+    d = resolve_data_dir(cfg, data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    store = open_store(cfg.store, d)
+    try:
+        lc = Lifecycle(store)
+        for m in cfg.models:
+            while STAGES.index(lc.stage(m.name)) < STAGES.index(m.stage):
+                lc.promote(m.name, "test set-up", "tests", confirm=True, force=True)
+    finally:
+        store.close()
 
 
 class NotifyListener:

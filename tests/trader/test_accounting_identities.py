@@ -9,10 +9,10 @@ import pytest
 from trader.core.events import Bar, Fill, Side
 from trader.core.instruments import AssetClass, Instrument
 from trader.data.feed import feed_from_config
-from trader.engine.config import load_config
+from trader.engine.build import build_engine
+from trader.engine.config import base_timeframes, load_config
 from trader.engine.planner import PlannedOrder, to_request
 from trader.engine.portfolio import UNATTRIBUTED, Portfolio
-from trader.replay.backtest import base_timeframes, build_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 

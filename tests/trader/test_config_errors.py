@@ -192,13 +192,13 @@ def test_cli_names_the_file_for_problems_found_while_wiring(tmp_path: Path) -> N
 
 
 def test_replay_routes_every_model_to_the_simulator(tmp_path: Path) -> None:
-    from trader.replay.backtest import build_engine
+    from trader.engine.build import build_engine
 
     cfg = base_config()
     cfg["models"][0]["gateway"] = "alpaca"  # meant for paper/live; a replay simulates it
     f = tmp_path / "gw.yaml"
     f.write_text(yaml.safe_dump(cfg))
     engine = build_engine(load_config(f))
-    assert engine.runner.gateway_of == {"SPY": "sim", "BTC": "sim"}
+    assert engine.pipeline.gateway_of == {"SPY": "sim", "BTC": "sim"}
     with pytest.raises(ConfigError, match=r"models.0.gateway: no gateway named 'alpaca'"):
         build_engine(load_config(f), gateways={"sim": engine.gateways["sim"]})

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_harness import NotifyListener, events, log_lines, run_cli, start_daemon
+from daemon_harness import NotifyListener, events, log_lines, register_stages, run_cli, start_daemon
 
 from gateways.testing.harness import ANCHOR_MS, FAST_TIMING, HARNESSES, MINUTE_MS, candle
 from gateways.testing.standin import MarketSpec
@@ -108,6 +108,7 @@ def write_config(tmp: Path, venue: VenueThread, *, mode: str = "paper",
     }
     path = tmp / "session.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    register_stages(path)
     return path
 
 

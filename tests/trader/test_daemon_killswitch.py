@@ -18,16 +18,16 @@ from trader.live.status import read_snapshot
 
 
 def _engage_with_trader_kill(data_dir) -> None:
-    res = run_cli("kill", "--state-dir", str(data_dir), "--reason", "test: stop now")
+    res = run_cli("kill", "--data-dir", str(data_dir), "--reason", "test: stop now")
     assert res.returncode == 0, res.stderr
 
 
 def _engage_the_store_row(data_dir) -> None:
     # Another process flips the kill switch row in the daemon's database.
-    code = ("import sys; from trader.engine.config import StoreConfig; "
-            "from trader.store import DbKillSwitch, open_store; "
-            "s = open_store(StoreConfig(data_dir=sys.argv[1]), migrate=False); "
-            "DbKillSwitch(s).engage('test: stop now', 'test'); s.close()")
+    code = ("import sys; from risk.killswitch import DatabaseBackend, KillSwitch; "
+            "from trader.store import open_store; "
+            "s = open_store(None, sys.argv[1], migrate=False); "
+            "KillSwitch(DatabaseBackend(s)).engage('test: stop now', who='test'); s.close()")
     subprocess.run([sys.executable, "-c", code, str(data_dir)], check=True, timeout=30)
 
 
@@ -81,4 +81,4 @@ def test_kill_switch_from_another_process_stops_orders_within_a_second(tmp_path,
     assert halts and halts[0].value["engaged"] is True
     outcome = replay_journal(snap["journal"])
     assert outcome.identical
-    assert outcome.engine.runner.risk.rejections > 0  # the model did try after the switch
+    assert outcome.engine.risk.counts["kill_switch"] > 0  # the model did try after the switch

@@ -60,7 +60,7 @@ def test_session_matches_replay_of_the_original_data_files(tmp_path):
     replay = build_session(cfg, ReplayClock(), mode="paper", id_prefix=header.id_prefix)
     history, live = split_history(feed_from_config(cfg), parse_time(cfg.daemon.replay.start))
     replay.engine.kernel.run(history)
-    replay.engine.runner.trading = True
+    replay.engine.pipeline.trading = True
     replay.engine.kernel.run(live)
     assert session_orders
     assert [order_key(o) for o in replay.engine.orders] == [order_key(o) for o in session_orders]

@@ -16,7 +16,7 @@ def _daemon_with_resting_order(tmp_path, cancel: bool):
     cfg = load_config(write_config(tmp_path, daemon={"cancel_open_orders_on_shutdown": cancel}))
     d = Daemon(cfg, "paper", data_dir=tmp_path / "d", notifier=Notifier(""))
     d.session = build_session(cfg, d.clock, mode="paper", id_prefix="T")
-    d.session.engine.runner.trading = True
+    d.session.engine.pipeline.trading = True
     router = d.session.engine.router
     # A limit far below the market rests at the simulated exchange.
     router.submit(OrderRequest(1, router.next_client_order_id(), "SPY", Side.BUY, 1.0,
@@ -34,7 +34,7 @@ def test_shutdown_stops_orders_and_cancels_only_when_configured(tmp_path, cancel
     finally:
         d._exit_timer.cancel()  # the hang guard would end the test process
     assert d.stop.is_set() and d.state == "stopping"
-    assert d.session.engine.runner.trading is False and router.accepting is False
+    assert d.session.engine.pipeline.trading is False and router.accepting is False
     if cancel:
         assert order.status is OrderStatus.CANCELED and not router.active
     else:

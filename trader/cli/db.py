@@ -3,37 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+
+from trader.cli.deployment import CONFIG_OPTION, DATA_DIR_OPTION, resolve
 
 db_app = typer.Typer(add_completion=False, no_args_is_help=True,
                      help="The state database (SQLite by default, PostgreSQL by URL).")
 console = Console()
 
-CONFIG_OPT = typer.Option(None, "--config", help="YAML config whose store section to use")
+def _url(config: Path | None, data_dir: Path | None) -> str:
+    from trader.store.db import resolve_url
+
+    dep = resolve(config, data_dir)
+    return resolve_url(dep.cfg.store.database_url if dep.cfg is not None else None, dep.data_dir)
 
 
-def store_config(config: Path | None) -> object | None:
-    """The ``store`` section of a config file, or None for the defaults and environment."""
-    if config is None:
-        return None
-    from trader.engine.config import load_config
+def _engine(url: str) -> Any:
+    from trader.store.db import StoreError, make_engine, redact
 
-    return load_config(config).store
+    try:
+        return make_engine(url)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{redact(url)}: cannot open the database: "
+                         f"{str(exc).splitlines()[0]}") from None
 
 
 @db_app.command("upgrade")
-def upgrade_cmd(config: Path = CONFIG_OPT) -> None:
+def upgrade_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Bring the schema to the newest revision (the daemon also does this on start)."""
-    from trader.store.db import make_engine, redact, resolve_url
+    from trader.store.db import redact
     from trader.store.migrate import upgrade
 
-    cfg = store_config(config)
-    url = resolve_url(getattr(cfg, "database_url", None), getattr(cfg, "data_dir", None))
-    engine = make_engine(url)
+    url = _url(config, data_dir)
+    engine = _engine(url)
     try:
-        before, after = upgrade(engine)
+        before, after = _database_call(url, lambda: upgrade(engine))
     finally:
         engine.dispose()
     if before == after:
@@ -43,16 +52,28 @@ def upgrade_cmd(config: Path = CONFIG_OPT) -> None:
 
 
 @db_app.command("current")
-def current_cmd(config: Path = CONFIG_OPT) -> None:
+def current_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Show the schema revision of the database and the newest one this version ships."""
-    from trader.store.db import make_engine, redact, resolve_url
+    from trader.store.db import redact
     from trader.store.migrate import current_revision, head_revision
 
-    cfg = store_config(config)
-    url = resolve_url(getattr(cfg, "database_url", None), getattr(cfg, "data_dir", None))
-    engine = make_engine(url)
+    url = _url(config, data_dir)
+    engine = _engine(url)
     try:
-        cur = current_revision(engine)
+        cur = _database_call(url, lambda: current_revision(engine))
     finally:
         engine.dispose()
     console.print(f"{redact(url)}: at {cur or '(empty)'}, head is {head_revision()}")
+
+
+def _database_call(url: str, call: Any) -> Any:
+    """Run ``call``; a database that cannot be reached is one line naming it, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trader.store.db import StoreError, redact
+
+    try:
+        return call()
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StoreError(f"{redact(url)}: cannot reach the database: {cause}") from None

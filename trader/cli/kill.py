@@ -1,79 +1,81 @@
-"""Risk commands of the ``trader`` CLI (``trader kill``) and the risk part of the summary."""
+"""``trader kill``: engage, release or show the kill switch of a deployment."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.table import Table
 
-from risk.killswitch import (
-    FileBackend,
-    KillSwitch,
-    KillSwitchError,
-    default_flag_path,
-    operator,
-)
+from trader.cli.deployment import CONFIG_OPTION, DATA_DIR_OPTION, UserError, resolve
 
 
 def kill(
     reason: str = typer.Option(None, "--reason", help="why (required to engage or release)"),
     release: bool = typer.Option(False, "--release", help="release the kill switch"),
     status: bool = typer.Option(False, "--status", help="only show the kill switch's state"),
-    state_dir: Path = typer.Option(
-        None, "--state-dir", envvar="TRADER_STATE_DIR",
-        help="runtime state directory holding kill_switch.json (default ./var)",
-    ),
+    config: Path = CONFIG_OPTION,
+    data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
-    """Engage (or with --release, release) the kill switch a running daemon watches.
+    """Engage (or with --release, release) the kill switch the deployment's daemon watches.
 
-    Engaging cancels all open orders and stops new exposure until released.
+    Engaging cancels all open orders and stops new exposure until released. The
+    switch is written to the flag file and to the store, which the daemon both reads.
     """
-    path = default_flag_path(state_dir)
+    from risk.killswitch import (
+        KillSwitch,
+        KillSwitchError,
+        KillSwitchRecord,
+        KillSwitchWatch,
+        latest,
+        operator,
+    )
+
+    dep = resolve(config, data_dir)
+    path = dep.flag_path()
+    used = dep.used
+    store = None
+    database = None
     try:
-        switch = KillSwitch(FileBackend(path), who=operator())
+        store = dep.open_store()
+        from risk.killswitch import DatabaseBackend
+
+        database = DatabaseBackend(store)
+    except Exception as exc:  # the flag file alone still stops the daemon
+        typer.echo(f"warning: store unavailable ({str(exc).splitlines()[0]}); "
+                   "using the flag file only", err=True)
+    try:
+        watch = KillSwitchWatch(path, database)
+        try:
+            current = watch.read_at_start()
+        except KillSwitchError as exc:
+            if status:
+                raise UserError(str(exc)) from None
+            current = None  # a corrupt file is replaced by this explicit change
         if status:
-            _print_record(path, switch)
+            _print_record(path, current)
             return
         if not reason or not reason.strip():
             raise typer.BadParameter("a reason is required, e.g. --reason \"broker outage\"",
                                      param_hint="--reason")
-        if release:
-            switch.release(reason)
-        else:
-            switch.engage(reason)
+        switch = KillSwitch(who=operator())
+        record: KillSwitchRecord = (switch.release if release else switch.engage)(reason)
+        watch.write(record)
+        _print_record(path, latest(record))
+        if not used:
+            typer.echo(f"note: no daemon has ever used data directory {dep.data_dir}; the switch "
+                       "is set there and a daemon started on it will honour it", err=True)
     except KillSwitchError as exc:
         raise typer.BadParameter(str(exc)) from None
-    _print_record(path, switch)
+    finally:
+        if store is not None:
+            store.close()
 
 
-def _print_record(path: Path, switch: KillSwitch) -> None:
+def _print_record(path: Path, rec: object) -> None:
     # Plain output: reasons and paths are operator text, not rich markup.
-    rec = switch.record
     if rec is None:
         typer.echo(f"kill switch: released (never set) ({path})")
         return
-    state = "ENGAGED" if rec.engaged else "released"
-    typer.echo(f"kill switch: {state}: {rec.reason} (by {rec.who} at {rec.time}) ({path})")
-
-
-def risk_summary(metrics: dict[str, Any]) -> Table | None:
-    """The risk block of the backtest summary: events by reason and time in each state."""
-    risk = metrics.get("risk")
-    if not risk:
-        return None
-    table = Table(title="Risk", show_header=True)
-    table.add_column("item")
-    table.add_column("value", justify="right")
-    table.add_row("final state", str(risk.get("state")))
-    table.add_row("kill switch", "engaged" if risk.get("kill_switch_engaged") else "released")
-    table.add_row("budget scale", f"{risk.get('budget_scale', 1.0):g}")
-    for state, t in risk.get("time_in_state", {}).items():
-        table.add_row(f"time {state}", f"{t['fraction']:.2%} ({t['seconds'] / 86400:,.1f} d)")
-    counts = risk.get("counts_by_reason", {})
-    if not counts:
-        table.add_row("events", "none")
-    for reason, n in counts.items():
-        table.add_row(reason, str(n))
-    return table
+    state = "ENGAGED" if rec.engaged else "released"  # type: ignore[attr-defined]
+    typer.echo(f"kill switch: {state}: {rec.reason} (by {rec.who} at {rec.time}) "  # type: ignore[attr-defined]
+               f"({path})")

@@ -10,45 +10,40 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trader.cli.deployment import (
+    CONFIG_OPTION,
+    DATA_DIR_OPTION,
+    Deployment,
+    UserError,
+    resolve,
+)
 from trader.core.events import ns_to_iso
 
 if TYPE_CHECKING:
-    from models.lifecycle import Lifecycle
+    from trader.store.lifecycle import Lifecycle
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="The model lifecycle: research -> candidate -> paper -> live.")
 console = Console()
 
-CONFIG_OPT = typer.Option(None, "--config", help="YAML config (store and lifecycle gates)")
+def _lifecycle(config: Path | None, data_dir: Path | None) -> tuple[Lifecycle, Deployment]:
+    from models.lifecycle import LifecycleConfig
+    from trader.store.lifecycle import Lifecycle
 
-
-def _lifecycle(config: Path | None) -> Lifecycle:
-    from models.lifecycle import Lifecycle
-    from trader.engine.config import LifecycleConfig, load_config
-    from trader.store import open_store
-
-    if config is None:
-        return Lifecycle(open_store(None), LifecycleConfig())
-    cfg = load_config(config)
-    return Lifecycle(open_store(cfg.store), cfg.lifecycle)
-
-
-def _fail(exc: Exception) -> None:
-    from trader.cli import UserError
-
-    raise UserError(str(exc)) from None
+    dep = resolve(config, data_dir)
+    gates = dep.cfg.lifecycle if dep.cfg is not None else LifecycleConfig()
+    return Lifecycle(dep.open_store(), gates), dep
 
 
 @models_app.command("list")
-def list_cmd(config: Path = CONFIG_OPT) -> None:
-    """Every registered model and its stage (a config's unregistered models show as research)."""
-    lc = _lifecycle(config)
+def list_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
+    """Every registered model and its stage (a config's unregistered models show as such)."""
+    lc, dep = _lifecycle(config, data_dir)
     rows = {r["name"]: r for r in lc.models()}
-    if config is not None:
-        from trader.engine.config import load_config
-
-        for mc in load_config(config).models:
-            rows.setdefault(mc.name, {"name": mc.name, "stage": "research", "since_ts": None})
+    if dep.cfg is not None:
+        for mc in dep.cfg.models:
+            rows.setdefault(mc.name, {"name": mc.name, "stage": "research (not registered)",
+                                      "since_ts": None})
     table = Table(title="Models")
     for col in ("model", "stage", "since"):
         table.add_column(col)
@@ -66,16 +61,24 @@ def promote_cmd(
     operator: str = typer.Option(..., "--operator", help="who decides"),
     confirm: bool = typer.Option(False, "--confirm", help="required to promote to live"),
     force: bool = typer.Option(False, "--force", help="override a failed gate (recorded)"),
-    config: Path = CONFIG_OPT,
+    config: Path = typer.Option(..., "--config", "-c",
+                                help="YAML config of the deployment that runs the model"),
+    data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
     """Move a model one stage up if it passes the gate (or with --force, on record)."""
     from models.lifecycle import LifecycleError
 
-    lc = _lifecycle(config)
+    lc, dep = _lifecycle(config, data_dir)
+    assert dep.cfg is not None
+    names = [m.name for m in dep.cfg.models]
+    if name not in names:
+        lc.store.close()
+        raise UserError(f"model {name!r} is not in {config} (its models: {', '.join(names)}); "
+                        "only a model a deployment runs can be promoted in its registry")
     try:
         row = lc.promote(name, reason, operator, confirm=confirm, force=force)
     except LifecycleError as exc:
-        _fail(exc)
+        raise UserError(str(exc)) from None
     finally:
         lc.store.close()
     forced = " (FORCED: gate failed)" if row["forced"] else ""
@@ -89,16 +92,17 @@ def demote_cmd(
     name: str = typer.Argument(..., help="model name"),
     reason: str = typer.Option(..., "--reason", help="why (stored in the history)"),
     operator: str = typer.Option(None, "--operator", help="who decides (default: login name)"),
-    config: Path = CONFIG_OPT,
+    config: Path = CONFIG_OPTION,
+    data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
-    """Move a model one stage down."""
+    """Move a model one stage down (a running daemon pauses it at its next reload)."""
     from models.lifecycle import LifecycleError
 
-    lc = _lifecycle(config)
+    lc, _ = _lifecycle(config, data_dir)
     try:
         row = lc.demote(name, reason, operator or getpass.getuser())
     except LifecycleError as exc:
-        _fail(exc)
+        raise UserError(str(exc)) from None
     finally:
         lc.store.close()
     console.print(f"{name}: {row['from_stage']} -> {row['to_stage']}")
@@ -106,9 +110,9 @@ def demote_cmd(
 
 @models_app.command("history")
 def history_cmd(name: str = typer.Argument(..., help="model name"),
-                config: Path = CONFIG_OPT) -> None:
+                config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Every stage change of a model: from, to, when, who, why, forced."""
-    lc = _lifecycle(config)
+    lc, _ = _lifecycle(config, data_dir)
     rows = lc.history(name)
     lc.store.close()
     table = Table(title=f"History of {name}")

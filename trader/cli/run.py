@@ -10,6 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trader.cli.deployment import (
+    CONFIG_OPTION,
+    DATA_DIR_OPTION,
+    Deployment,
+    UserError,
+    resolve,
+)
+
 console = Console()
 
 
@@ -17,33 +25,27 @@ def run(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config of the session"),
     mode: str = typer.Option(..., "--mode", help="paper or live"),
     confirm: bool = typer.Option(False, "--confirm", help="required for --mode live"),
-    data_dir: Path = typer.Option(None, "--data-dir", help="overrides daemon.data_dir"),
+    data_dir: Path = DATA_DIR_OPTION,
+    create_data_dir: bool = typer.Option(False, "--create-data-dir",
+                                         help="create the data directory if it does not exist "
+                                              "(a new deployment)"),
 ) -> None:
     """Run the trading daemon (paper or live) until SIGTERM/SIGINT."""
     from trader.core.logging import configure_logging
-    from trader.engine.config import load_config
     from trader.live.daemon import check_start, run_daemon
 
-    cfg = load_config(config)
-    check_start(cfg, mode, confirm)  # refusals print a clear message and exit 2
-    configure_logging(cfg.daemon.log_level)
-    code = run_daemon(cfg, mode, config_path=config, data_dir=data_dir)
+    dep = resolve(config, data_dir, must_exist=False)
+    assert dep.cfg is not None
+    check_start(dep.cfg, mode, confirm)  # refusals print a clear message and exit 2
+    configure_logging(dep.cfg.daemon.log_level)
+    code = run_daemon(dep.cfg, mode, config_path=config, data_dir=dep.data_dir,
+                      create_data_dir=create_data_dir)
     raise typer.Exit(code)
 
 
-def _data_dir(config: Path | None, data_dir: Path | None) -> Path:
-    if data_dir is not None:
-        return data_dir
-    if config is not None:
-        from trader.engine.config import load_config
-
-        return load_config(config).daemon.data_dir
-    return Path("var")
-
-
 def status(
-    config: Path = typer.Option(None, "--config", "-c", help="config of the daemon"),
-    data_dir: Path = typer.Option(None, "--data-dir", help="the daemon's data directory"),
+    config: Path = CONFIG_OPTION,
+    data_dir: Path = DATA_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the raw snapshot as JSON"),
     check: bool = typer.Option(False, "--check",
                                help="exit 1 unless the daemon is running and healthy"),
@@ -51,7 +53,12 @@ def status(
     """Show mode, trading state, kill switch, NAV, positions, orders, feeds and models."""
     from trader.live.status import liveness, read_snapshot
 
-    d = _data_dir(config, data_dir)
+    try:
+        dep = resolve(config, data_dir)
+    except UserError as exc:
+        console.print(str(exc), highlight=False)
+        raise typer.Exit(1) from None
+    d = dep.data_dir
     try:
         snap = read_snapshot(d)
     except ValueError as exc:
@@ -63,34 +70,26 @@ def status(
     running, age = liveness(snap)
     snap["running"] = running
     snap["heartbeat_age_s"] = round(age, 3)
-    stored = _from_store(config, d)
+    stored = _from_store(dep)
     if stored is not None:
         snap["store"] = stored
     if as_json:
         sys.stdout.write(json.dumps(snap, indent=1, sort_keys=True) + "\n")
     else:
         _print(snap, running, age)
-    if check and not (running and snap.get("state") in ("trading", "warming_up", "starting")):
+    healthy = running and snap.get("state") in ("trading", "warming_up", "starting")
+    if check and not (healthy and not snap.get("feed_failed")):
         raise typer.Exit(1)
 
 
-def _from_store(config: Path | None, data_dir: Path) -> dict | None:
-    """Positions, open orders, kill switch and stages as the store has them (if installed)."""
-    try:
-        from trader.store import DbKillSwitch, open_store  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    from trader.engine.config import load_config
+def _from_store(dep: Deployment) -> dict:
+    """Positions, open orders, kill switch and stages as the store has them."""
+    from trader.store.lifecycle import Lifecycle
 
-    scfg = load_config(config).store if config is not None else None
-    if scfg is None or "data_dir" not in scfg.model_fields_set:
-        from trader.engine.config import StoreConfig  # type: ignore[attr-defined]
-
-        scfg = (scfg or StoreConfig()).model_copy(update={"data_dir": data_dir})
     try:
-        store = open_store(scfg, migrate=False)
+        store = dep.open_store(migrate=False)
     except Exception as exc:  # the status must still show what the snapshot knows
-        return {"error": str(exc)}
+        return {"error": str(exc).splitlines()[0]}
     try:
         out: dict = {"database": store.safe_url, "positions": store.positions()}
         out["open_orders"] = [
@@ -98,17 +97,13 @@ def _from_store(config: Path | None, data_dir: Path) -> dict | None:
                                    "filled_quantity", "status")}
             for r in store.order_rows(open_only=True)
         ]
-        engaged, reason = DbKillSwitch(store).engaged()
-        out["kill_switch"] = {"engaged": engaged, "reason": reason}
-        try:
-            from models.lifecycle import Lifecycle  # type: ignore[import-not-found]
-
-            out["stages"] = Lifecycle(store).stages()
-        except ImportError:
-            pass
+        rec = store.load_kill_switch()
+        out["kill_switch"] = {"engaged": bool(rec and rec.engaged),
+                              "reason": rec.reason if rec else ""}
+        out["stages"] = Lifecycle(store).stages()
         return out
     except Exception as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc).splitlines()[0]}
     finally:
         store.close()
 

@@ -7,12 +7,14 @@ traceback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
 from trader.core.instruments import Instrument
 from trader.core.timeframes import parse_timeframe
@@ -111,6 +113,9 @@ class DaemonConfig(Strict):
     market_data: str = "replay"
     replay: ReplayFeedConfig = ReplayFeedConfig()
     warmup: bool = True
+    # At READY, trade the targets the models formed during warm-up (false: wait for
+    # each model's next signal).
+    trade_on_ready: bool = True
     # Base bars of history a market data gateway fetches per instrument for the warm-up.
     warmup_bars: int = Field(1000, ge=0)
     stale_after_intervals: float = Field(3.0, gt=0)
@@ -128,13 +133,22 @@ class StoreConfig(Strict):
 
     ``database_url`` selects PostgreSQL (``postgresql+psycopg://...``); it may
     also come from ``$TRADER_DATABASE_URL``, which is where a password belongs.
-    Without one, SQLite in ``data_dir`` is used.
+    Without one, SQLite ``trader.db`` in the deployment's data directory is used
+    (``daemon.data_dir`` or ``--data-dir``): one store per deployment, shared by
+    ``trader run``, ``status``, ``kill``, ``models``, ``db`` and ``backtest``.
     """
 
-    data_dir: Path = Path("state")
     database_url: str | None = None
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     reconcile_policy: Literal["adopt", "refuse"] = "refuse"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_data_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "data_dir" in data:
+            raise ValueError("store.data_dir: removed; the store lives in the deployment's data "
+                             "directory (set daemon.data_dir, or pass --data-dir)")
+        return data
 
     @field_validator("database_url")
     @classmethod
@@ -148,18 +162,6 @@ class StoreConfig(Strict):
                     "environment variable (or use a .pgpass file) instead of the config"
                 )
         return v
-
-
-class LifecycleConfig(Strict):
-    """Gates a model must pass to move up the stages research -> candidate -> paper -> live."""
-
-    candidate_min_sharpe: float = 1.0
-    candidate_max_drawdown: float = Field(0.20, ge=0, le=1)
-    candidate_min_cagr: float = 0.10
-    candidate_min_trades: int = Field(10, ge=0)
-    live_min_paper_days: float = Field(30.0, ge=0)
-    live_min_paper_trades: int = Field(10, ge=0)
-    live_max_mean_slippage_bps: float = Field(10.0, ge=0)
 
 
 class AppConfig(Strict):
@@ -371,6 +373,34 @@ def model_problems(cfg: AppConfig) -> list[str]:
     return problems
 
 
+DATA_DIR_ENV = "TRADER_DATA_DIR"
+
+
+def resolve_data_dir(cfg: AppConfig | None, override: str | Path | None = None) -> Path:
+    """The deployment's data directory: ``--data-dir``, else ``$TRADER_DATA_DIR``, else the
+    config's ``daemon.data_dir`` (default ``var``). Every command resolves it here."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    return cfg.daemon.data_dir if cfg is not None else DaemonConfig().data_dir
+
+
+def resolve_data_path(path: Path, config_file: Path) -> Path:
+    """A relative data file path: next to the config, then one folder up (``config/*.yaml``
+    naming ``data/...``), then the working directory (a config copied to ``/etc/trader``
+    and run with ``WorkingDirectory=/opt/trader``). The first that exists wins."""
+    if path.is_absolute():
+        return path
+    base = config_file.resolve().parent
+    candidates = [base / path, base.parent / path, Path.cwd() / path]
+    for c in candidates:
+        if c.exists():
+            return c.resolve()
+    return candidates[0].resolve()
+
+
 def load_config(path: str | Path) -> AppConfig:
     """Load and validate a config file; relative data paths resolve against its folder."""
     p = Path(path)
@@ -383,13 +413,7 @@ def load_config(path: str | Path) -> AppConfig:
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",
                                       *(f"  at {x}" for x in problems)]))
-    base = p.resolve().parent
     for inst in cfg.instruments:
-        if inst.data is not None and not inst.data.path.is_absolute():
-            resolved = (base / inst.data.path).resolve()
-            if not resolved.exists():
-                # Configs in config/ name data relative to the repository root too.
-                alt = (base.parent / inst.data.path).resolve()
-                resolved = alt if alt.exists() else resolved
-            object.__setattr__(inst.data, "path", resolved)
+        if inst.data is not None:
+            object.__setattr__(inst.data, "path", resolve_data_path(inst.data.path, p))
     return cfg

@@ -1,23 +1,33 @@
-"""The decision pipeline: models -> allocator -> planner -> risk -> router."""
+"""The decision pipeline: models -> allocator -> planner -> risk -> router.
+
+Every order of the session comes from here: the models' rebalances, the
+re-plan after a de-risk, and the flattening after a halt or kill switch.  Risk
+only decides (``RiskDirective`` on the bus); this plans and sends.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import structlog
 
 from models.base import Model
 from risk.engine import RiskAction, RiskEngine
+from risk.events import RiskDirective
 from trader.core.clock import Clock
-from trader.core.events import Bar
+from trader.core.events import Bar, OrderRequest, OrderType, Side
 from trader.engine.allocator import Allocator
 from trader.engine.planner import Planner, to_request
 from trader.engine.router import Router
 
 log = structlog.get_logger(__name__)
 
+# A flatten order that keeps being rejected or cancelled is re-sent at most this often.
+MAX_FLATTEN_ATTEMPTS = 5
 
-class ModelRunner:
+
+class Pipeline:
     """Feeds subscribed bars to models and turns their new weights into orders."""
 
     def __init__(
@@ -30,6 +40,7 @@ class ModelRunner:
         clock: Clock,
         *,
         gateway_of: dict[str, str] | None = None,
+        trading: bool = True,
     ) -> None:
         self.models = list(models)
         self.allocator = allocator
@@ -39,7 +50,10 @@ class ModelRunner:
         self.clock = clock
         self.gateway_of = gateway_of or {}
         self.subscribe(self.models)
-        self.trading = True  # False while warming up or shutting down
+        self.trading = trading  # False while warming up or shutting down
+        self.flattening = False
+        self._flatten_ids: set[str] = set()
+        self._flatten_attempts: Counter[str] = Counter()
 
     def subscribe(self, active: Iterable[Model]) -> None:
         """Route bars to ``active`` models only (a paused model keeps its targets)."""
@@ -65,6 +79,8 @@ class ModelRunner:
         return list(self._subs)
 
     def on_bar(self, bar: Bar) -> None:
+        if self.flattening:
+            self._flatten(bar.ts)
         by_tf = self._by_instrument.get(bar.instrument_id)
         if by_tf is None:
             return
@@ -90,6 +106,29 @@ class ModelRunner:
             ts = bar.ts
             seen = self.planner.portfolio.last_bar_ts.get(bar.instrument_id, ts)
             self.rebalance(sorted(changed), seen if seen > ts else ts)
+
+    def start_trading(self, *, trade_standing_targets: bool = True) -> None:
+        """READY: trade from now on, and (by default) trade the targets formed in warm-up.
+
+        Without the second step a model that turned long during warm-up would stay
+        unexecuted until its next signal.  Targets are sized again at the prices
+        of READY; an instrument is traded only where the book's side disagrees
+        with the target's (long, short or flat), so a restart never trades mere
+        drift.  The decision is stamped with the last bar seen, so the replay of
+        a journal makes the same one.
+        """
+        self.trading = True
+        last_bar = self.planner.portfolio.last_bar_ts
+        if not trade_standing_targets or not last_bar:
+            return
+        pf = self.planner.portfolio
+        todo = [
+            inst for inst in self.allocator.rescale(self.allocator.scale)
+            if _side(self.allocator.net_target(inst))
+            != _side(pf.position(inst) + self.router.open_quantity(inst))
+        ]
+        if todo:
+            self.rebalance(todo, max(last_bar.values()))
 
     def rebalance(self, instrument_ids: list[str], ts: int | None = None) -> None:
         """Plan, check and route orders for the given instruments.
@@ -119,3 +158,68 @@ class ModelRunner:
                     request.reduce_only, request.gateway,
                 )
             self.router.submit(request)
+
+    # -- risk directives -------------------------------------------------------------
+    def on_directive(self, d: RiskDirective) -> None:
+        """Carry out a risk decision: re-plan at a new budget scale, cancel, flatten."""
+        if d.budget_scale is not None:
+            changed = self.allocator.rescale(d.budget_scale)
+            if changed and self.trading and not d.flatten:
+                self.rebalance(changed, d.ts)
+        if d.cancel_open:
+            self._cancel_all_but_flatten()
+        if d.flatten:
+            if not self.flattening:
+                self.flattening = True
+                self._flatten_attempts.clear()
+            self._flatten(d.ts)
+        if d.stop_flatten:
+            self.flattening = False
+
+    def _cancel_all_but_flatten(self) -> None:
+        for coid in [c for c in self.router.active if c not in self._flatten_ids]:
+            self.router.cancel(coid)
+
+    def _flatten(self, ts: int) -> None:
+        """Send reduce-only market orders closing what no working flatten order closes.
+
+        An instrument with a flatten order still working gets no second one: the
+        same reduce-only order is never sent twice.
+        """
+        router = self.router
+        working: dict[str, float] = {}
+        for coid in list(self._flatten_ids):
+            o = router.active.get(coid)
+            if o is None:
+                self._flatten_ids.discard(coid)  # done: filled, cancelled or rejected
+                continue
+            iid = o.request.instrument_id
+            working[iid] = working.get(iid, 0.0) + o.signed_remaining()
+        instruments = self.planner.instruments
+        for iid, p in list(self.planner.portfolio.account.positions.items()):
+            q = p.quantity
+            inst = instruments.get(iid)
+            if not q or inst is None:
+                continue
+            need = inst.round_quantity(-(q + working.get(iid, 0.0)))
+            if not need or self._flatten_attempts[iid] >= MAX_FLATTEN_ATTEMPTS:
+                continue
+            self._flatten_attempts[iid] += 1
+            request = OrderRequest(ts, router.next_client_order_id(), iid,
+                                   Side.BUY if need > 0 else Side.SELL, abs(need),
+                                   OrderType.MARKET, None, None, True, self._gateway_for(iid))
+            if self.risk.check(request, flatten=True).action is RiskAction.APPROVE:
+                self._flatten_ids.add(request.client_order_id)
+                router.submit(request)
+
+    def _gateway_for(self, inst_id: str) -> str:
+        gw = self.gateway_of.get(inst_id)
+        if gw is not None:
+            return gw
+        gateways = self.router.gateways
+        return "sim" if "sim" in gateways or not gateways else next(iter(gateways))
+
+
+def _side(quantity: float) -> int:
+    """-1, 0 or 1: short, flat or long (dust below 1e-12 is flat)."""
+    return 0 if abs(quantity) < 1e-12 else (1 if quantity > 0 else -1)

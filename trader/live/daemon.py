@@ -22,6 +22,7 @@ import asyncio
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,25 +33,35 @@ import structlog
 
 from gateways.replay_live import ReplayLiveGateway
 from gateways.sim import SimulatedGateway
+from models.lifecycle import MODE_STAGES, STAGES
+from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, KillSwitchWatch
+from risk.killswitch import flag_path as kill_switch_flag_path
 from trader.core.clock import LiveClock
 from trader.core.events import Bar, ns_to_iso
-from trader.data.feed import feed_from_config, parse_time
-from trader.engine.config import AppConfig, ConfigError, load_config, market_data_gateway
+from trader.data.feed import DataError, feed_from_config, parse_time
+from trader.engine.build import build_models, execution_gateways, make_sim
+from trader.engine.config import (
+    AppConfig,
+    ConfigError,
+    base_timeframes,
+    load_config,
+    market_data_gateway,
+)
 from trader.live.journal import JournalControl, JournalHeader, JournalWriter
-from trader.live.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
+from trader.live.lock import DataDirLock, DataDirLocked
 from trader.live.notify import Notifier, watchdog_interval
+from trader.live.reconcile import ReconcilePolicy, ReconciliationError, reconcile
 from trader.live.session import (
     GATEWAY_FACTORIES,
-    MODE_STAGES,
     Session,
     apply_control,
     build_session,
-    execution_gateways,
     header_models,
-    make_sim,
     restore_state,
 )
 from trader.live.status import Snapshot, write_snapshot
+from trader.store import StoreError, open_store
+from trader.store.lifecycle import Lifecycle
 
 log = structlog.get_logger("trader.live.daemon")
 
@@ -61,6 +72,39 @@ class Refused(ConfigError):
     """The daemon refuses to start in this mode with this config (message says why)."""
 
 
+# Start-up failures an operator fixes (message only, no traceback): exit 2 for those a
+# restart cannot fix (RestartPreventExitStatus=2 in the units), 1 for the rest.
+OPERATOR_ERRORS = (ConfigError, DataError, KillSwitchError, DataDirLocked, StoreError,
+                   ReconciliationError)
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a refusal or bad config/data/state that a restart cannot fix, else 1."""
+    if isinstance(exc, ConfigError | DataError | KillSwitchError | DataDirLocked
+                  | ReconciliationError):
+        return 2
+    return 1
+
+
+def stage_refusals(mode: str, stages: dict[str, str], names: list[str], fix: str) -> list[str]:
+    """Why each model may not run in ``mode`` by its stage in the lifecycle registry."""
+    allowed = MODE_STAGES[mode]
+    if allowed is None:
+        return []
+    need = min(allowed, key=STAGES.index)
+    out = []
+    for name in names:
+        stage = stages.get(name)
+        if stage in allowed:
+            continue
+        where = ("is not registered in the lifecycle registry" if stage is None
+                 else f"is at stage {stage} in the lifecycle registry")
+        out.append(f"model {name!r} {where}; --mode {mode} runs only "
+                   f"{'/'.join(s for s in STAGES if s in allowed)} models (promote it to "
+                   f"{need}: `trader models promote {name} {fix} --reason ...`)")
+    return out
+
+
 def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
     """Refuse unsafe starts before anything is opened or connected."""
     if mode not in ("paper", "live"):
@@ -68,13 +112,6 @@ def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
     if mode == "live" and not confirm:
         raise Refused("live mode sends real orders with real money: "
                       "re-run with --confirm if that is what you want")
-    allowed = MODE_STAGES[mode]
-    wrong = [f"{m.name} (stage {m.stage})" for m in cfg.models if m.stage not in allowed]
-    if wrong:
-        raise Refused(
-            f"--mode {mode} runs only models at stage {' or '.join(sorted(allowed))}; "
-            f"refusing: {', '.join(wrong)} (promote them, or remove them from the config)"
-        )
     if not cfg.models:
         raise Refused("the config has no models: nothing to run")
     names = execution_gateways(cfg)
@@ -149,12 +186,16 @@ class Daemon:
     """One paper or live session, from start-up to a clean exit."""
 
     def __init__(self, cfg: AppConfig, mode: str, *, config_path: Path | None = None,
-                 data_dir: Path | None = None, notifier: Notifier | None = None) -> None:
+                 data_dir: Path | None = None, notifier: Notifier | None = None,
+                 create_data_dir: bool = False) -> None:
         self.cfg = cfg
         self.mode = mode
         self.dcfg = cfg.daemon
         self.config_path = config_path
         self.data_dir = Path(data_dir or self.dcfg.data_dir)
+        self.create_data_dir = create_data_dir
+        self.lock = DataDirLock(self.data_dir)
+        self._locked = False
         self.notifier = notifier or Notifier()
         self.clock = LiveClock()
         self.state = "starting"
@@ -165,8 +206,12 @@ class Daemon:
         self.journal: JournalWriter | None = None
         self.feed: ReplayLiveGateway | None = None
         self.source: Any = None  # a market data gateway (daemon.market_data), if not replay
-        self.kill = KillSwitchWatch(self._kill_switch_path())
+        self.kill = KillSwitchWatch(kill_switch_flag_path(self.data_dir, cfg.risk.kill_switch.path))
         self.kill_engaged = False
+        self._risk_saved: dict[str, Any] | None = None
+        self._stages: dict[str, str] = {}  # model -> stage in the lifecycle registry
+        self._start_seq = 0
+        self._history: list[Bar] = []
         self.stop = asyncio.Event()
         self.exit_code = 0
         self._shutting_down = False
@@ -180,12 +225,6 @@ class Daemon:
         self._orders = 0
         self.metrics: Any = None
         self.metrics_port: int | None = None
-
-    def _kill_switch_path(self) -> Path:
-        """The risk config's flag file when it names one, else ``<data_dir>/kill_switch.json``."""
-        ks = getattr(getattr(self.cfg, "risk", None), "kill_switch", None)
-        path = getattr(ks, "path", None)
-        return Path(path) if path else self.data_dir / FLAG_FILE
 
     # -- control records: applied here and journaled, applied identically on replay --
     def control(self, kind: str, value: Any = None) -> None:
@@ -204,16 +243,21 @@ class Daemon:
         log.info("daemon_starting", mode=self.mode, config=self.cfg.name, session=self.session_id,
                  data_dir=str(self.data_dir), pid=os.getpid())
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._claim_data_dir()
             await self._start(loop)
         except Exception as exc:
             self.state = "failed"
-            log.exception("daemon_start_failed", error=str(exc))
-            self._write_status()
+            code = exit_status(exc)
+            if isinstance(exc, OPERATOR_ERRORS):
+                # The operator needs the cause in one paragraph, not a traceback.
+                log.error("daemon_start_failed", error=str(exc), exit_code=code)
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+            else:
+                log.exception("daemon_start_failed", error=str(exc), exit_code=code)
+            if self._locked:
+                self._write_status()
             await self._close_everything()
-            # 2: a refusal or bad config, which a restart cannot fix (the units set
-            # RestartPreventExitStatus=2); 1: anything else, worth a restart.
-            return 2 if isinstance(exc, ConfigError) else 1
+            return code
         log.info("daemon_ready", mode=self.mode, startup_s=round(time.monotonic() - t0, 3),
                  nav=self.session.engine.portfolio.nav if self.session else None)
         try:
@@ -224,107 +268,171 @@ class Daemon:
         await self._shutdown()
         return self.exit_code
 
+    def _claim_data_dir(self) -> None:
+        """The data dir must exist (unless told to create it) and no other daemon may hold it."""
+        if not self.data_dir.is_dir():
+            if not self.create_data_dir:
+                raise ConfigError(
+                    f"data directory {self.data_dir} does not exist; check --data-dir / "
+                    "daemon.data_dir, or pass --create-data-dir to start a new deployment there")
+            self.data_dir.mkdir(parents=True)
+            log.info("data_dir_created", path=str(self.data_dir))
+        self.lock.acquire()
+        self._locked = True
+
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        cfg = self.cfg
+        """Start-up, step by step; nothing trades before the last one."""
         self._write_status()
-        # 1. store: stages, a session row (unique client order ids), the fills so far
-        start_seq = 0
-        restored: list[Any] = []
-        self.store = self._open_store()
-        if self.store is not None:
-            self._check_stored_stages()
-            info = self.store_session = self.store.begin_session(self.mode, cfg.name,
-                                                                 time.time_ns())
-            self.id_prefix, start_seq = info.prefix, info.start_seq
-            self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
-            restored = list(self.store.fills())
-            self._add_store_kill_switch()
-        # 2. engine and gateways
-        session = self.session = build_session(cfg, self.clock, mode=self.mode,
-                                               id_prefix=self.id_prefix, start_seq=start_seq,
-                                               gateways=build_gateways(cfg))
+        restored = self._open_store()
+        self._build_engine(loop)
+        self._restore(restored)
+        self._attach_market_data()
+        await self._connect()
+        adopted = await self._reconcile()
+        self._open_journal(restored, adopted)
+        await self._warm_up()
+        if self._shutting_down:
+            return  # SIGTERM during start-up: never turn trading on
+        self._go_ready()
+        self._start_tasks(loop)
+
+    def _open_store(self) -> list[Any]:
+        """The deployment's store: stages, this session's row, the fills to restore."""
+        cfg = self.cfg
+        self.store = open_store(cfg.store, self.data_dir)
+        self._check_stages()
+        self.kill.database = DatabaseBackend(self.store)
+        record = self.kill.read_at_start()  # a corrupt flag file refuses the start
+        self.kill_engaged = bool(record and record.engaged)
+        info = self.store_session = self.store.begin_session(self.mode, cfg.name, time.time_ns())
+        self.id_prefix, self._start_seq = info.prefix, info.start_seq
+        self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
+        return list(self.store.fills())
+
+    def _check_stages(self) -> None:
+        """Stages come from the lifecycle registry only, never from the config file."""
+        stages = Lifecycle(self.store).stages()
+        fix = f"--config {self.config_path}" if self.config_path else f"--data-dir {self.data_dir}"
+        problems = stage_refusals(self.mode, stages, [m.name for m in self.cfg.models], fix)
+        if problems:
+            raise Refused("\n".join(problems))
+        self._stages = {m.name: stages[m.name] for m in self.cfg.models}
+
+    def _build_engine(self, loop: asyncio.AbstractEventLoop) -> None:
+        session = self.session = build_session(
+            self.cfg, self.clock, mode=self.mode, id_prefix=self.id_prefix,
+            start_seq=self._start_seq, gateways=build_gateways(self.cfg))
         engine = session.engine
-        if self.store is not None:
-            # Write-ahead: each order is stored (PENDING_SUBMIT) before a gateway sees it.
-            engine.router.journal = self.store.journal(self.store_session,
-                                                       marks=engine.portfolio.marks)
-        if restored:
-            restore_state(session, restored)
-            log.info("state_restored", fills=len(restored),
-                     positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
-                                if p.quantity})
+        # Write-ahead: each order is stored (PENDING_SUBMIT) before a gateway sees it.
+        engine.router.journal = self.store.journal(self.store_session,
+                                                   marks=engine.portfolio.marks)
         kernel = engine.kernel
         kernel.queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
-        self._bases = {i: tf for i, tf in _bases(cfg).items()}
-        history: list[Bar] = []
-        source_name = market_data_gateway(cfg)
+        self._bases = base_timeframes(self.cfg)
+        # A halt the risk engine decides is persisted before its orders are planned:
+        # the kill switch's listeners run before the halt's directive is published.
+        engine.risk.kill_switch.listeners.append(self._persist_risk_halt)
+
+    def _restore(self, fills: list[Any]) -> None:
+        """Earlier sessions' fills and the risk state (drawdown high-water mark, halt)."""
+        assert self.session is not None
+        engine = self.session.engine
+        if fills:
+            restore_state(self.session, fills)
+            log.info("state_restored", fills=len(fills),
+                     positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
+                                if p.quantity})
+        snapshot = self.store.load_risk_state() if hasattr(self.store, "load_risk_state") else None
+        if snapshot:
+            engine.risk.restore(snapshot)
+            log.info("risk_state_restored", state=snapshot.get("state"),
+                     drawdown_peak=snapshot.get("drawdown_peak"))
+
+    def _attach_market_data(self) -> None:
+        """The replay-as-live feed over the data files, or a broker gateway's bars."""
+        assert self.session is not None
+        engine = self.session.engine
+        kernel = engine.kernel
+        source_name = market_data_gateway(self.cfg)
         if source_name is None:
-            history, live = self._market_data()
+            self._history, live = self._market_data()
             self.feed = ReplayLiveGateway(live, speed=_speed(self.dcfg.replay.speed),
                                           pending=kernel.pending)
             self.feed.bind(kernel.post)
         else:
+            self._history = []
             self.source = engine.gateways.get(source_name) or build_market_data_gateway(
-                cfg, source_name)
+                self.cfg, source_name)
             if not all(hasattr(self.source, a) for a in ("warm_up_bars", "start_streams")):
                 raise ConfigError(f"daemon.market_data: gateway {source_name!r} cannot stream "
                                   "bars (it has no history and bar stream)")
             self.source.bind(kernel.post)
-        simulated = sorted(n for n, gw in engine.gateways.items()
-                           if isinstance(gw, SimulatedGateway))
-        for name, gw in engine.gateways.items():
-            if name not in simulated:
+        for gw in engine.gateways.values():
+            if not isinstance(gw, SimulatedGateway):
                 gw.bind(kernel.post)  # external brokers report through the live inbox
-        # 3. connect; the market data gateway streams only after the warm-up (step 5)
+
+    async def _connect(self) -> None:
+        """Connect every gateway; the market data gateway streams only after the warm-up."""
         for gw in self._all_gateways():
             if gw is self.source:
                 await gw.connect(stream=False)
             else:
                 await gw.connect()
-        # 4. reconcile; fills it adopts are part of the state the journal starts from
-        adopted: list[Any] = []
-        engine.router.fill_listeners.append(adopted.append)
-        await self._reconcile()
-        engine.router.fill_listeners.remove(adopted.append)
+
+    def _open_journal(self, restored: list[Any], adopted: list[Any]) -> None:
+        assert self.session is not None
+        engine = self.session.engine
+        cfg = self.cfg
+        simulated = sorted(n for n, gw in engine.gateways.items()
+                           if isinstance(gw, SimulatedGateway))
         open_orders = list(engine.router.active.values())
         header = JournalHeader(
             1, self.session_id, self.mode, cfg.name, time.time_ns(), self.id_prefix,
-            start_seq, tuple(simulated),
+            self._start_seq, tuple(simulated),
             cfg.portfolio.initial_cash, {}, header_models(cfg), cfg.model_dump(mode="json"),
             [*restored, *adopted], [o.request for o in open_orders],
             {o.client_order_id: o.filled_quantity for o in open_orders},
         )
         self.journal = JournalWriter(self.data_dir / "journal" / f"{self.session_id}.journal",
                                      header, fsync_interval=self.dcfg.journal_fsync_interval)
+        kernel = engine.kernel
         kernel.consumers.append(self._on_event)
         kernel.consumers.append(self.journal.append)
         # Write-ahead: the events that led to an order reach the OS before the order leaves.
         engine.router.order_listeners.insert(0, self._on_order)
         engine.router.fill_listeners.append(self._on_fill)
-        # 5. warm up on history: models learn, nothing is traded
+
+    async def _warm_up(self) -> None:
+        """Models learn from history; nothing is traded and risk watches nothing."""
+        assert self.session is not None
         self.state = "warming_up"
+        history = self._history
         if self.dcfg.warmup and self.source is not None:
             history = await self.source.warm_up_bars(self.dcfg.warmup_bars)
         if self.dcfg.warmup and history:
             # Through the live dispatch (Kernel.run is reserved for ReplayClock sessions).
-            dispatch = kernel.dispatch
+            dispatch = self.session.engine.kernel.dispatch
             for bar in history:
                 dispatch(bar)
             log.info("warmup_done", bars=len(history), until=ns_to_iso(history[-1].ts))
-        state = self.kill.read()
-        if state.engaged:
-            self.kill_engaged = True
-            self.control("halt", {"engaged": True, "reason": state.reason, "who": state.who})
-            log.warning("kill_switch_engaged_at_start", reason=state.reason, who=state.who)
-        self._mirror_internal_kill_switch()
-        if self._shutting_down:
-            return  # SIGTERM during start-up: never turn trading on
-        # 6. trade
+        self._history = []
+
+    def _go_ready(self) -> None:
+        """The persistent kill switch reaches the kernel, then trading starts (READY)."""
+        if self.kill_engaged:
+            record = self.kill.read()
+            assert record is not None
+            self.control("halt", {"engaged": True, "reason": record.reason, "who": record.who})
+            log.warning("kill_switch_engaged_at_start", reason=record.reason, who=record.who)
         self.control("trading", True)
         self.state = "trading"
+        assert self.journal is not None
         self.journal.flush(sync=True)
+        self._save_risk_state()
         self._write_status()
+
+    def _start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.dcfg.metrics_port is not None:
             from trader.live.metrics_http import DaemonMetrics
 
@@ -338,7 +446,7 @@ class Daemon:
             self._tasks.append(self.feed.start())
         else:
             self.source.start_streams()
-            log.info("market_data_streaming", gateway=source_name,
+            log.info("market_data_streaming", gateway=market_data_gateway(self.cfg),
                      instruments=sorted(self._bases))
         self._tasks += [
             spawn(self._every(self.dcfg.status_interval, self._heartbeat), name="status"),
@@ -368,71 +476,28 @@ class Daemon:
         start = parse_time(self.dcfg.replay.start)
         return split_history(bars, start)
 
-    def _open_store(self) -> Any:
-        """The store (SQLite in the data dir unless ``store`` names a database), if installed."""
-        try:
-            from trader.store import open_store  # type: ignore[import-not-found]
-        except ImportError:
-            return None
-        scfg = getattr(self.cfg, "store", None)
-        if scfg is not None and "data_dir" not in scfg.model_fields_set:
-            scfg = scfg.model_copy(update={"data_dir": self.data_dir})
-        return open_store(scfg)
+    async def _reconcile(self) -> list[Any]:
+        """Compare what brokers report with what the store believes, before trading.
 
-    def _check_stored_stages(self) -> None:
-        """The lifecycle registry's stage wins over the config's for registered models."""
-        try:
-            from models.lifecycle import Lifecycle  # type: ignore[import-not-found]
-        except ImportError:
-            return
-        stored = Lifecycle(self.store).stages()
-        allowed = MODE_STAGES[self.mode]
-        wrong = [f"{m.name} (stage {stored[m.name]} in the lifecycle registry)"
-                 for m in self.cfg.models if m.name in stored and stored[m.name] not in allowed]
-        if wrong:
-            raise Refused(f"--mode {self.mode} runs only models at stage "
-                          f"{' or '.join(sorted(allowed))}; refusing: {', '.join(wrong)}")
-
-    def _add_store_kill_switch(self) -> None:
-        try:
-            from trader.store import DbKillSwitch  # type: ignore[import-not-found]
-        except ImportError:
-            return
-        row = DbKillSwitch(self.store)
-        self.kill.extra.append(row.engaged)
-
-    async def _reconcile(self) -> None:
-        """Compare what brokers report with what we believe before trading."""
+        Returns the fills reconciliation adopted: they are part of the state the
+        journal starts from.
+        """
         assert self.session is not None
         engine = self.session.engine
-        if self.store is not None:
-            try:
-                from trader.live.reconcile import (  # type: ignore[import-not-found]
-                    ReconcilePolicy,
-                    reconcile,
-                )
-            except ImportError:
-                reconcile = None
-            if reconcile is not None:
-                policy = ReconcilePolicy(self.cfg.store.reconcile_policy,
-                                         currency=self.cfg.portfolio.currency)
-                for name, gw in engine.gateways.items():
-                    report = await reconcile(self.store, gw, engine.router, engine.portfolio,
-                                             policy)
-                    log.info("reconciled", gateway=name, consistent=report.consistent,
-                             restored_orders=len(report.restored_orders),
-                             adopted_fills=len(report.adopted_fills),
-                             closed_orders=len(report.vanished_orders))
-                return
-        for name, gw in engine.gateways.items():
-            orders = await gw.open_orders()
-            account = await gw.account()
-            unknown = [o.client_order_id for o in orders
-                       if engine.router.order(o.client_order_id) is None]
-            if unknown:
-                log.warning("reconcile_unknown_open_orders", gateway=name, orders=unknown)
-            log.info("reconciled", gateway=name, open_orders=len(orders),
-                     positions=len(account.positions))
+        adopted: list[Any] = []
+        engine.router.fill_listeners.append(adopted.append)
+        policy = ReconcilePolicy(self.cfg.store.reconcile_policy,
+                                 currency=self.cfg.portfolio.currency)
+        try:
+            for name, gw in engine.gateways.items():
+                report = await reconcile(self.store, gw, engine.router, engine.portfolio, policy)
+                log.info("reconciled", gateway=name, consistent=report.consistent,
+                         restored_orders=len(report.restored_orders),
+                         adopted_fills=len(report.adopted_fills),
+                         closed_orders=len(report.vanished_orders))
+        finally:
+            engine.router.fill_listeners.remove(adopted.append)
+        return adopted
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -493,30 +558,41 @@ class Daemon:
 
     # -- periodic tasks ------------------------------------------------------------------------
     def _poll_kill_switch(self) -> None:
-        state = self.kill.read()
-        if state.engaged != self.kill_engaged:
-            self.kill_engaged = state.engaged
-            self.control("halt", {"engaged": state.engaged, "reason": state.reason,
-                                  "who": state.who})
-            log.warning("kill_switch_engaged" if state.engaged else "kill_switch_released",
-                        reason=state.reason, who=state.who,
-                        action="new orders blocked" if state.engaged else "trading resumes")
+        record = self.kill.read()
+        engaged = bool(record and record.engaged)
+        if engaged != self.kill_engaged:
+            assert record is not None
+            self.kill_engaged = engaged
+            self.control("halt", {"engaged": engaged, "reason": record.reason,
+                                  "who": record.who})
+            log.warning("kill_switch_engaged" if engaged else "kill_switch_released",
+                        reason=record.reason, who=record.who,
+                        action="new orders blocked" if engaged else "trading resumes")
+            self._save_risk_state()
             self._write_status()
 
-    def _mirror_internal_kill_switch(self) -> None:
-        """A halt decided inside the kernel (drawdown) is persisted for the next start."""
-        assert self.session is not None
-        internal = getattr(self.session.gate.inner, "kill_switch", None)
-        if internal is None or not hasattr(internal, "listeners"):
+    def _persist_risk_halt(self, record: KillSwitchRecord) -> None:
+        """A halt the risk engine decided (drawdown) goes to the flag file and the store first.
+
+        Runs as a listener of the kernel's kill switch, i.e. before the halt's
+        cancel-and-flatten directive is carried out.
+        """
+        if not record.engaged or record.who != "risk-engine" or self.kill_engaged:
             return
+        self.kill_engaged = True
+        self.kill.write(record)
+        self._save_risk_state()
+        log.warning("risk_halt_persisted", reason=record.reason, flag_file=str(self.kill.path))
 
-        def persist(record: Any) -> None:
-            engaged = bool(record.engaged)
-            if engaged != self.kill_engaged:
-                self.kill_engaged = engaged
-                self.kill.write(KillState(engaged, record.reason, record.who))
-
-        internal.listeners.append(persist)
+    def _save_risk_state(self) -> None:
+        """The risk engine's state (halt, high-water mark, budget scale) for the next start."""
+        if self.session is None or self.store is None or not hasattr(self.store,
+                                                                     "save_risk_state"):
+            return
+        snapshot = self.session.engine.risk.state_snapshot()
+        if snapshot != self._risk_saved:
+            self.store.save_risk_state(snapshot)
+            self._risk_saved = snapshot
 
     def _feed_speed(self) -> float | None:
         """Feed time per wall time (1.0 = real time); None when no cadence is expected."""
@@ -543,12 +619,13 @@ class Daemon:
                 self.control("stale", [inst, True])
 
     def _heartbeat(self) -> None:
+        self._save_risk_state()  # the high-water mark moves with NAV
         self._write_status()
         self.notifier.status(self._status_line())
         if self.metrics is not None and self.session is not None:
             e = self.session.engine
             self.metrics.update(
-                nav=e.portfolio.nav, trading=e.runner.trading, kill_switch=self.kill_engaged,
+                nav=e.portfolio.nav, trading=e.pipeline.trading, kill_switch=self.kill_engaged,
                 events=e.kernel.events_dispatched, orders=self._orders,
                 queue_depth=e.kernel.pending(), queue_dropped=e.kernel.dropped,
                 open_orders=len(e.router.active), stale_feeds=len(self._stale),
@@ -556,7 +633,7 @@ class Daemon:
 
     def _status_line(self) -> str:
         nav = self.session.engine.portfolio.nav if self.session else None
-        trading = self.session.engine.runner.trading if self.session else False
+        trading = self.session.engine.pipeline.trading if self.session else False
         kill = " KILL-SWITCH" if self.kill_engaged else ""
         nav_text = f"{nav:,.2f}" if nav is not None else "-"
         return (f"mode={self.mode} state={self.state} trading={'on' if trading else 'off'}{kill} "
@@ -569,13 +646,12 @@ class Daemon:
         if self.journal is not None:
             snap.journal = str(self.journal.path)
         if self.session is None:
-            snap.models = [{"name": m.name, "model": m.model, "stage": m.stage, "active": False}
+            snap.models = [{"name": m.name, "model": m.model, "stage": "", "active": False}
                            for m in self.cfg.models]
             return snap
         e = self.session.engine
-        snap.trading = e.runner.trading
-        snap.risk_state = "HALTED" if self.session.gate.halted else (
-            str(getattr(e.risk, "state", "ACTIVE")))
+        snap.trading = e.pipeline.trading
+        snap.risk_state = str(e.risk.state)
         snap.nav = e.portfolio.nav
         snap.cash = e.portfolio.account.cash
         snap.positions = {k: p.quantity for k, p in e.portfolio.account.positions.items()
@@ -589,7 +665,7 @@ class Daemon:
         snap.last_bar = {inst: {"ts": ns_to_iso(ts), "age_s": round(time.monotonic() - seen, 3)}
                          for inst, (ts, seen) in sorted(self._last_bar.items())}
         snap.stale_feeds = sorted(self._stale)
-        snap.models = [{"name": m.name, "model": m.model, "stage": m.stage,
+        snap.models = [{"name": m.name, "model": m.model, "stage": self._stages.get(m.name, ""),
                         "active": m.name not in self.session.paused_models}
                        for m in self.cfg.models]
         snap.orders_submitted = self._orders
@@ -599,6 +675,8 @@ class Daemon:
         return snap
 
     def _write_status(self) -> None:
+        if not self._locked:
+            return  # the data dir is another daemon's (or does not exist): not ours to write
         try:
             write_snapshot(self.data_dir, self.snapshot())
         except OSError as exc:
@@ -673,8 +751,10 @@ class Daemon:
                 log.exception("gateway_close_failed", gateway=getattr(gw, "name", "?"))
         if self.metrics is not None:
             self.metrics.close()
+        self.lock.release()
 
     def _close_store(self) -> None:
+        self._save_risk_state()
         store, self.store = self.store, None
         now = time.time_ns()
         if self.session is not None and self.store_session is not None:
@@ -691,24 +771,20 @@ class Daemon:
             return
         try:
             new = load_config(self.config_path)
-            from trader.replay.backtest import build_models
-
             build_models(new)  # validates every model's params before anything changes
+            # Stages come from the registry, never from the file being reloaded.
+            stages = Lifecycle(self.store).stages() if self.store is not None else {}
         except Exception as exc:
             log.error("reload_rejected", error=str(exc), config=str(self.config_path))
             return
-        models = [m.model_dump(mode="json") for m in new.models]
+        self._stages.update({m.name: stages.get(m.name, "research") for m in new.models})
+        models = [{**m.model_dump(mode="json"), "stage": stages.get(m.name, "research")}
+                  for m in new.models]
         self.control("reload", models)
         self.cfg = self.cfg.model_copy(update={"models": new.models})
         log.info("reloaded", models=[f"{m.name}:{m.stage}" for m in new.models],
                  paused=sorted(self.session.paused_models))
         self._write_status()
-
-
-def _bases(cfg: AppConfig) -> dict[str, int]:
-    from trader.replay.backtest import base_timeframes
-
-    return base_timeframes(cfg)
 
 
 def _speed(value: float | str) -> float | None:
@@ -728,9 +804,10 @@ def _arm_exit_timer(timeout: float) -> threading.Timer:
 
 
 def run_daemon(cfg: AppConfig, mode: str, *, config_path: Path | None = None,
-               data_dir: Path | None = None) -> int:
+               data_dir: Path | None = None, create_data_dir: bool = False) -> int:
     """Run a session on uvloop when installed, else on asyncio's default loop."""
-    daemon = Daemon(cfg, mode, config_path=config_path, data_dir=data_dir)
+    daemon = Daemon(cfg, mode, config_path=config_path, data_dir=data_dir,
+                    create_data_dir=create_data_dir)
     try:
         import uvloop
     except ImportError:

@@ -16,73 +16,25 @@ Parity (a journal replays to the session's orders) holds by construction:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from gateways.base import EventSink, NoBrokerRecord
-from gateways.sim import SimCosts, SimulatedGateway
+from gateways.ccxt.factory import register as _register_ccxt
+from gateways.sim import SimulatedGateway
+from models.lifecycle import MODE_STAGES
 from models.registry import model_class
-from risk.engine import RiskAction, RiskDecision, RiskEngine
 from trader.core.clock import Clock
 from trader.core.events import Fill, OrderRequest, OrderStatus
-from trader.core.instruments import Instrument
+from trader.engine.build import Engine, build_engine, execution_gateways, make_sim
 from trader.engine.config import AppConfig, ModelConfig
 from trader.engine.orders import Order
 from trader.live.journal import JournalControl, JournalHeader
-from trader.replay.backtest import Engine, base_timeframes, build_engine, build_models
 
 log = structlog.get_logger(__name__)
-
-# Which lifecycle stages each mode runs (the lifecycle registry's rule, when installed).
-MODE_STAGES: dict[str, frozenset[str]] = {
-    "paper": frozenset({"candidate", "paper"}),
-    "live": frozenset({"live"}),
-    "replay": frozenset({"research", "candidate", "paper", "live"}),
-}
-try:
-    from models.lifecycle import MODE_STAGES as _REGISTRY_STAGES  # type: ignore[import-not-found]
-
-    MODE_STAGES.update({k: v for k, v in _REGISTRY_STAGES.items() if v is not None})
-except ImportError:
-    pass
-
-
-class SessionGate:
-    """The daemon's controls in front of the risk engine: kill switch and stale feeds.
-
-    It delegates every order to the risk engine; while the kill switch is
-    engaged it rejects everything, and on a stale instrument it rejects orders
-    that would grow the position (reducing is allowed).
-    """
-
-    def __init__(self, inner: RiskEngine, engine: Engine) -> None:
-        self.inner = inner
-        self.engine = engine
-        self.halted = False
-        self.stale: set[str] = set()
-        self.rejections = 0
-
-    def check(self, order: OrderRequest) -> RiskDecision:
-        if self.halted:
-            self.rejections += 1
-            return RiskDecision(RiskAction.REJECT, 0.0, "kill_switch", "kill switch engaged")
-        if order.instrument_id in self.stale and self._grows(order):
-            self.rejections += 1
-            return RiskDecision(RiskAction.REJECT, 0.0, "stale_data",
-                                f"no recent bar for {order.instrument_id}")
-        return self.inner.check(order)
-
-    def _grows(self, order: OrderRequest) -> bool:
-        pos = self.engine.portfolio.position(order.instrument_id)
-        pos += self.engine.router.open_quantity(order.instrument_id)
-        after = pos + order.quantity * order.side.sign
-        return abs(after) > abs(pos) + 1e-12
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class RecordedGateway(NoBrokerRecord):
@@ -112,51 +64,19 @@ class RecordedGateway(NoBrokerRecord):
         return None
 
 
-
 @dataclass
 class Session:
     """An engine plus the session-level state that control records change."""
 
     engine: Engine
-    gate: SessionGate
     mode: str
     paused_models: set[str] = field(default_factory=set)
+    trade_standing_targets: bool = True
 
 
 # Broker gateways the daemon can build, by the name models route to (``models[].gateway``).
-# Broker integrations register a factory ``(cfg, name) -> Gateway`` here; "sim" is the
-# simulated exchange and needs none.
-GATEWAY_FACTORIES: dict[str, Callable[[AppConfig, str], Any]] = {}
-
-
-def execution_gateways(cfg: AppConfig) -> set[str]:
-    """Gateway names the models route orders to."""
-    return {mc.gateway for mc in cfg.models}
-
-
-def make_sim(cfg: AppConfig, name: str = "sim") -> SimulatedGateway:
-    instruments = {i.id: Instrument(**i.model_dump(exclude={"data"})) for i in cfg.instruments}
-    e = cfg.execution
-    return SimulatedGateway(
-        instruments, SimCosts(e.slippage_bps, e.commission_bps, e.fee_per_order),
-        base_timeframes=base_timeframes(cfg), initial_cash=cfg.portfolio.initial_cash,
-        currency=cfg.portfolio.currency, name=name,
-    )
-
-
-def session_risk_factory() -> Any:
-    """The risk engine with an in-memory kill switch: the daemon feeds it from the persistent
-    switch through journaled control records, so replay never reads a file."""
-    try:
-        from risk.killswitch import KillSwitch, MemoryBackend  # type: ignore[import-not-found]
-    except ImportError:  # the placeholder engine has no kill switch of its own
-        return None
-
-    def factory(**kw: Any) -> RiskEngine:
-        switch = KillSwitch(MemoryBackend(), kw.get("clock"), who="risk-engine")
-        return RiskEngine(**kw, kill_switch=switch)  # type: ignore[call-arg]
-
-    return factory
+GATEWAY_FACTORIES: dict[str, Any] = {}
+_register_ccxt(GATEWAY_FACTORIES)
 
 
 def build_session(
@@ -167,21 +87,14 @@ def build_session(
     id_prefix: str,
     start_seq: int = 0,
     gateways: dict[str, Any] | None = None,
-    risk: Any = None,
 ) -> Session:
     """Assemble the kernel for a session (daemon) or for the replay of its journal."""
     if gateways is None:
         names = sorted(execution_gateways(cfg) or {"sim"})
         gateways = {name: make_sim(cfg, name) for name in names}
-    if risk is None:
-        risk = session_risk_factory()
-    engine = build_engine(cfg, clock=clock, gateways=gateways, models=build_models(cfg), risk=risk,
-                          id_prefix=id_prefix, record_orders=True)
-    engine.router._seq = start_seq  # client order ids continue across restarts
-    gate = SessionGate(engine.risk, engine)
-    engine.runner.risk = gate
-    engine.runner.trading = False  # warm-up first; a control record turns trading on
-    return Session(engine, gate, mode)
+    engine = build_engine(cfg, mode=mode, clock=clock, gateways=gateways, id_prefix=id_prefix,
+                          start_seq=start_seq, record_orders=True)
+    return Session(engine, mode, trade_standing_targets=cfg.daemon.trade_on_ready)
 
 
 def apply_control(session: Session, rec: JournalControl) -> None:
@@ -189,7 +102,12 @@ def apply_control(session: Session, rec: JournalControl) -> None:
     kind, value = rec.kind, rec.value
     engine = session.engine
     if kind == "trading":
-        engine.runner.trading = bool(value)
+        if value:
+            # READY: risk starts watching, and targets formed in warm-up are traded.
+            engine.risk.arm(rec.ts)
+            engine.pipeline.start_trading(trade_standing_targets=session.trade_standing_targets)
+        else:
+            engine.pipeline.trading = False
     elif kind == "accepting":
         engine.router.accepting = bool(value)
     elif kind == "halt":
@@ -198,19 +116,18 @@ def apply_control(session: Session, rec: JournalControl) -> None:
             who = str(value.get("who") or "operator")
         else:
             engaged, reason, who = bool(value), "", "operator"
-        session.gate.halted = engaged
-        # The risk engine's own (in-memory) kill switch follows, so its policy applies
-        # (cancel open orders, optional flattening, HALTED state).
-        switch = getattr(session.gate.inner, "kill_switch", None)
-        if switch is not None and bool(getattr(switch, "engaged", False)) != engaged:
+        # The risk engine's (in-memory) kill switch follows the persistent one, so its
+        # policy applies: cancel open orders, optional flattening, HALTED state.
+        switch = engine.risk.kill_switch
+        if switch.engaged != engaged:
             text = reason or ("kill switch engaged" if engaged else "kill switch released")
             (switch.engage if engaged else switch.release)(text, who=who)
     elif kind == "stale":
         inst, is_stale = value
         if is_stale:
-            session.gate.stale.add(inst)
+            engine.risk.stale.add(inst)
         else:
-            session.gate.stale.discard(inst)
+            engine.risk.stale.discard(inst)
     elif kind == "reload":
         reload_models(session, [ModelConfig.model_validate(m) for m in value])
     elif kind == "note":
@@ -226,8 +143,8 @@ def reload_models(session: Session, new: list[ModelConfig]) -> list[str]:
     and a model with new parameters keeps its old targets until it decides again.
     Returns what changed, for the log.
     """
-    runner = session.engine.runner
-    allowed = MODE_STAGES[session.mode]
+    runner = session.engine.pipeline
+    allowed = MODE_STAGES[session.mode] or frozenset()
     by_name = {m.name: m for m in runner.models}
     changes: list[str] = []
     for mc in new:
@@ -252,7 +169,7 @@ def reload_models(session: Session, new: list[ModelConfig]) -> list[str]:
 
 
 def _apply_pauses(session: Session) -> None:
-    runner = session.engine.runner
+    runner = session.engine.pipeline
     runner.subscribe(m for m in runner.models if m.name not in session.paused_models)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,6 @@ from trader.core.events import ns_to_iso
 
 
 def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
-    from trader.replay.backtest import metrics_json
-
     (out_dir / "metrics.json").write_text(metrics_json(metrics))
     with open(out_dir / "equity.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -36,3 +35,16 @@ def write_chart(equity: list, path: Path, title: str) -> None:
                              fill="tozeroy"), row=2, col=1)
     fig.update_layout(title=title, showlegend=False, yaxis2_tickformat=".0%")
     fig.write_html(path, include_plotlyjs="cdn", full_html=True, div_id="equity")
+
+
+def metrics_json(metrics: dict[str, Any]) -> str:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                return None
+            return round(v, 10)
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    return json.dumps(clean(metrics), indent=2, sort_keys=True) + "\n"

@@ -39,7 +39,7 @@ def resolve_url(database_url: str | None = None, data_dir: str | Path | None = N
     url = database_url or os.environ.get(ENV_URL)
     if url:
         return url
-    base = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "state")
+    base = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "var")
     return f"sqlite:///{base / DB_FILE}"
 
 

@@ -23,7 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, Side
+from risk.killswitch import KillSwitchRecord
+from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, Side, ns_to_iso
 from trader.engine.orders import IllegalTransition, Order, check_transition
 from trader.store import schema as s
 from trader.store.db import StoreError, make_engine, redact, resolve_url
@@ -380,6 +381,34 @@ class Store:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     # -- trading state ------------------------------------------------------------------
+    def load_kill_switch(self, scope: str = "default") -> KillSwitchRecord | None:
+        """The kill switch row of ``scope`` (``risk.killswitch.DatabaseBackend`` reads it)."""
+        with self.read() as conn:
+            row = conn.execute(
+                select(KILL_SWITCH.c.engaged, KILL_SWITCH.c.reason, KILL_SWITCH.c.changed_by,
+                       KILL_SWITCH.c.ts).where(KILL_SWITCH.c.scope == scope)
+            ).first()
+        if row is None:
+            return None
+        engaged, reason, who, ts = row
+        return KillSwitchRecord(bool(engaged), reason, ts, who, ns_to_iso(ts))
+
+    def save_kill_switch(self, record: KillSwitchRecord, scope: str = "default") -> None:
+        """Write the kill switch row, and the change as a ``risk_events`` row (its history)."""
+        values = {"engaged": record.engaged, "reason": record.reason[:1000],
+                  "changed_by": record.who[:200], "ts": record.ts}
+        with self.write() as conn:
+            done = conn.execute(
+                update(KILL_SWITCH).where(KILL_SWITCH.c.scope == scope).values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(insert(KILL_SWITCH).values(scope=scope, **values))
+            conn.execute(insert(RISK_EVENTS).values(
+                ts=record.ts,
+                kind="kill_switch_engaged" if record.engaged else "kill_switch_released",
+                reason=record.reason[:1000], detail={"by": record.who, "scope": scope}))
+        self.flush()
+
     def trading_state(self, scope: str = "default") -> tuple[str, str]:
         """(state, reason); ACTIVE when nothing was ever stored."""
         with self.read() as conn:
@@ -713,9 +742,11 @@ def order_from_row(r: Mapping[str, Any], fills: Sequence[Fill]) -> Order:
                  r["reason"] or "", {f.trade_id for f in fills}, tags)
 
 
-def open_store(cfg: Any = None, *, migrate: bool = True, batch_size: int = 0) -> Store:
-    """Open the store a ``StoreConfig`` (or None: defaults and environment) points at."""
+def open_store(cfg: Any = None, data_dir: str | Path | None = None, *, migrate: bool = True,
+               batch_size: int = 0) -> Store:
+    """Open the store of a deployment: ``cfg`` is its ``StoreConfig`` (None: defaults and
+    environment), ``data_dir`` its data directory (SQLite ``trader.db`` lives there)."""
     if cfg is None:
-        return Store.open(migrate=migrate, batch_size=batch_size)
-    return Store.open(cfg.database_url, cfg.data_dir, migrate=migrate,
+        return Store.open(None, data_dir, migrate=migrate, batch_size=batch_size)
+    return Store.open(cfg.database_url, data_dir, migrate=migrate,
                       sqlite_synchronous=cfg.sqlite_synchronous, batch_size=batch_size)

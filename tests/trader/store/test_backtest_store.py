@@ -100,7 +100,7 @@ def test_backtest_cli_records_the_run_and_persists_with_store_flag(
 
 
 def test_multi_model_runs_store_each_models_own_metrics(db_url: str) -> None:
-    from models.lifecycle import Lifecycle
+    from trader.store.lifecycle import Lifecycle
 
     base = _cfg().model_dump()
     spy = str(DATA.with_name("spy_1d.parquet"))

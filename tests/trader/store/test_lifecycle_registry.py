@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from models.lifecycle import (
     DAY_NS,
-    Lifecycle,
+    LifecycleConfig,
     LifecycleError,
     StageRefused,
     backtest_checks,
@@ -19,9 +19,9 @@ from models.lifecycle import (
 )
 from trader.core.clock import ReplayClock
 from trader.core.events import Fill, OrderRequest, Side
-from trader.engine.config import LifecycleConfig
 from trader.engine.orders import Order
 from trader.store import Store
+from trader.store.lifecycle import Lifecycle
 
 GATES = LifecycleConfig()
 GOOD = {"sharpe": 1.0, "max_drawdown": 0.20, "cagr": 0.10, "trades": 10}
@@ -233,7 +233,7 @@ def test_models_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_enforce_mode_trusts_the_store_not_the_config(store: Store) -> None:
-    from models.lifecycle import enforce_mode
+    from trader.store.lifecycle import enforce_mode
 
     lc, _ = _lc(store)
     enforce_mode("replay", ["anything"], lc)

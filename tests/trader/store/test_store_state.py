@@ -4,37 +4,44 @@ from __future__ import annotations
 
 import pytest
 
+from risk.killswitch import DatabaseBackend, KillSwitch, KillSwitchError
 from trader.core.clock import ReplayClock
-from trader.store import DbKillSwitch, Store
+from trader.store import Store
+
+
+def _engaged(store: Store, scope: str = "default") -> tuple[bool, str]:
+    rec = store.load_kill_switch(scope)
+    return (bool(rec.engaged), rec.reason) if rec else (False, "")
 
 
 def test_kill_switch_persists_and_is_released_only_explicitly(db_url: str) -> None:
     clock = ReplayClock(5)
     with Store.open(db_url) as st:
-        ks = DbKillSwitch(st, clock)
-        assert ks.engaged() == (False, "")
-        ks.engage("drawdown 12% beyond limit", "risk-engine")
-        assert ks.engaged() == (True, "drawdown 12% beyond limit")
+        ks = KillSwitch(DatabaseBackend(st), clock)
+        assert _engaged(st) == (False, "")
+        ks.engage("drawdown 12% beyond limit", who="risk-engine")
+        assert _engaged(st) == (True, "drawdown 12% beyond limit")
     with Store.open(db_url) as st:  # a restart: still engaged
-        ks = DbKillSwitch(st, clock)
-        assert ks.engaged() == (True, "drawdown 12% beyond limit")
+        ks = KillSwitch(DatabaseBackend(st), clock)
+        assert ks.engaged and _engaged(st) == (True, "drawdown 12% beyond limit")
         # Another process (the CLI) sees the same row.
         with Store.open(db_url) as other:
-            assert DbKillSwitch(other, clock).engaged()[0] is True
+            assert _engaged(other)[0] is True
             clock.advance(9)
-            DbKillSwitch(other, clock).release("reviewed, limits reset", "ana")
-        assert ks.engaged() == (False, "reviewed, limits reset")
-        with pytest.raises(ValueError, match="needs a reason"):
-            ks.engage(" ", "x")
+            KillSwitch(DatabaseBackend(other), clock).release("reviewed, limits reset", who="ana")
+        assert _engaged(st) == (False, "reviewed, limits reset")
+        with pytest.raises(KillSwitchError, match="reason is required"):
+            ks.engage(" ", who="x")
         events = [(e["kind"], e["ts"], e["detail"]["by"]) for e in st.risk_events()]
         assert events == [("kill_switch_engaged", 5, "risk-engine"),
                           ("kill_switch_released", 9, "ana")]
 
 
 def test_kill_switch_scopes_are_independent(store: Store) -> None:
-    a, b = DbKillSwitch(store, ReplayClock(1), "acct-a"), DbKillSwitch(store, ReplayClock(1), "b")
-    a.engage("halt a", "ops")
-    assert a.engaged()[0] and not b.engaged()[0]
+    a = KillSwitch(DatabaseBackend(store, "acct-a"), ReplayClock(1))
+    KillSwitch(DatabaseBackend(store, "b"), ReplayClock(1))
+    a.engage("halt a", who="ops")
+    assert _engaged(store, "acct-a")[0] and not _engaged(store, "b")[0]
 
 
 def test_trading_state_persists_with_its_history(db_url: str) -> None:
@@ -89,23 +96,21 @@ def test_batch_mode_commits_in_groups_and_on_flush(db_url: str) -> None:
 
 
 def test_db_backend_plugs_into_the_risk_kill_switch(db_url: str) -> None:
-    from risk.killswitch import KillSwitch
-
     clock = ReplayClock(100)
     with Store.open(db_url) as st_daemon, Store.open(db_url) as st_cli:
-        daemon = KillSwitch(DbKillSwitch(st_daemon), clock, who="daemon")
+        daemon = KillSwitch(DatabaseBackend(st_daemon), clock, who="daemon")
         assert daemon.engaged is False and daemon.poll() is False
         heard = []
         daemon.listeners.append(heard.append)
         # The operator engages it from another process (here: another store connection).
-        cli = KillSwitch(DbKillSwitch(st_cli), ReplayClock(200), who="ops")
+        cli = KillSwitch(DatabaseBackend(st_cli), ReplayClock(200), who="ops")
         cli.engage("broker outage")
         assert daemon.poll() is True and daemon.engaged is True
         assert heard[-1].reason == "broker outage" and heard[-1].who == "ops"
         assert daemon.poll() is False  # no change, no news
         daemon.release("outage over", "ana")
-        assert DbKillSwitch(st_cli).engaged() == (False, "outage over")
-        rec = DbKillSwitch(st_cli).load()
+        assert _engaged(st_cli) == (False, "outage over")
+        rec = st_cli.load_kill_switch()
         assert (rec.engaged, rec.who, rec.ts) == (False, "ana", 100)
     with Store.open(db_url) as st:  # a restart: the state is what was stored last
-        assert KillSwitch(DbKillSwitch(st), clock).engaged is False
+        assert KillSwitch(DatabaseBackend(st), clock).engaged is False

@@ -1,0 +1,200 @@
+"""The one composition root: every kernel (replay, paper, live, journal replay) is built here.
+
+``build_engine`` wires the components on one bus in the order a bar must
+reach them and returns them as an ``Engine``.  Nothing is patched afterwards:
+what differs between a replay and a trading session (the clock, the gateways,
+the client-order-id prefix and sequence, whether models trade before READY,
+where the kill switch lives) is an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from gateways.sim import SimCosts, SimulatedGateway
+from models.base import Model
+from models.registry import model_class
+from risk.engine import RiskEngine
+from risk.events import RiskDirective
+from risk.killswitch import KillSwitch, MemoryBackend, backend_from_config
+from trader.core.clock import Clock, ReplayClock
+from trader.core.events import Bar, Fill, OrderRequest, OrderUpdate
+from trader.core.instruments import Instrument
+from trader.core.kernel import Kernel
+from trader.engine.aggregator import BarAggregator
+from trader.engine.allocator import Allocator
+from trader.engine.config import AppConfig, ConfigError, base_timeframes
+from trader.engine.pipeline import Pipeline
+from trader.engine.planner import Planner
+from trader.engine.portfolio import Portfolio
+from trader.engine.recorder import Recorder
+from trader.engine.router import OrderJournal, Router
+
+ORDER_RECORD_LIMIT = 100_000
+SIM = "sim"
+TRADING_MODES = ("paper", "live")
+
+
+def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Model]:
+    """Instantiate the config's models; errors name the model's config key."""
+    wanted = set(names) if names is not None else None
+    out = []
+    for idx, mc in enumerate(cfg.models):
+        if wanted is not None and mc.name not in wanted:
+            continue
+        try:
+            cls = model_class(mc.model)
+            out.append(cls(mc.name, mc.instruments, mc.timeframe, mc.params))
+        except KeyError as exc:
+            raise ConfigError(f"models[{idx}] ({mc.name}).model: {exc.args[0]}") from None
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in err.errors()
+            )
+            raise ConfigError(f"models[{idx}] ({mc.name}).params: {problems}") from None
+    return out
+
+
+def instruments_of(cfg: AppConfig) -> dict[str, Instrument]:
+    """The config's instruments as kernel objects, by id."""
+    return {i.id: Instrument(**i.model_dump(exclude={"data"})) for i in cfg.instruments}
+
+
+def make_sim(cfg: AppConfig, name: str = SIM) -> SimulatedGateway:
+    """The simulated exchange with the config's costs and starting account."""
+    e = cfg.execution
+    return SimulatedGateway(
+        instruments_of(cfg), SimCosts(e.slippage_bps, e.commission_bps, e.fee_per_order),
+        base_timeframes=base_timeframes(cfg), initial_cash=cfg.portfolio.initial_cash,
+        currency=cfg.portfolio.currency, name=name,
+    )
+
+
+def execution_gateways(cfg: AppConfig) -> set[str]:
+    """Gateway names the models route orders to."""
+    return {mc.gateway for mc in cfg.models}
+
+
+@dataclass
+class Engine:
+    """Every component of one kernel, wired; the same shape in replay and live."""
+
+    cfg: AppConfig
+    mode: str
+    kernel: Kernel
+    instruments: dict[str, Instrument]
+    portfolio: Portfolio
+    allocator: Allocator
+    router: Router
+    risk: RiskEngine
+    pipeline: Pipeline
+    aggregator: BarAggregator
+    recorder: Recorder
+    gateways: dict[str, Any]
+    models: list[Model]
+    orders: list[OrderRequest] = field(default_factory=list)
+    orders_truncated: bool = False
+
+
+def build_engine(
+    cfg: AppConfig,
+    *,
+    mode: str = "replay",
+    clock: Clock | None = None,
+    gateways: dict[str, Any] | None = None,
+    models: list[Model] | None = None,
+    trades_file: IO[str] | None = None,
+    id_prefix: str = "bt",
+    start_seq: int = 0,
+    record_orders: bool = True,
+    journal: OrderJournal | None = None,
+) -> Engine:
+    """Wire the kernel's components on one bus, in the order bars must reach them.
+
+    ``mode`` is ``replay`` (every model's orders go to the simulated exchange,
+    models trade from the first bar, the kill switch is the config's) or a
+    trading mode, ``paper``/``live`` (orders go to the gateways the models
+    name, nothing trades before the session turns trading on at READY, and the
+    kill switch is an in-memory copy that the session drives through
+    journaled control records, so a replay of its journal never reads a file).
+    """
+    trading_session = mode in TRADING_MODES
+    clock = clock or ReplayClock()
+    kernel = Kernel(clock)
+    bus = kernel.bus
+    instruments = instruments_of(cfg)
+    bases = base_timeframes(cfg)
+    portfolio = Portfolio(instruments, cfg.portfolio.initial_cash, base_timeframes=bases)
+    if models is None:
+        models = build_models(cfg)
+    budgets = {m.name: mc.budget for mc in cfg.models for m in models if m.name == mc.name}
+    allocator = Allocator(portfolio, budgets)
+    portfolio.set_attribution(allocator.attribute)
+    replay_sim = gateways is None
+    if gateways is None:
+        gateways = {SIM: make_sim(cfg)}
+    for gw in gateways.values():
+        gw.bind(bus.publish)
+    router = Router(gateways, clock, id_prefix=id_prefix, start_seq=start_seq, journal=journal)
+    planner = Planner(allocator, portfolio, router.open_quantity, instruments,
+                      min_trade_fraction=cfg.planner.min_trade_fraction)
+    ks = cfg.risk.kill_switch
+    backend = MemoryBackend() if trading_session else backend_from_config(ks.backend, ks.path)
+    risk = RiskEngine(cfg.risk, portfolio, router, instruments, clock=clock, bus=bus,
+                      intervals=bases, kill_switch=KillSwitch(backend, clock, who="risk-engine"),
+                      armed=not trading_session)
+    gateway_of = {}
+    for idx, mc in enumerate(cfg.models):
+        # A replay sends every model's orders to the simulated exchange, whatever
+        # broker the model names for paper or live sessions.
+        name = SIM if replay_sim else mc.gateway
+        if name not in gateways:
+            raise ConfigError(f"models.{idx}.gateway: no gateway named {name!r}; "
+                              f"available: {sorted(gateways)}")
+        for inst in mc.instruments:
+            gateway_of[inst] = name
+    pipeline = Pipeline(models, allocator, planner, risk, router, clock, gateway_of=gateway_of,
+                        trading=not trading_session)
+    aggregator = BarAggregator(bus.publish)
+    for inst_id, tf in pipeline.subscriptions():
+        if inst_id not in bases:
+            raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
+                              "data (set its data.path and data.timeframe, or stream it from "
+                              "a gateway with daemon.market_data)")
+        aggregator.add(inst_id, bases[inst_id], tf)
+    recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
+    engine = Engine(cfg, mode, kernel, instruments, portfolio, allocator, router, risk, pipeline,
+                    aggregator, recorder, gateways, models)
+
+    # Bar order matters: the recorder samples the state the bar found, fills
+    # from earlier decisions happen at this bar's open, then the close marks the
+    # portfolio, then risk watches drawdown, then higher timeframes close, then
+    # models decide.
+    bus.subscribe(Bar, recorder.on_bar)
+    for gw in gateways.values():
+        if hasattr(gw, "on_bar"):
+            bus.subscribe(Bar, gw.on_bar)
+    bus.subscribe(Bar, portfolio.on_bar)
+    bus.subscribe(Bar, risk.on_bar)
+    if aggregator.active:
+        bus.subscribe(Bar, aggregator.on_bar)
+    bus.subscribe(Bar, pipeline.on_bar)
+    # Risk decides (de-risk, halt, kill switch); the pipeline plans every order that follows.
+    bus.subscribe(RiskDirective, pipeline.on_directive)
+    bus.subscribe(OrderUpdate, router.on_update)
+    bus.subscribe(Fill, router.on_fill)
+    router.fill_listeners.append(portfolio.on_fill)
+    if record_orders:
+        def record(order: Any) -> None:
+            # Kept for parity checks and tests; capped so long replays stay bounded.
+            if len(engine.orders) < ORDER_RECORD_LIMIT:
+                engine.orders.append(order.request)
+            else:
+                engine.orders_truncated = True
+
+        router.order_listeners.append(record)
+    return engine

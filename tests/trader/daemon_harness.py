@@ -31,6 +31,7 @@ def write_config(
     daemon: dict[str, Any] | None = None,
     name: str = "test-session",
     register: bool = True,
+    gateways: dict[str, Any] | None = None,
 ) -> Path:
     """A paper config on BTC hourly + SPY daily from the shipped data."""
     if models is None:
@@ -62,6 +63,7 @@ def write_config(
         ],
         "models": models,
         "daemon": d,
+        **({"gateways": gateways} if gateways else {}),
     }
     path = tmp / "session.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -10,9 +10,9 @@ from trader.core.clock import ReplayClock
 from trader.data.feed import feed_from_config, parse_time
 from trader.engine.config import load_config
 from trader.live.daemon import split_history
-from trader.live.journal import read_journal
+from trader.live.journal import JournalControl, read_journal
 from trader.live.journal_replay import order_key, replay_journal
-from trader.live.session import build_session
+from trader.live.session import apply_control, build_session
 
 
 def _session(tmp_path, **kw):
@@ -60,7 +60,8 @@ def test_session_matches_replay_of_the_original_data_files(tmp_path):
     replay = build_session(cfg, ReplayClock(), mode="paper", id_prefix=header.id_prefix)
     history, live = split_history(feed_from_config(cfg), parse_time(cfg.daemon.replay.start))
     replay.engine.kernel.run(history)
-    replay.engine.pipeline.trading = True
+    # READY, as the daemon's control record does it: risk arms, warm-up targets trade.
+    apply_control(replay, JournalControl(history[-1].ts, "trading", True))
     replay.engine.kernel.run(live)
     assert session_orders
     assert [order_key(o) for o in replay.engine.orders] == [order_key(o) for o in session_orders]

@@ -76,10 +76,9 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
         if name not in gateways:
             gateways[name] = (make_sim(cfg, name) if name in header.simulated_gateways
                               else RecordedGateway(name))
-    session = build_session(cfg, ReplayClock(), mode="replay", id_prefix=header.id_prefix,
+    # Built exactly as the session was: its mode, its id prefix and sequence, its gateways.
+    session = build_session(cfg, ReplayClock(), mode=header.mode, id_prefix=header.id_prefix,
                             start_seq=header.start_seq, gateways=gateways)
-    # Reload records name stages; the session judged them by its own mode.
-    session.mode = header.mode
     restore_state(session, header.fills,
                   [(o, header.open_filled.get(o.client_order_id, 0.0)) for o in header.open_orders])
     expected: list[OrderRequest] = []

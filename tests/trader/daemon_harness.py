@@ -76,11 +76,14 @@ def register_stages(config: Path, data_dir: Path | None = None) -> None:
     """Put each model of ``config`` in the deployment's lifecycle registry at the stage its
     YAML names (forced, on record): sessions take stages from the registry only."""
     from models.lifecycle import STAGES
-    from trader.engine.config import load_config, resolve_data_dir
+    from trader.engine.config import ConfigError, load_config, resolve_data_dir
     from trader.store import open_store
     from trader.store.lifecycle import Lifecycle
 
-    cfg = load_config(config)
+    try:
+        cfg = load_config(config)
+    except ConfigError:
+        return  # a test of a bad config: the command under test reports it
     d = resolve_data_dir(cfg, data_dir)
     d.mkdir(parents=True, exist_ok=True)
     store = open_store(cfg.store, d)

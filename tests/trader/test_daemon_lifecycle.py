@@ -91,10 +91,9 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
     assert stored["positions"] == pytest.approx(snap["positions"], abs=1e-9)
     assert sorted(o["client_order_id"] for o in stored["open_orders"]) == sorted(
         o["client_order_id"] for o in snap["open_orders"])
-    from trader.engine.config import StoreConfig
     from trader.store import open_store
 
-    with open_store(StoreConfig(data_dir=tmp_path / "data"), migrate=False) as store:
+    with open_store(None, tmp_path / "data", migrate=False) as store:
         sessions = [store.session(i) for i in range(1, 3)]
         assert sessions[0] is not None and sessions[0]["ended_ts"] is not None
         assert sessions[1] is None

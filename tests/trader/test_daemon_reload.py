@@ -10,7 +10,7 @@ import signal
 import time
 
 import yaml
-from daemon_harness import NotifyListener, events, log_lines, start_daemon, write_config
+from daemon_harness import NotifyListener, events, log_lines, run_cli, start_daemon, write_config
 
 from trader.live.journal import JournalControl, read_journal
 from trader.live.journal_replay import replay_journal
@@ -37,8 +37,12 @@ def test_sighup_reload_and_stale_feeds_keep_parity(tmp_path):
             before = read_snapshot(data_dir)
             raw = yaml.safe_load(cfg.read_text())
             raw["models"][0]["params"] = {"fast": 3, "slow": 9}   # new params for btc
-            raw["models"][1]["stage"] = "research"                # spy no longer runs in paper
+            raw["models"][0]["stage"] = "research"  # the YAML's stage counts for nothing
             cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+            # spy no longer runs in paper: demoted in the registry, as an operator does it.
+            for why in ("review", "stop"):
+                res = run_cli("models", "demote", "spy", "--config", str(cfg), "--reason", why)
+                assert res.returncode == 0, res.stderr
             proc.send_signal(signal.SIGHUP)
             time.sleep(1.5)
             after = read_snapshot(data_dir)

@@ -48,6 +48,5 @@ def test_second_session_restores_the_first_and_both_replay_identically(tmp_path)
 
 
 def _store(tmp_path):
-    from trader.engine.config import StoreConfig
 
-    return open_store(StoreConfig(data_dir=tmp_path / "data"), migrate=False)
+    return open_store(None, tmp_path / "data", migrate=False)

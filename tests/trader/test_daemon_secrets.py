@@ -96,13 +96,13 @@ def test_redactor_masks_json_escaped_forms():
 
 def test_daemon_never_logs_a_secret(tmp_path):
     # The secret is the config's name (logged at start) and part of the data directory,
-    # which cannot be created because a file is in the way: the failure's exception text and
-    # traceback carry the secret.
+    # which cannot be used because a file is in the way: the failure's message carries the
+    # secret, on the log and on stderr.
     blocker = tmp_path / f"dir-{SECRET}"
     blocker.write_text("not a directory")
-    cfg = write_config(tmp_path, name=f"cfg-{TOKEN}",
+    cfg = write_config(tmp_path, name=f"cfg-{TOKEN}", register=False,
                        daemon={"data_dir": str(blocker / "data")})
-    proc, log_path = start_daemon(cfg, env=ENV)
+    proc, log_path = start_daemon(cfg, env=ENV, extra_args=["--create-data-dir"])
     code = proc.wait(timeout=30)
     raw = log_path.read_text()
     assert code == 1

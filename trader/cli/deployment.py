@@ -42,11 +42,10 @@ class Deployment:
 
     @property
     def used(self) -> bool:
-        """Whether a daemon or command has ever kept state in the data directory."""
+        """Whether a daemon has ever run on the data directory (it leaves its status file)."""
         from trader.live.status import STATUS_FILE
-        from trader.store.db import DB_FILE
 
-        return any((self.data_dir / name).exists() for name in (STATUS_FILE, DB_FILE))
+        return (self.data_dir / STATUS_FILE).exists()
 
     def open_store(self, *, migrate: bool = True, batch_size: int = 0) -> Store:
         from trader.store import open_store

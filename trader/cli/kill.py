@@ -30,6 +30,9 @@ def kill(
         operator,
     )
 
+    if not status and (not reason or not reason.strip()):
+        raise typer.BadParameter("a reason is required, e.g. --reason \"broker outage\"",
+                                 param_hint="--reason")
     dep = resolve(config, data_dir)
     path = dep.flag_path()
     used = dep.used
@@ -54,9 +57,6 @@ def kill(
         if status:
             _print_record(path, current)
             return
-        if not reason or not reason.strip():
-            raise typer.BadParameter("a reason is required, e.g. --reason \"broker outage\"",
-                                     param_hint="--reason")
         switch = KillSwitch(who=operator())
         record: KillSwitchRecord = (switch.release if release else switch.engage)(reason)
         watch.write(record)

@@ -38,6 +38,7 @@ from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, 
 from risk.killswitch import flag_path as kill_switch_flag_path
 from trader.core.clock import LiveClock
 from trader.core.events import Bar, ns_to_iso
+from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, make_sim
 from trader.engine.config import (
@@ -251,7 +252,7 @@ class Daemon:
             if isinstance(exc, OPERATOR_ERRORS):
                 # The operator needs the cause in one paragraph, not a traceback.
                 log.error("daemon_start_failed", error=str(exc), exit_code=code)
-                print(f"error: {exc}", file=sys.stderr, flush=True)
+                print(f"error: {redactor().text(str(exc))}", file=sys.stderr, flush=True)
             else:
                 log.exception("daemon_start_failed", error=str(exc), exit_code=code)
             if self._locked:
@@ -651,7 +652,8 @@ class Daemon:
             return snap
         e = self.session.engine
         snap.trading = e.pipeline.trading
-        snap.risk_state = str(e.risk.state)
+        # The kill switch stops everything but flattening: shown as the state it amounts to.
+        snap.risk_state = "HALTED" if e.risk.kill_switch.engaged else str(e.risk.state)
         snap.nav = e.portfolio.nav
         snap.cash = e.portfolio.account.cash
         snap.positions = {k: p.quantity for k, p in e.portfolio.account.positions.items()

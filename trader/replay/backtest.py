@@ -47,7 +47,8 @@ def run_backtest(
         trades_fh = open(out_dir / "trades.csv", "w", newline="")
     recording = BacktestRecording(store, cfg, persist) if store is not None else None
     try:
-        engine = build_engine(cfg, trades_file=trades_fh, id_prefix=recording.id_prefix if recording else "bt",
+        engine = build_engine(cfg, trades_file=trades_fh,
+                              id_prefix=recording.id_prefix if recording else "bt",
                               journal=recording.journal if recording else None)
         if recording is not None:
             recording.attach(engine)

@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 
-
 def config_hash(cfg: Any) -> str:
     """A stable digest of a validated config (which models, which data, which settings)."""
     text = cfg.model_dump_json(exclude={"store"}) if hasattr(cfg, "model_dump_json") else str(cfg)

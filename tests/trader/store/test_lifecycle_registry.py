@@ -209,16 +209,21 @@ def test_mode_filter_reads_stages_from_the_store(store: Store) -> None:
 
 
 # -- CLI ----------------------------------------------------------------------------------
-def test_models_cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_cli(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from trader.cli import UserError, app
 
     monkeypatch.setenv("TRADER_DATABASE_URL", db_url)
+    monkeypatch.setenv("TRADER_DATA_DIR", str(tmp_path))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("instruments: [{id: X, symbol: X, venue: V, asset_class: equity}]\n"
+                   "models: [{name: m1, model: SmaCross, budget: 0.5, instruments: [X]}]\n")
     runner = CliRunner()
-    res = runner.invoke(app, ["models", "promote", "m1", "--reason", "r", "--operator", "ana"])
+    res = runner.invoke(app, ["models", "promote", "m1", "--reason", "r", "--operator", "ana",
+                              "--config", str(cfg)])
     assert isinstance(res.exception, UserError)
     assert "no stored backtest run of m1" in str(res.exception)
     res = runner.invoke(app, ["models", "promote", "m1", "--reason", "manual review",
-                              "--operator", "ana", "--force"])
+                              "--operator", "ana", "--force", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "research -> candidate (FORCED" in res.output
     res = runner.invoke(app, ["models", "demote", "m1", "--reason", "oops", "--operator", "bob"])

@@ -21,7 +21,8 @@ from sqlalchemy import insert, select, update
 from trader.core.clock import Clock, LiveClock
 from trader.engine.config import LifecycleConfig
 from trader.store import schema as s
-from trader.store.store import FILLS, ORDERS, SESSIONS, Store
+from trader.store.store import Store
+from trader.store.tables import FILLS, ORDERS, SESSIONS
 
 STAGES: tuple[str, ...] = ("research", "candidate", "paper", "live")
 MODE_STAGES: dict[str, frozenset[str] | None] = {

@@ -28,7 +28,7 @@ from trader.core.events import OrderRequest, OrderStatus, OrderType, OrderUpdate
 from trader.engine.orders import Order
 from trader.engine.portfolio import Portfolio
 from trader.engine.router import Router
-from trader.store.store import Store
+from trader.store import Store
 
 log = structlog.get_logger(__name__)
 

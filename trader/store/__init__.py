@@ -2,7 +2,9 @@
 
 from trader.store.db import StoreError, redact, resolve_url
 from trader.store.killswitch import DbKillSwitch
-from trader.store.store import Journal, SessionInfo, Store, open_store
+from trader.store.orders import BufferedJournal, Journal
+from trader.store.sessions import SessionInfo
+from trader.store.store import Store, open_store
 
-__all__ = ["DbKillSwitch", "Journal", "SessionInfo", "Store", "StoreError", "open_store", "redact",
-           "resolve_url"]
+__all__ = ["BufferedJournal", "DbKillSwitch", "Journal", "SessionInfo", "Store", "StoreError",
+           "open_store", "redact", "resolve_url"]

@@ -36,7 +36,7 @@ from trader.core.clock import LiveClock
 from trader.core.events import Bar, ns_to_iso
 from trader.data.feed import feed_from_config, parse_time
 from trader.engine.config import AppConfig, ConfigError, load_config, market_data_gateway
-from trader.live.journal import JournalControl, JournalHeader, JournalWriter
+from trader.live.journal import JournalControl, JournalWriter
 from trader.live.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
 from trader.live.notify import Notifier, watchdog_interval
 from trader.live.session import (
@@ -46,10 +46,9 @@ from trader.live.session import (
     apply_control,
     build_session,
     execution_gateways,
-    header_models,
     make_sim,
-    restore_state,
 )
+from trader.live.start_state import restorable_fills, restore_fills_quietly, start_header
 from trader.live.status import Snapshot, write_snapshot
 
 log = structlog.get_logger("trader.live.daemon")
@@ -237,7 +236,7 @@ class Daemon:
                                                                  time.time_ns())
             self.id_prefix, start_seq = info.prefix, info.start_seq
             self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
-            restored = list(self.store.fills())
+            restored = restorable_fills(self.store, cfg, self.mode, execution_gateways(cfg))
             self._add_store_kill_switch()
         # 2. engine and gateways
         session = self.session = build_session(cfg, self.clock, mode=self.mode,
@@ -249,7 +248,7 @@ class Daemon:
             engine.router.journal = self.store.journal(self.store_session,
                                                        marks=engine.portfolio.marks)
         if restored:
-            restore_state(session, restored)
+            restore_fills_quietly(session, restored)
             log.info("state_restored", fills=len(restored),
                      positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
                                 if p.quantity})
@@ -282,19 +281,13 @@ class Daemon:
                 await gw.connect(stream=False)
             else:
                 await gw.connect()
-        # 4. reconcile; fills it adopts are part of the state the journal starts from
-        adopted: list[Any] = []
-        engine.router.fill_listeners.append(adopted.append)
+        # 4. reconcile; what it adopts is part of the state the journal starts from
         await self._reconcile()
-        engine.router.fill_listeners.remove(adopted.append)
-        open_orders = list(engine.router.active.values())
-        header = JournalHeader(
-            1, self.session_id, self.mode, cfg.name, time.time_ns(), self.id_prefix,
-            start_seq, tuple(simulated),
-            cfg.portfolio.initial_cash, {}, header_models(cfg), cfg.model_dump(mode="json"),
-            [*restored, *adopted], [o.request for o in open_orders],
-            {o.client_order_id: o.filled_quantity for o in open_orders},
-        )
+        header = start_header(
+            session, cfg, session_id=self.session_id, mode=self.mode,
+            started_wall_ns=time.time_ns(), id_prefix=self.id_prefix, start_seq=start_seq,
+            simulated=simulated, store=self.store,
+            store_session_id=self.store_session.id if self.store_session else None)
         self.journal = JournalWriter(self.data_dir / "journal" / f"{self.session_id}.journal",
                                      header, fsync_interval=self.dcfg.journal_fsync_interval)
         kernel.consumers.append(self._on_event)

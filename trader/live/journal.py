@@ -39,7 +39,7 @@ import msgspec
 from trader.core.events import Bar, CancelRequest, Fill, OrderRequest, OrderUpdate, Timer
 
 _HEAD = struct.Struct("<II")
-MAGIC_VERSION = 1
+MAGIC_VERSION = 2
 
 
 class JournalError(Exception):
@@ -65,11 +65,16 @@ class JournalHeader(msgspec.Struct, frozen=True, tag="header"):
     # The whole validated config (it holds no secrets: those come from the environment),
     # so a journal replays without the original file.
     config: dict[str, Any] = {}
-    # State restored at start-up (from the store, and by reconciliation): every fill so
-    # far, in order, and the orders still open, so a replay starts where the session did.
+    # Version 1 only: every fill of every earlier session, in order (read, never written).
     fills: list[Fill] = []
+    # The orders still open after start-up, so a replay starts where the session did.
     open_orders: list[OrderRequest] = []
     open_filled: dict[str, float] = {}
+    # Version 2: the state restored at start-up (store and reconciliation), compact
+    # (``trader.live.start_state``), and the id and content hash it is stored under.
+    state: dict[str, Any] = {}
+    state_id: int | None = None
+    state_hash: str = ""
 
 
 class JournalControl(msgspec.Struct, frozen=True, tag="control"):

@@ -48,3 +48,36 @@ def test_backtest_fills_in_the_same_database_never_reach_a_paper_session(tmp_pat
     assert not events(lines, "state_restored")  # nothing of the backtest is restored
     snap = json.loads(run_cli("status", "--config", str(cfg), "--json", env=env).stdout)
     assert snap["state"] == "stopped"
+
+
+def _live_bars(journal: str) -> list[tuple[str, int]]:
+    """The bars a session traded on: those after its journal turned trading on."""
+    from trader.core.events import Bar
+    from trader.live.journal import JournalControl, read_journal
+
+    out, trading = [], False
+    for rec in read_journal(journal).records:
+        if isinstance(rec, JournalControl) and rec.kind == "trading":
+            trading = bool(rec.value)
+        elif isinstance(rec, Bar) and trading:
+            out.append((rec.instrument_id, rec.ts))
+    return out
+
+
+def test_a_restart_resumes_the_replay_feed_after_the_last_consumed_bar(tmp_path):
+    cfg = write_config(tmp_path, data_end="2018-08-10")
+    proc, log1 = start_daemon(cfg, log_path=tmp_path / "one.log")
+    wait_for_exit(proc, log1)
+    snap1 = json.loads(run_cli("status", "--config", str(cfg), "--json").stdout)
+    cfg = write_config(tmp_path, data_end="2018-08-20")  # new data arrived meanwhile
+    proc, log2 = start_daemon(cfg, log_path=tmp_path / "two.log")
+    wait_for_exit(proc, log2)
+    snap2 = json.loads(run_cli("status", "--config", str(cfg), "--json").stdout)
+    first, second = _live_bars(snap1["journal"]), _live_bars(snap2["journal"])
+    assert first and second
+    assert not set(first) & set(second)  # no bar traded twice
+    last = {}
+    for inst, ts in first:
+        last[inst] = max(ts, last.get(inst, ts))
+    assert all(ts > last.get(inst, -1) for inst, ts in second)
+    assert events(log_lines(log2), "replay_feed_resumes")

@@ -24,7 +24,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from trader.engine.config import AppConfig, ConfigError, load_config, market_dat
 from trader.live.journal import JournalControl, JournalWriter
 from trader.live.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
 from trader.live.notify import Notifier, watchdog_interval
+from trader.live.resume import consumed_bars, save_consumed_bars, split_history
 from trader.live.session import (
     GATEWAY_FACTORIES,
     MODE_STAGES,
@@ -126,22 +127,6 @@ def new_session_id(mode: str) -> tuple[str, str]:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     tag = secrets.token_hex(2)
     return f"{mode}-{stamp}-{tag}", f"{mode[0].upper()}{stamp[2:8]}{stamp[9:]}{tag}"
-
-
-def split_history(bars: Iterable[Bar], start_ns: int | None) -> tuple[list[Bar], Iterator[Bar]]:
-    """Bars before ``start_ns`` (warm-up history) and an iterator over the rest (live)."""
-    it = iter(bars)
-    if start_ns is None:
-        return [], it
-    history: list[Bar] = []
-    for bar in it:
-        if bar.ts_open >= start_ns:
-            def rest(first: Bar = bar) -> Iterator[Bar]:
-                yield first
-                yield from it
-            return history, rest()
-        history.append(bar)
-    return history, iter(())
 
 
 class Daemon:
@@ -359,7 +344,7 @@ class Daemon:
         """Warm-up history and the live stream (the replay-as-live gateway's bars)."""
         bars = feed_from_config(self.cfg)
         start = parse_time(self.dcfg.replay.start)
-        return split_history(bars, start)
+        return split_history(bars, start, consumed_bars(self.store, self.mode, self.store_session))
 
     def _open_store(self) -> Any:
         """The store (SQLite in the data dir unless ``store`` names a database), if installed."""
@@ -537,6 +522,7 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         self._write_status()
+        save_consumed_bars(self.store, self.store_session, self._last_bar, self.feed)
         self.notifier.status(self._status_line())
         if self.metrics is not None and self.session is not None:
             e = self.session.engine
@@ -675,6 +661,7 @@ class Daemon:
             store.snapshot_account(now, "portfolio", {self.cfg.portfolio.currency: pf.account.cash},
                                    {i: p.quantity for i, p in pf.account.positions.items()
                                     if p.quantity}, nav=pf.nav)
+            save_consumed_bars(store, self.store_session, self._last_bar, self.feed)
             store.end_session(self.store_session.id, now)
         store.close()
 

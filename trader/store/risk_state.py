@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from trader.store.store import Store
 
 
+def _upsert(conn: Any, table: Any, scope: str, values: Mapping[str, Any]) -> None:
+    """Update the row of ``scope``, or insert it (one row per scope, any backend)."""
+    done = conn.execute(update(table).where(table.c.scope == scope).values(**values)).rowcount
+    if not done:
+        conn.execute(insert(table).values(scope=scope, **values))
+
+
 class RiskStateQueries:
     """``Store`` methods over risk state and events (mixed into ``Store``)."""
 
@@ -46,11 +53,7 @@ class RiskStateQueries:
         """Persist the trading state (and a risk event saying who changed it, and why)."""
         values = {"state": state, "reason": reason, "changed_by": who, "ts": ts}
         with self.write() as conn:
-            done = conn.execute(
-                update(TRADING_STATE).where(TRADING_STATE.c.scope == scope).values(**values)
-            ).rowcount
-            if not done:
-                conn.execute(insert(TRADING_STATE).values(scope=scope, **values))
+            _upsert(conn, TRADING_STATE, scope, values)
             conn.execute(insert(RISK_EVENTS).values(
                 ts=ts, kind="trading_state", reason=reason,
                 detail={"state": state, "by": who, "scope": scope}))
@@ -59,13 +62,8 @@ class RiskStateQueries:
     def save_risk_state(self: Store, state: Mapping[str, Any], ts: int = 0,
                         scope: str = "default") -> None:
         """Persist the risk engine's state (halts, drawdown high-water mark...) as JSON."""
-        values = {"state": dict(state), "ts": ts}
         with self.write() as conn:
-            done = conn.execute(
-                update(RISK_STATE).where(RISK_STATE.c.scope == scope).values(**values)
-            ).rowcount
-            if not done:
-                conn.execute(insert(RISK_STATE).values(scope=scope, **values))
+            _upsert(conn, RISK_STATE, scope, {"state": dict(state), "ts": ts})
         self.flush()
 
     def load_risk_state(self: Store, scope: str = "default") -> dict[str, Any] | None:

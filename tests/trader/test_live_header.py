@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import msgspec
 import pytest
@@ -11,7 +10,7 @@ import yaml
 from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
 from trader.engine.config import ConfigError, StoreConfig, load_config, without_secrets
-from trader.live.journal import JournalHeader, JournalWriter, read_journal
+from trader.live.journal import JournalWriter, read_journal
 from trader.live.journal_replay import replay_journal
 from trader.store import open_store
 
@@ -96,5 +95,3 @@ def test_header_config_is_redacted_defensively():
                                  "api_key_env": "E"}}, "name": "n"}
     assert without_secrets(dumped) == {"gateways": {"x": {"options": {"rate": 1},
                                                           "api_key_env": "E"}}, "name": "n"}
-    assert isinstance(JournalHeader(2, "s", "paper", "c", 0, "p"), JournalHeader)
-    assert os.sep

@@ -29,8 +29,8 @@ from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Sid
 from trader.engine.config import AppConfig  # noqa: E402
 from trader.engine.router import Router  # noqa: E402
 from trader.replay.backtest import run_backtest  # noqa: E402
-from trader.store import Store  # noqa: E402
-from trader.store.store import EVENTS, BufferedJournal  # noqa: E402
+from trader.store import BufferedJournal, Store  # noqa: E402
+from trader.store.tables import EVENTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -82,5 +82,5 @@ def test_a_session_never_overwrites_another_journal(tmp_path):
 
 def test_a_file_without_header_is_refused(tmp_path):
     (tmp_path / "e").write_bytes(b"")
-    with pytest.raises(JournalError, match="empty journal"):
+    with pytest.raises(JournalError, match="has no header"):
         read_journal(tmp_path / "e")

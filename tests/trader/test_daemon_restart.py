@@ -19,8 +19,10 @@ def _run(cfg, log_name):
 
 
 def test_second_session_restores_the_first_and_both_replay_identically(tmp_path):
-    cfg = write_config(tmp_path, speed="max")
+    cfg = write_config(tmp_path, speed="max", data_end="2018-08-25")
     lines1, snap1 = _run(cfg, "one.log")
+    # The second session resumes the feed after the first's last bar: give it new data.
+    cfg = write_config(tmp_path, speed="max", data_end="2018-09-15")
     lines2, snap2 = _run(cfg, "two.log")
     fills1 = events(lines1, "fill")
     assert fills1 and events(lines2, "fill")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -160,11 +161,32 @@ def _print(snap: dict, running: bool, age: float) -> None:
 
 
 def backtest_journal(journal: Path, config: Path | None, out: Path | None) -> None:
-    """Replay a session journal and compare its orders with the session's."""
+    """Replay a session journal (or each in a folder) and compare its orders with the session's."""
     from trader.engine.config import load_config
-    from trader.live.journal_replay import order_key, replay_journal
+    from trader.live.journal import journal_files
 
     cfg = load_config(config) if config is not None else None
+    if not journal.is_dir():
+        _replay_one(journal, cfg, out)
+        return
+    paths, notes = journal_files(journal)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    failed = 0
+    for path in paths:
+        try:
+            _replay_one(path, cfg, out / path.stem if out is not None else None)
+        except typer.Exit:
+            failed += 1
+    console.print(f"{len(paths)} journals replayed, {failed} with differing orders, "
+                  f"{len(notes)} skipped")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _replay_one(journal: Path, cfg: Any, out: Path | None) -> None:
+    from trader.live.journal_replay import order_key, replay_journal
+
     outcome = replay_journal(journal, cfg)
     for note in outcome.notes:
         console.print(f"[yellow]note:[/] {note} (ignored: torn last record)")

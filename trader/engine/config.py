@@ -206,6 +206,11 @@ class AppConfig(Strict):
         problem = market_data_problem(self)
         if problem:
             raise ValueError(problem)
+        for path in secret_paths(self.gateways, "gateways"):
+            # The config is embedded in every journal header: a secret here would be on disk.
+            raise ValueError(f"{path}: looks like a secret; config files must not hold "
+                             "credentials: name an environment variable or file instead "
+                             "(e.g. gateways.<name>.credentials.api_key_env)")
         return self
 
     def instrument(self, instrument_id: str) -> InstrumentConfig:
@@ -284,6 +289,44 @@ def market_data_problem(cfg: AppConfig) -> str | None:
 
 
 _SECRET_WORDS = ("url", "password", "secret", "token", "api_key")
+# Key names (lower case, without "_" and "-") that hold a credential's value.  A key that
+# names where a credential comes from (``api_key_env``, ``secret_file``) holds none.
+_CREDENTIAL_WORDS = ("apikey", "secret", "password", "passwd", "token", "passphrase",
+                     "privatekey")
+_CREDENTIAL_REFERENCE = ("env", "file", "path", "var")
+
+
+def is_secret_key(key: str) -> bool:
+    """True for a key that looks like it holds a credential (``apiKey``, ``secret``, ...)."""
+    norm = key.lower().replace("_", "").replace("-", "")
+    if not any(w in norm for w in _CREDENTIAL_WORDS):
+        return False
+    return not norm.endswith(_CREDENTIAL_REFERENCE)
+
+
+def secret_paths(value: Any, path: str) -> list[str]:
+    """Dotted paths of the non-empty secret-looking keys in a nested dict/list."""
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}"
+            if is_secret_key(str(k)) and v not in (None, "", {}, []):
+                out.append(sub)
+            else:
+                out.extend(secret_paths(v, sub))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.extend(secret_paths(v, f"{path}.{i}"))
+    return out
+
+
+def without_secrets(value: Any) -> Any:
+    """A copy of a nested dict/list with every secret-looking key removed (defence in depth)."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if not is_secret_key(str(k))}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,18 @@ from trader.engine.config import (
     load_config,
     market_data_gateway,
 )
-from trader.live.journal import JournalControl, JournalHeader, JournalWriter
+from trader.live.journal import JournalControl, JournalWriter
 from trader.live.lock import DataDirLock, DataDirLocked
 from trader.live.notify import Notifier, watchdog_interval
 from trader.live.reconcile import ReconcilePolicy, ReconciliationError, reconcile
+from trader.live.resume import consumed_bars, save_consumed_bars, split_history
 from trader.live.session import (
     GATEWAY_FACTORIES,
     Session,
     apply_control,
     build_session,
-    header_models,
-    restore_state,
 )
+from trader.live.start_state import restorable_fills, restore_fills_quietly, start_header
 from trader.live.status import Snapshot, write_snapshot
 from trader.store import StoreError, open_store
 from trader.store.lifecycle import Lifecycle
@@ -165,22 +165,6 @@ def new_session_id(mode: str) -> tuple[str, str]:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     tag = secrets.token_hex(2)
     return f"{mode}-{stamp}-{tag}", f"{mode[0].upper()}{stamp[2:8]}{stamp[9:]}{tag}"
-
-
-def split_history(bars: Iterable[Bar], start_ns: int | None) -> tuple[list[Bar], Iterator[Bar]]:
-    """Bars before ``start_ns`` (warm-up history) and an iterator over the rest (live)."""
-    it = iter(bars)
-    if start_ns is None:
-        return [], it
-    history: list[Bar] = []
-    for bar in it:
-        if bar.ts_open >= start_ns:
-            def rest(first: Bar = bar) -> Iterator[Bar]:
-                yield first
-                yield from it
-            return history, rest()
-        history.append(bar)
-    return history, iter(())
 
 
 class Daemon:
@@ -289,8 +273,8 @@ class Daemon:
         self._restore(restored)
         self._attach_market_data()
         await self._connect()
-        adopted = await self._reconcile()
-        self._open_journal(restored, adopted)
+        await self._reconcile()
+        self._open_journal()
         await self._warm_up()
         if self._shutting_down:
             return  # SIGTERM during start-up: never turn trading on
@@ -308,7 +292,7 @@ class Daemon:
         info = self.store_session = self.store.begin_session(self.mode, cfg.name, time.time_ns())
         self.id_prefix, self._start_seq = info.prefix, info.start_seq
         self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
-        return list(self.store.fills())
+        return restorable_fills(self.store, cfg, self.mode, execution_gateways(cfg))
 
     def _check_stages(self) -> None:
         """Stages come from the lifecycle registry only, never from the config file."""
@@ -340,11 +324,11 @@ class Daemon:
         assert self.session is not None
         engine = self.session.engine
         if fills:
-            restore_state(self.session, fills)
+            restore_fills_quietly(self.session, fills)
             log.info("state_restored", fills=len(fills),
                      positions={k: p.quantity for k, p in engine.portfolio.account.positions.items()
                                 if p.quantity})
-        snapshot = self.store.load_risk_state() if hasattr(self.store, "load_risk_state") else None
+        snapshot = self.store.load_risk_state()
         if snapshot:
             engine.risk.restore(snapshot)
             log.info("risk_state_restored", state=snapshot.get("state"),
@@ -381,20 +365,18 @@ class Daemon:
             else:
                 await gw.connect()
 
-    def _open_journal(self, restored: list[Any], adopted: list[Any]) -> None:
+    def _open_journal(self) -> None:
+        """The session journal, headed by the state the session starts from (after
+        reconciliation: what it adopted is part of it)."""
         assert self.session is not None
         engine = self.session.engine
-        cfg = self.cfg
         simulated = sorted(n for n, gw in engine.gateways.items()
                            if isinstance(gw, SimulatedGateway))
-        open_orders = list(engine.router.active.values())
-        header = JournalHeader(
-            1, self.session_id, self.mode, cfg.name, time.time_ns(), self.id_prefix,
-            self._start_seq, tuple(simulated),
-            cfg.portfolio.initial_cash, {}, header_models(cfg), cfg.model_dump(mode="json"),
-            [*restored, *adopted], [o.request for o in open_orders],
-            {o.client_order_id: o.filled_quantity for o in open_orders},
-        )
+        header = start_header(
+            self.session, self.cfg, session_id=self.session_id, mode=self.mode,
+            started_wall_ns=time.time_ns(), id_prefix=self.id_prefix, start_seq=self._start_seq,
+            simulated=simulated, store=self.store,
+            store_session_id=self.store_session.id if self.store_session else None)
         self.journal = JournalWriter(self.data_dir / "journal" / f"{self.session_id}.journal",
                                      header, fsync_interval=self.dcfg.journal_fsync_interval)
         kernel = engine.kernel
@@ -475,30 +457,20 @@ class Daemon:
         """Warm-up history and the live stream (the replay-as-live gateway's bars)."""
         bars = feed_from_config(self.cfg)
         start = parse_time(self.dcfg.replay.start)
-        return split_history(bars, start)
+        return split_history(bars, start, consumed_bars(self.store, self.mode, self.store_session))
 
-    async def _reconcile(self) -> list[Any]:
-        """Compare what brokers report with what the store believes, before trading.
-
-        Returns the fills reconciliation adopted: they are part of the state the
-        journal starts from.
-        """
+    async def _reconcile(self) -> None:
+        """Compare what brokers report with what the store believes, before trading."""
         assert self.session is not None
         engine = self.session.engine
-        adopted: list[Any] = []
-        engine.router.fill_listeners.append(adopted.append)
         policy = ReconcilePolicy(self.cfg.store.reconcile_policy,
                                  currency=self.cfg.portfolio.currency)
-        try:
-            for name, gw in engine.gateways.items():
-                report = await reconcile(self.store, gw, engine.router, engine.portfolio, policy)
-                log.info("reconciled", gateway=name, consistent=report.consistent,
-                         restored_orders=len(report.restored_orders),
-                         adopted_fills=len(report.adopted_fills),
-                         closed_orders=len(report.vanished_orders))
-        finally:
-            engine.router.fill_listeners.remove(adopted.append)
-        return adopted
+        for name, gw in engine.gateways.items():
+            report = await reconcile(self.store, gw, engine.router, engine.portfolio, policy)
+            log.info("reconciled", gateway=name, consistent=report.consistent,
+                     restored_orders=len(report.restored_orders),
+                     adopted_fills=len(report.adopted_fills),
+                     closed_orders=len(report.vanished_orders))
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -587,8 +559,7 @@ class Daemon:
 
     def _save_risk_state(self) -> None:
         """The risk engine's state (halt, high-water mark, budget scale) for the next start."""
-        if self.session is None or self.store is None or not hasattr(self.store,
-                                                                     "save_risk_state"):
+        if self.session is None or self.store is None:
             return
         snapshot = self.session.engine.risk.state_snapshot()
         if snapshot != self._risk_saved:
@@ -622,6 +593,7 @@ class Daemon:
     def _heartbeat(self) -> None:
         self._save_risk_state()  # the high-water mark moves with NAV
         self._write_status()
+        save_consumed_bars(self.store, self.store_session, self._last_bar, self.feed)
         self.notifier.status(self._status_line())
         if self.metrics is not None and self.session is not None:
             e = self.session.engine
@@ -764,6 +736,7 @@ class Daemon:
             store.snapshot_account(now, "portfolio", {self.cfg.portfolio.currency: pf.account.cash},
                                    {i: p.quantity for i, p in pf.account.positions.items()
                                     if p.quantity}, nav=pf.nav)
+            save_consumed_bars(store, self.store_session, self._last_bar, self.feed)
             store.end_session(self.store_session.id, now)
         store.close()
 

@@ -39,11 +39,15 @@ import msgspec
 from trader.core.events import Bar, CancelRequest, Fill, OrderRequest, OrderUpdate, Timer
 
 _HEAD = struct.Struct("<II")
-MAGIC_VERSION = 1
+MAGIC_VERSION = 2
 
 
 class JournalError(Exception):
     """A journal file that cannot be replayed; the message names the file and record."""
+
+
+class NoHeaderError(JournalError):
+    """The journal holds no complete header: its session was killed before writing one."""
 
 
 class JournalHeader(msgspec.Struct, frozen=True, tag="header"):
@@ -65,11 +69,16 @@ class JournalHeader(msgspec.Struct, frozen=True, tag="header"):
     # The whole validated config (it holds no secrets: those come from the environment),
     # so a journal replays without the original file.
     config: dict[str, Any] = {}
-    # State restored at start-up (from the store, and by reconciliation): every fill so
-    # far, in order, and the orders still open, so a replay starts where the session did.
+    # Version 1 only: every fill of every earlier session, in order (read, never written).
     fills: list[Fill] = []
+    # The orders still open after start-up, so a replay starts where the session did.
     open_orders: list[OrderRequest] = []
     open_filled: dict[str, float] = {}
+    # Version 2: the state restored at start-up (store and reconciliation), compact
+    # (``trader.live.start_state``), and the id and content hash it is stored under.
+    state: dict[str, Any] = {}
+    state_id: int | None = None
+    state_hash: str = ""
 
 
 class JournalControl(msgspec.Struct, frozen=True, tag="control"):
@@ -168,7 +177,12 @@ _DECODER = msgspec.msgpack.Decoder(Record)
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any] | tuple[int, JournalError]]:
-    """Yield ``(offset, record)``; a torn tail yields ``(offset, JournalError)`` and stops."""
+    """Yield ``(offset, record)``; a torn tail yields ``(offset, JournalError)`` and stops.
+
+    Only the last record can be torn (a crash mid-write): a record that fails its
+    length or checksum with a valid record somewhere after it is corruption, and
+    raises ``JournalError`` naming its byte offset.
+    """
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -184,11 +198,15 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any] | tuple[int, JournalErr
         payload = data[start:start + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             problem = "truncated" if len(payload) < length else "checksum mismatch"
-            err = JournalError(f"{p}: record {index} at byte {pos}: {problem}")
-            if start + length >= end:
-                yield pos, err  # the last record: a crash mid-write, tolerated
+            later = _next_valid_record(data, pos + 1)
+            if later is None:
+                # Nothing valid follows: a crash mid-write of the last record, tolerated.
+                yield pos, JournalError(f"{p}: record {index} at byte {pos}: {problem}")
                 return
-            raise err
+            raise JournalError(
+                f"{p}: record {index} at byte {pos} is corrupt ({problem}; length field "
+                f"{length}) but valid records follow (from byte {later}): the journal is "
+                "damaged in the middle, not torn at the end; refusing to replay part of it")
         try:
             rec = _DECODER.decode(payload)
         except msgspec.DecodeError as exc:
@@ -196,6 +214,26 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any] | tuple[int, JournalErr
         yield pos, rec
         pos = start + length
         index += 1
+
+
+def _next_valid_record(data: bytes, pos: int) -> int | None:
+    """The first offset at or after ``pos`` where a whole record checks out, or None.
+
+    Only run when a record fails: a scan over the rest of the file is affordable then.
+    """
+    end = len(data)
+    head = _HEAD.size
+    while pos + head <= end:
+        length, crc = _HEAD.unpack_from(data, pos)
+        stop = pos + head + length
+        if 0 < length and stop <= end and zlib.crc32(data[pos + head:stop]) == crc:
+            try:
+                _DECODER.decode(data[pos + head:stop])
+                return pos
+            except msgspec.DecodeError:
+                pass
+        pos += 1
+    return None
 
 
 def read_journal(path: Path) -> ReadResult:
@@ -219,5 +257,41 @@ def read_journal(path: Path) -> ReadResult:
             continue
         records.append(rec)
     if header is None:
-        raise JournalError(f"{path}: empty journal (no header record)")
+        raise NoHeaderError(f"{path}: journal has no header (the session was killed before "
+                            "writing it); nothing to replay")
     return ReadResult(header, records, result_torn, torn_bytes, notes)
+
+
+def journal_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The replayable journals in ``folder`` (by name), and a note for each one skipped.
+
+    A file whose session died before its header was written is not unreadable
+    history, just an empty session: it is skipped with a note.
+    """
+    found, notes = [], []
+    for path in sorted(Path(folder).glob("*.journal")):
+        try:
+            header_of(path)
+        except NoHeaderError as exc:
+            notes.append(f"skipped {exc}")
+            continue
+        found.append(path)
+    return found, notes
+
+
+def header_of(path: Path) -> JournalHeader:
+    """The header of a journal, reading no further than its first record."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD.size)
+        length, crc = _HEAD.unpack(head) if len(head) == _HEAD.size else (0, 0)
+        payload = fh.read(length)
+    rec: Any = None
+    if length and len(payload) == length and zlib.crc32(payload) == crc:
+        try:
+            rec = _DECODER.decode(payload)
+        except msgspec.DecodeError:
+            rec = None
+    if not isinstance(rec, JournalHeader):
+        raise NoHeaderError(f"{path}: journal has no header (the session was killed before "
+                            "writing it); nothing to replay")
+    return rec

@@ -20,8 +20,8 @@ from trader.live.session import (
     build_session,
     make_sim,
     replay_records,
-    restore_state,
 )
+from trader.live.start_state import restore_header_state
 from trader.replay.backtest import Engine
 
 
@@ -79,8 +79,7 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
     # Built exactly as the session was: its mode, its id prefix and sequence, its gateways.
     session = build_session(cfg, ReplayClock(), mode=header.mode, id_prefix=header.id_prefix,
                             start_seq=header.start_seq, gateways=gateways)
-    restore_state(session, header.fills,
-                  [(o, header.open_filled.get(o.client_order_id, 0.0)) for o in header.open_orders])
+    restore_header_state(session, header, path)
     expected: list[OrderRequest] = []
     produced: list[OrderRequest] = []  # unbounded, unlike Engine.orders
     session.engine.router.order_listeners.append(lambda o: produced.append(o.request))

@@ -28,13 +28,14 @@ from trader.core.events import OrderRequest, OrderStatus, OrderType, OrderUpdate
 from trader.engine.orders import Order
 from trader.engine.portfolio import Portfolio
 from trader.engine.router import Router
-from trader.store.store import Store
+from trader.store import Store
 
 log = structlog.get_logger(__name__)
 
 S = OrderStatus
 NEVER_SENT = "not known to the broker after restart: written ahead but never sent"
 VANISHED = "no longer known to the broker after restart"
+FILLED_BY_FILLS = "reconciled: the stored fills cover the whole order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,12 @@ class ReconcilePolicy:
     """What to do with differences, and how close is equal."""
 
     mode: Literal["adopt", "refuse"] = "refuse"
+    # Two amounts agree when they differ by at most max(absolute, relative x the larger
+    # magnitude): a fixed cash tolerance is below float rounding once balances are large.
     quantity_tolerance: float = 1e-9
+    quantity_rel_tolerance: float = 1e-9
     cash_tolerance: float = 0.01
+    cash_rel_tolerance: float = 1e-9
     currency: str | None = "USD"  # None: cash is not compared
     # Extra history to ask the broker for before the oldest open order / last fill.
     fills_lookback_ns: int = 0
@@ -155,11 +160,11 @@ async def reconcile(
     for inst in sorted(set(account.positions) | set(portfolio.account.positions)):
         ours = portfolio.position(inst)
         theirs = account.positions.get(inst, 0.0)
-        if abs(ours - theirs) > policy.quantity_tolerance:
+        if not agree(ours, theirs, policy.quantity_tolerance, policy.quantity_rel_tolerance):
             report.position_diffs[inst] = (ours, theirs)
     if policy.currency is not None and policy.currency in account.cash:
         ours_cash, theirs_cash = portfolio.account.cash, account.cash[policy.currency]
-        if abs(ours_cash - theirs_cash) > policy.cash_tolerance:
+        if not agree(ours_cash, theirs_cash, policy.cash_tolerance, policy.cash_rel_tolerance):
             report.cash_diffs[policy.currency] = (ours_cash, theirs_cash)
 
     store.snapshot_account(ts, gw, account.cash, account.positions)
@@ -215,7 +220,16 @@ async def _settle_order(gateway: Gateway, router: Router, order: Order, ts: int,
     coid = order.client_order_id
     before = order.status
     rep = await gateway.order_status(coid)
-    if rep is None:
+    if _status_from_fills(order) is S.FILLED:
+        # The stored fills cover the whole order: it is filled, whatever the venue says
+        # now (a restarted paper venue knows nothing; a real one may report it cancelled
+        # after the fill).  A crash between storing the fill and its status gets here.
+        if rep is not None and rep.filled_quantity > order.filled_quantity + 1e-9:
+            report.fill_gaps.append(coid)
+        if order.status is not S.FILLED:
+            router.on_update(OrderUpdate(ts, coid, S.FILLED, FILLED_BY_FILLS,
+                                         rep.broker_order_id if rep is not None else ""))
+    elif rep is None:
         if order.status in (S.PENDING_SUBMIT, S.SUBMITTED):
             router.on_update(OrderUpdate(ts, coid, S.REJECTED, NEVER_SENT))
         else:
@@ -264,6 +278,11 @@ def _adopt_account(portfolio: Portfolio, report: ReconciliationReport,
         cash = theirs
     portfolio.adopt({inst: theirs for inst, (_ours, theirs) in report.position_diffs.items()},
                     cash)
+
+
+def agree(a: float, b: float, abs_tol: float, rel_tol: float) -> bool:
+    """Equal within max(``abs_tol``, ``rel_tol`` x the larger magnitude)."""
+    return abs(a - b) <= max(abs_tol, rel_tol * max(abs(a), abs(b)))
 
 
 def positions_equal(a: Mapping[str, float], b: Mapping[str, float], tol: float = 1e-9) -> bool:

@@ -8,8 +8,9 @@ from typing import Any
 from trader.core.events import Bar
 from trader.engine.config import base_timeframes
 from trader.replay.metrics import compute_metrics
+from trader.store.orders import BufferedJournal
 from trader.store.runs import config_hash, json_safe
-from trader.store.store import BufferedJournal, Store
+from trader.store.store import Store
 
 DAY_NS = 86_400 * 1_000_000_000
 GATE_KEYS = ("total_return", "cagr", "sharpe", "max_drawdown", "trades")

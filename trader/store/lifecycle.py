@@ -31,7 +31,8 @@ from models.lifecycle import (
 )
 from trader.core.clock import Clock, LiveClock
 from trader.store import schema as s
-from trader.store.store import FILLS, ORDERS, SESSIONS, Store
+from trader.store.store import Store
+from trader.store.tables import FILLS, ORDERS, SESSIONS
 
 STAGES_T = s.ModelStageRow.__table__
 HISTORY_T = s.ModelStageHistoryRow.__table__

@@ -33,6 +33,9 @@ class SessionRow(SQLModel, table=True):
     id_prefix: str = Field(max_length=32, unique=True)
     # Highest client order sequence written ahead in this session.
     last_seq: int = Field(default=0, sa_type=BigInteger)
+    # Per instrument, the ts of the last bar this session consumed from a replay feed,
+    # so the next session resumes after it instead of replaying the data again.
+    last_bars: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class OrderRow(SQLModel, table=True):
@@ -121,6 +124,28 @@ class PositionSnapshotRow(SQLModel, table=True):
     instrument_id: str = Field(max_length=64)
     quantity: float
     avg_price: float | None = None
+
+
+class RestoredStateRow(SQLModel, table=True):
+    """The compact state a trading session started from, referenced by its journal header."""
+
+    __tablename__ = "restored_states"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int | None = Field(default=None, foreign_key="sessions.id", index=True)
+    ts: int = _ts(nullable=False)
+    content_hash: str = Field(max_length=64)
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class RiskStateRow(SQLModel, table=True):
+    """What the risk engine must remember across restarts (halts, drawdown high-water mark)."""
+
+    __tablename__ = "risk_state"
+
+    scope: str = Field(primary_key=True, max_length=64)
+    ts: int = _ts(nullable=False)
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class RiskEventRow(SQLModel, table=True):

@@ -8,7 +8,7 @@ from trader.engine.config import AppConfig
 from trader.replay.backtest import run_backtest
 from trader.store import Store
 from trader.store.runs import config_hash
-from trader.store.store import EVENTS, FILLS, ORDERS
+from trader.store.tables import EVENTS, FILLS, ORDERS
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "qqq_1d.parquet"
 

@@ -20,7 +20,7 @@ from trader.live.reconcile import (
     reconcile,
 )
 from trader.store import Store
-from trader.store.store import FILLS
+from trader.store.tables import FILLS
 
 S = OrderStatus
 INSTRUMENTS = {
@@ -225,7 +225,7 @@ async def test_policy_adopt_stores_a_strangers_fills_once(store: Store) -> None:
 async def test_replays_in_the_same_database_never_leak_into_a_trading_account(
     store: Store,
 ) -> None:
-    from trader.store.store import BufferedJournal
+    from trader.store import BufferedJournal
 
     # A stored replay: one filled order (execution "sim-1") and one left open at the end.
     replay_gw = _gw()

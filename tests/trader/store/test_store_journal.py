@@ -12,7 +12,7 @@ from trader.core.clock import ReplayClock
 from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Side
 from trader.engine.router import Router
 from trader.store import Store
-from trader.store.store import EVENTS, FILLS, ORDERS
+from trader.store.tables import EVENTS, FILLS, ORDERS
 
 S = OrderStatus
 
@@ -210,7 +210,7 @@ def test_a_failed_write_ahead_sends_nothing_and_leaves_no_phantom_order(store: S
 
 
 def test_buffered_journal_writes_the_same_rows_in_bulk(store: Store) -> None:
-    from trader.store.store import BufferedJournal
+    from trader.store import BufferedJournal
 
     clock = ReplayClock(1_000)
     gw = WitnessGateway(store)

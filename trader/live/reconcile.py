@@ -216,7 +216,7 @@ async def _settle_order(gateway: Gateway, router: Router, order: Order, ts: int,
     before = order.status
     rep = await gateway.order_status(coid)
     if rep is None:
-        if order.status in (S.PENDING_SUBMIT, S.SUBMITTED):
+        if order.status in (S.PENDING_SUBMIT, S.SUBMITTED, S.OUTCOME_UNKNOWN):
             router.on_update(OrderUpdate(ts, coid, S.REJECTED, NEVER_SENT))
         else:
             router.on_update(OrderUpdate(ts, coid, S.CANCELED, VANISHED))

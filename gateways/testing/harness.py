@@ -33,6 +33,7 @@ FAST_TIMING = CcxtTiming(
     close_grace_s=0.2,
     resolve_attempts=3,
     history_page_limit=1000,
+    unknown_settle_s=0.3,
 )
 
 
@@ -83,6 +84,8 @@ class CcxtHarness:
             "urls": self.standin.urls(),  # type: ignore[attr-defined]
             "rate_limit": False,
             "timing": FAST_TIMING,
+            # the suite's synthetic prices jump (100 -> 400); a 1e9 tick is still far out
+            "bar_band": 5.0,
         }
         data.update(overrides)
         return CcxtGatewayConfig(**data)

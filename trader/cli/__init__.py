@@ -138,11 +138,6 @@ from trader.store.db import StoreError  # noqa: E402
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
-from gateways.ccxt.factory import register as _register_ccxt  # noqa: E402 - broker registry
-from trader.live.session import GATEWAY_FACTORIES as _GATEWAY_FACTORIES  # noqa: E402
-
-_register_ccxt(_GATEWAY_FACTORIES)
-
 
 def main() -> None:
     try:

@@ -30,6 +30,8 @@ from typing import Any
 
 import structlog
 
+from gateways import registry
+from gateways.base import GatewayConfigError, MarketData, check_horizon
 from gateways.replay_live import ReplayLiveGateway
 from gateways.sim import SimulatedGateway
 from trader.core.clock import LiveClock
@@ -40,12 +42,12 @@ from trader.live.journal import JournalControl, JournalHeader, JournalWriter
 from trader.live.kill_watch import FLAG_FILE, KillState, KillSwitchWatch
 from trader.live.notify import Notifier, watchdog_interval
 from trader.live.session import (
-    GATEWAY_FACTORIES,
     MODE_STAGES,
     Session,
     apply_control,
     build_session,
     execution_gateways,
+    gateway_context,
     header_models,
     make_sim,
     restore_state,
@@ -83,20 +85,26 @@ def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
         if sim:
             raise Refused(f"live mode needs a broker execution gateway, but models route to "
                           f"{sim} (the simulator); use --mode paper for simulated execution")
-    unknown = sorted(names - SIMULATED - set(GATEWAY_FACTORIES))
+    unknown = sorted(n for n in names - SIMULATED
+                     if not registry.can_build(n, cfg.gateways.get(n)))
     if unknown:
         # Never simulate silently what the config names as a broker.
         raise Refused(f"models route orders to gateway(s) {unknown}, which this installation "
-                      f"cannot build (available: {sorted(SIMULATED | set(GATEWAY_FACTORIES))})")
+                      f"cannot build (brokers: {sorted(registry.brokers())}; set "
+                      f"gateways.<name>.broker)")
+    for name in sorted(names - SIMULATED):
+        hint = registry.missing_extra(registry.broker_for(name, cfg.gateways.get(name)) or "")
+        if hint:
+            raise Refused(f"gateways.{name}: {hint}")
     check_market_data(cfg, names)
 
 
 def check_market_data(cfg: AppConfig, execution: set[str]) -> None:
     """One source of bars: the market data gateway is buildable and no other gateway streams."""
     source = market_data_gateway(cfg)
-    if source is not None and source not in GATEWAY_FACTORIES:
+    if source is not None and not registry.can_build(source, cfg.gateways.get(source)):
         raise Refused(f"daemon.market_data: gateway {source!r} cannot be built by this "
-                      f"installation (available: {sorted(GATEWAY_FACTORIES)})")
+                      f"installation (brokers: {sorted(registry.brokers())})")
     for name in sorted(execution - SIMULATED - {source}):
         section = cfg.gateways.get(name) or {}
         if section.get("market_data", True) is not False:
@@ -110,16 +118,23 @@ def build_gateways(cfg: AppConfig) -> dict[str, Any]:
     """The execution gateways the models route to: the simulator or registered brokers."""
     out: dict[str, Any] = {}
     for name in sorted(execution_gateways(cfg) or SIMULATED):
-        out[name] = make_sim(cfg, name) if name in SIMULATED else GATEWAY_FACTORIES[name](cfg, name)
+        out[name] = make_sim(cfg, name) if name in SIMULATED else _build(cfg, name, True)
     return out
 
 
 def build_market_data_gateway(cfg: AppConfig, name: str) -> Any:
     """A gateway that only streams bars: no model routes to it, so it trades nothing
     (``trading: false`` whatever its section says: no credentials, no order stream)."""
-    section = {**cfg.gateways[name], "trading": False}
-    data_only = cfg.model_copy(update={"gateways": {**cfg.gateways, name: section}})
-    return GATEWAY_FACTORIES[name](data_only, name)
+    return _build(cfg, name, False)
+
+
+def _build(cfg: AppConfig, name: str, trading: bool) -> Any:
+    """A broker gateway from the registry; its config errors become the daemon's."""
+    try:
+        return registry.build(name, cfg.gateways.get(name),
+                              gateway_context(cfg, trading=trading))
+    except GatewayConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def new_session_id(mode: str) -> tuple[str, str]:
@@ -267,7 +282,7 @@ class Daemon:
         else:
             self.source = engine.gateways.get(source_name) or build_market_data_gateway(
                 cfg, source_name)
-            if not all(hasattr(self.source, a) for a in ("warm_up_bars", "start_streams")):
+            if not isinstance(self.source, MarketData):
                 raise ConfigError(f"daemon.market_data: gateway {source_name!r} cannot stream "
                                   "bars (it has no history and bar stream)")
             self.source.bind(kernel.post)
@@ -285,6 +300,16 @@ class Daemon:
         # 4. reconcile; fills it adopts are part of the state the journal starts from
         adopted: list[Any] = []
         engine.router.fill_listeners.append(adopted.append)
+        last = max((f.ts for f in restored), default=None)
+        if self.store is not None and self.store_session is not None and last is not None:
+            # the account was known until the previous session stopped (or last started)
+            prev = self.store.session(self.store_session.id - 1) or {}
+            last = max(last, prev.get("ended_ts") or prev.get("started_ts") or 0)
+        for name, gw in engine.gateways.items():
+            caps = getattr(gw, "capabilities", None)
+            gap = check_horizon(caps, last, time.time_ns()) if caps is not None else None
+            if gap:  # the venue cannot prove no fill was lost: say so loudly, keep going
+                log.error("reconciliation_horizon_exceeded", gateway=name, problem=gap)
         await self._reconcile()
         engine.router.fill_listeners.remove(adopted.append)
         open_orders = list(engine.router.active.values())

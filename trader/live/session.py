@@ -16,13 +16,13 @@ Parity (a journal replays to the session's orders) holds by construction:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from gateways.base import EventSink, NoBrokerRecord
+from gateways.base import EventSink, GatewayContext, NoBrokerRecord
 from gateways.sim import SimCosts, SimulatedGateway
 from models.registry import model_class
 from risk.engine import RiskAction, RiskDecision, RiskEngine
@@ -123,15 +123,16 @@ class Session:
     paused_models: set[str] = field(default_factory=set)
 
 
-# Broker gateways the daemon can build, by the name models route to (``models[].gateway``).
-# Broker integrations register a factory ``(cfg, name) -> Gateway`` here; "sim" is the
-# simulated exchange and needs none.
-GATEWAY_FACTORIES: dict[str, Callable[[AppConfig, str], Any]] = {}
-
-
 def execution_gateways(cfg: AppConfig) -> set[str]:
     """Gateway names the models route orders to."""
     return {mc.gateway for mc in cfg.models}
+
+
+def gateway_context(cfg: AppConfig, *, trading: bool = True) -> GatewayContext:
+    """What a broker factory of ``gateways.registry`` may know of this config."""
+    instruments = {i.id: Instrument(**i.model_dump(exclude={"data"})) for i in cfg.instruments}
+    return GatewayContext(instruments, cfg.portfolio.currency, cfg.portfolio.initial_cash,
+                          trading, base_timeframes(cfg))
 
 
 def make_sim(cfg: AppConfig, name: str = "sim") -> SimulatedGateway:

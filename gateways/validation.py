@@ -62,14 +62,18 @@ class BarGuard:
         if problem is None:
             self._last[key] = bar.close
             return None
-        self.rejected[bar.instrument_id] = self.rejected.get(bar.instrument_id, 0) + 1
-        log.error("bad_bar_rejected", gateway=self.gateway, venue=self.venue,
-                  instrument=bar.instrument_id, bar_ts=bar.ts, problem=problem,
-                  rejected_total=self.total_rejected)
-        ts = self._now() if self._now is not None else bar.ts
-        self._sink(GatewayHealth(ts, self.gateway, HealthState.DEGRADED,
-                                 f"bad bar rejected: {bar.instrument_id} {problem}"))
+        self.reject(bar.instrument_id, problem, bar.ts)
         return problem
+
+    def reject(self, instrument_id: str, problem: str, bar_ts: int | None = None) -> None:
+        """Count, log and report one bad bar (also for a message too broken to be a Bar)."""
+        self.rejected[instrument_id] = self.rejected.get(instrument_id, 0) + 1
+        log.error("bad_bar_rejected", gateway=self.gateway, venue=self.venue,
+                  instrument=instrument_id, bar_ts=bar_ts, problem=problem,
+                  rejected_total=self.total_rejected)
+        ts = self._now() if self._now is not None else (bar_ts or 0)
+        self._sink(GatewayHealth(ts, self.gateway, HealthState.DEGRADED,
+                                 f"bad bar rejected: {instrument_id} {problem}"))
 
     def filter(self, bars: Iterable[Bar], *, remember: bool = False) -> list[Bar]:
         """The valid bars of a batch (history, in time order), rejecting the rest.

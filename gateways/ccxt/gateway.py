@@ -393,9 +393,15 @@ class CcxtGateway:
         tf_ms = self._tf_s * 1000
         closed_end = now - now % tf_ms  # a bar opening here or later has not closed
         end_ms = closed_end if end_ns is None else min(end_ns // _MS, closed_end)
-        bars = [candle_to_bar(c, instrument_id, self._tf_s)
-                for c in await self._fetch_ohlcv_range(symbol, start_ns // _MS, end_ms)
-                if int(c[0]) + tf_ms <= now]
+        bars: list[Bar] = []
+        for c in await self._fetch_ohlcv_range(symbol, start_ns // _MS, end_ms):
+            if int(c[0]) + tf_ms > now:
+                continue
+            try:
+                bars.append(candle_to_bar(c, instrument_id, self._tf_s))
+            except (TypeError, ValueError):
+                if self.guard is not None:
+                    self.guard.reject(instrument_id, f"malformed candle {list(c)!r}")
         if self.guard is not None:
             bars = self.guard.filter(bars)
         end = end_ms * _MS
@@ -460,7 +466,14 @@ class CcxtGateway:
         inst = self._inst_of[symbol]
         sink = self._sink
         for c in candles:
-            sink(candle_to_bar(c, inst, self._tf_s))
+            try:
+                bar = candle_to_bar(c, inst, self._tf_s)
+            except (TypeError, ValueError):
+                # a value the venue left out (null): not a bar, and no reason to end the stream
+                if self.guard is not None:
+                    self.guard.reject(inst, f"malformed candle {list(c)!r}")
+                continue
+            sink(bar)
         self.stats.bars += len(candles)
 
     async def _backfill(self, symbol: str, until_ms: int | None = None) -> int:

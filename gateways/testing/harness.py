@@ -53,6 +53,7 @@ class CcxtHarness:
     create_endpoint: str = ""
     insufficient_text: str = ""
     second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
+    lookup_endpoints: tuple[str, ...] = ()  # where an order is looked up by client order id
 
     def __init__(self) -> None:
         self.standin: StandinExchange = self.make_standin()
@@ -133,6 +134,7 @@ class BinanceHarness(CcxtHarness):
     second = ("ETH/USDT", "ETHUSDT", "ETHUSDT.BINANCE")
     create_path = "/api/v3/order"
     create_endpoint = "order"
+    lookup_endpoints = ("queryOrder",)
     insufficient_text = "insufficient balance"
 
     def make_standin(self) -> StandinExchange:
@@ -150,6 +152,7 @@ class KrakenHarness(CcxtHarness):
     second = ("ETH/USD", "XETHZUSD", "ETHUSD.KRAKEN")
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
+    lookup_endpoints = ("OpenOrders", "ClosedOrders")
     insufficient_text = "Insufficient funds"
 
     def make_standin(self) -> StandinExchange:

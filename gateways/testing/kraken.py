@@ -327,6 +327,8 @@ class KrakenStandin(StandinExchange):
 
     def ohlc_message(self, venue_id: str, c: list[float]) -> dict[str, Any]:
         sym = _PAIRS[venue_id][0]
+        # JSON has no NaN: a value the venue lacks arrives as null
+        c = [x if x == x and abs(x) != float("inf") else None for x in c]
         return {"channel": "ohlc", "type": "update", "timestamp": _iso(self.now_ms()),
                 "data": [{"symbol": sym, "open": c[1], "high": c[2], "low": c[3], "close": c[4],
                           "trades": 3, "volume": c[5], "vwap": c[4],

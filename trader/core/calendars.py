@@ -15,6 +15,9 @@ Timestamps are UTC nanoseconds, as everywhere in the kernel.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -60,6 +63,16 @@ def _fx_next_open(ts_ns: int) -> int:
     return int(sunday.timestamp()) * NS
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # exchange_calendars 4.x trips pandas 3 deprecation warnings on every call; they are
+    # the library's to fix and would bury the daemon's own log lines
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def _mic(key: str) -> str | None:
     k = key.strip()
     alias = EQUITY_ALIASES.get(k.lower())
@@ -73,7 +86,9 @@ def _calendar(mic: str, first_year: int, last_year: int) -> Any:
     import exchange_calendars as xcals  # lazy: pandas import costs ~0.5 s
 
     try:
-        return xcals.get_calendar(mic, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+        with _quiet():
+            return xcals.get_calendar(mic, start=f"{first_year}-01-01",
+                                      end=f"{last_year}-12-31")
     except xcals.errors.InvalidCalendarName:
         raise CalendarError(f"unknown exchange calendar {mic!r}") from None
 
@@ -112,7 +127,8 @@ def is_open(asset_class_or_venue: str, ts_ns: int) -> bool:
     mic = _mic(asset_class_or_venue)
     assert mic is not None
     cal = _equity_calendar(mic, ts_ns)
-    return bool(cal.is_open_on_minute(pd.Timestamp(ts_ns, unit="ns", tz="UTC")))
+    with _quiet():
+        return bool(cal.is_open_on_minute(pd.Timestamp(ts_ns, unit="ns", tz="UTC")))
 
 
 def next_open(asset_class_or_venue: str, ts_ns: int) -> int:
@@ -129,7 +145,8 @@ def next_open(asset_class_or_venue: str, ts_ns: int) -> int:
     mic = _mic(asset_class_or_venue)
     assert mic is not None
     cal = _equity_calendar(mic, ts_ns)
-    nxt = cal.next_open(pd.Timestamp(ts_ns, unit="ns", tz="UTC").floor("min"))
+    with _quiet():
+        nxt = cal.next_open(pd.Timestamp(ts_ns, unit="ns", tz="UTC").floor("min"))
     return int(pd.Timestamp(nxt).value)
 
 

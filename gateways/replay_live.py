@@ -6,6 +6,13 @@ times compressed by ``speed`` (1000 = a thousand times real time), or as fast
 as the kernel consumes them (``speed=None``), with back-pressure so the
 kernel's bounded inbox never has to drop a bar.  It places no orders: in paper
 mode orders go to the ``SimulatedGateway``, which sees the same bars on the bus.
+
+Every bar passes the boundary check (``gateways.validation.BarGuard``, no
+price band: the file is history, already checked row by row by the feed, and
+a band would make paper differ from a backtest of the same file).  The end of
+the file, or a file the feed cannot read on, is reported as ``GatewayHealth``
+stamped with the last bar's time: event time, never the wall clock, so the
+journal replays identically.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from gateways.base import EventSink, NoBrokerRecord
-from trader.core.events import Bar, OrderRequest
+from gateways.validation import BarGuard
+from trader.core.events import Bar, GatewayHealth, HealthState, OrderRequest
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +48,8 @@ class ReplayLiveGateway(NoBrokerRecord):
         self.speed = speed
         self._bars = bars
         self._sink: EventSink | None = None
+        self.guard: BarGuard | None = None
+        self.failed: str | None = None
         self._pending = pending
         self._high_water = high_water
         self.bars_sent = 0
@@ -50,12 +60,16 @@ class ReplayLiveGateway(NoBrokerRecord):
 
     # -- Gateway protocol (market data only) ----------------------------------------
     def bind(self, sink: EventSink) -> None:
+        """Bars and health events go to ``sink`` (``Kernel.post``), bars through a guard."""
         self._sink = sink
+        self.guard = BarGuard(sink, gateway=self.name, venue="replay", band=None)
 
     async def connect(self) -> None:
+        """Nothing to connect to: the bars are a local file."""
         return None
 
     async def close(self) -> None:
+        """Stop the stream task."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
@@ -64,12 +78,13 @@ class ReplayLiveGateway(NoBrokerRecord):
                 pass
 
     def submit(self, order: OrderRequest) -> None:
+        """Refuse: this gateway places no orders."""
         raise RuntimeError(f"gateway {self.name!r} streams market data only; "
                            f"route orders to an execution gateway (e.g. 'sim')")
 
     def cancel(self, client_order_id: str) -> None:  # noqa: ARG002 - protocol
+        """Nothing to cancel."""
         return None
-
 
     # -- streaming ---------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -83,9 +98,10 @@ class ReplayLiveGateway(NoBrokerRecord):
 
     async def stream(self) -> None:
         """Post every bar at its (compressed) arrival time; set ``finished`` at the end."""
-        sink = self._sink
-        if sink is None:
+        raw = self._sink
+        if raw is None or self.guard is None:
             raise RuntimeError(f"gateway {self.name!r} streamed before bind()")
+        sink = self.guard
         speed = self.speed
         pending = self._pending
         wall0 = time.monotonic()
@@ -113,6 +129,18 @@ class ReplayLiveGateway(NoBrokerRecord):
                 n += 1
                 self.bars_sent = n
                 self.last_bar_ts = bar.ts
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # a bad row with on_bad_row=error, an unreadable file: the feed cannot go on
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.error("replay_feed_failed", gateway=self.name, bars=n, error=self.failed)
+            raw(GatewayHealth(self.last_bar_ts, self.name, HealthState.DISCONNECTED,
+                              f"feed failed: {self.failed}"))
+            return
         finally:
             self.finished.set()
+        if not self._paused:
+            raw(GatewayHealth(self.last_bar_ts, self.name, HealthState.DISCONNECTED,
+                              "feed ended"))
         log.info("replay_feed_finished", gateway=self.name, bars=n)

@@ -20,13 +20,27 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateways.base import AccountReport, EventSink, OrderReport
+from gateways.base import (
+    AccountReport,
+    EventSink,
+    GatewayCapabilities,
+    OrderReport,
+    PositionReport,
+)
 from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.core.instruments import Instrument
+
+SIM_CAPABILITIES = GatewayCapabilities(
+    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP}),
+    time_in_force=frozenset({"GTC"}),
+    fills_lookback_ns=None,  # the broker-side record is the whole session
+)
 
 
 @dataclass(frozen=True, slots=True)
 class SimCosts:
+    """Slippage and commission of the simulated exchange."""
+
     slippage_bps: float = 0.0
     commission_bps: float = 0.0
     fee_per_order: float = 0.0
@@ -52,12 +66,15 @@ def fill_price(order: OrderRequest, bar: Bar, slippage_bps: float) -> float | No
 
 
 def commission(notional: float, costs: SimCosts, first_fill: bool) -> float:
+    """Commission of one fill: bps of notional, plus the per-order fee on the first fill."""
     fixed = costs.fee_per_order if first_fill else 0.0
     return abs(notional) * costs.commission_bps / 10_000.0 + fixed
 
 
 class SimulatedGateway:
     """Executes orders against the bars it is shown; speaks the ``Gateway`` protocol."""
+
+    capabilities = SIM_CAPABILITIES
 
     def __init__(
         self,
@@ -85,6 +102,7 @@ class SimulatedGateway:
         self.fills: deque[Fill] = deque(maxlen=history_limit)
         self.cash: dict[str, float] = {currency: initial_cash}
         self.positions: dict[str, float] = {}
+        self.avg_prices: dict[str, float] = {}
         self.currency = currency
         self.submitted: deque[str] = deque(maxlen=history_limit)
         self._terminal: deque[str] = deque()
@@ -154,7 +172,11 @@ class SimulatedGateway:
         return [f for f in self.fills if f.ts >= ts]
 
     async def account(self) -> AccountReport:
-        return AccountReport(dict(self.cash), {k: v for k, v in self.positions.items() if v})
+        positions = {k: v for k, v in self.positions.items() if v}
+        avg = {k: p for k, p in self.avg_prices.items() if k in positions}
+        details = tuple(PositionReport(k, q, avg.get(k)) for k, q in sorted(positions.items()))
+        return AccountReport(dict(self.cash), positions, avg, details,
+                             buying_power=self.cash.get(self.currency, 0.0))
 
     # -- market data ----------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
@@ -190,7 +212,16 @@ class SimulatedGateway:
         )
         sign = order.side.sign
         inst_id = order.instrument_id
-        self.positions[inst_id] = self.positions.get(inst_id, 0.0) + sign * qty
+        before = self.positions.get(inst_id, 0.0)
+        after = before + sign * qty
+        self.positions[inst_id] = after
+        if abs(after) < 1e-12:
+            self.avg_prices.pop(inst_id, None)
+        elif before * after < 0 or before == 0:  # opened, or flipped through zero
+            self.avg_prices[inst_id] = price
+        elif abs(after) > abs(before):  # added to: weighted entry price
+            prev = self.avg_prices.get(inst_id, price)
+            self.avg_prices[inst_id] = (prev * abs(before) + price * qty) / abs(after)
         self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
         r = self._orders[order.client_order_id]
         self._orders[order.client_order_id] = OrderReport(

@@ -47,6 +47,9 @@ class CcxtTiming(BaseModel):
     close_grace_s: float = Field(3.0, ge=0)
     resolve_attempts: int = Field(5, ge=1)
     history_page_limit: int = Field(1000, gt=0)
+    # a venue may still execute a request it received late; Binance refuses one older
+    # than recvWindow (10 s): only an "absent" answer after that settles a lost submit
+    unknown_settle_s: float = Field(10.0, ge=0)
 
 
 class CcxtGatewayConfig(BaseModel):
@@ -71,6 +74,9 @@ class CcxtGatewayConfig(BaseModel):
     rate_limit: bool = True
     sync_time: bool = True
     timing: CcxtTiming = CcxtTiming()
+    # largest accepted move of a bar's close vs the previous one (fraction; null = off):
+    # a bad tick such as 1e9 is internally consistent and only this exposes it
+    bar_band: float | None = Field(0.5, gt=0)
 
     @field_validator("exchange")
     @classmethod
@@ -99,6 +105,7 @@ class CcxtGatewayConfig(BaseModel):
 
     @property
     def timeframe_seconds(self) -> int:
+        """The bar length in seconds."""
         return parse_timeframe(self.timeframe)
 
 

@@ -9,7 +9,6 @@ itself stays venue-neutral; a new ccxt venue normally needs no dialect at all.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,18 +16,14 @@ import ccxt.pro as ccxtpro
 from ccxt.base.errors import OrderNotFound
 
 from gateways.ccxt.config import CcxtConfigError, CcxtGatewayConfig, Credentials
+from gateways.inflight import backoff_delay
+
+__all__ = ["backoff_delay", "build_exchange", "dialect_for", "Dialect"]
 
 DEAD_END = "http://127.0.0.1:1"
 DEAD_END_WS = "ws://127.0.0.1:1"
 
 
-def backoff_delay(
-    attempt: int, initial: float, cap: float, jitter: float, rng: random.Random | None = None
-) -> float:
-    """Capped exponential backoff with symmetric jitter; ``attempt`` counts from 1."""
-    base = min(cap, initial * (2 ** max(attempt - 1, 0)))
-    r = (rng or random).uniform(-jitter, jitter)
-    return max(0.0, min(cap, base * (1.0 + r)))
 
 
 def dead_end_urls(tree: Any) -> Any:
@@ -54,11 +49,17 @@ def deep_merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+DAY_NS = 86_400 * 1_000_000_000
+
+
 class Dialect:
     """Venue specifics ccxt does not unify; the defaults suit Binance-like venues."""
 
     options: dict[str, Any] = {}
     sign_with_server_time = True
+    # how far back the venue lists our executions (reconciliation horizon); a venue
+    # without a dialect gets a cautious 30 days rather than an unproven "forever"
+    fills_lookback_ns: int | None = 30 * DAY_NS
 
     async def find_order(
         self, ex: Any, client_order_id: str, symbols: list[str]
@@ -85,10 +86,15 @@ class BinanceDialect(Dialect):
         "fetchMargins": False,
         "defaultType": "spot",
     }
+    # Binance serves the account's trade list (myTrades) for about six months; older
+    # executions come only from the statement export
+    fills_lookback_ns = 180 * DAY_NS
 
 
 class KrakenDialect(Dialect):
     sign_with_server_time = False  # the nonce must only ever grow
+    # TradesHistory pages through the whole account history (50 per page, by offset)
+    fills_lookback_ns = None
 
     async def find_order(
         self, ex: Any, client_order_id: str, symbols: list[str]

@@ -6,12 +6,17 @@ kernel through the sink given to ``bind`` (``Kernel.post`` live).
 
 Rules that matter for money:
 
-* a submit that times out is *not* a rejection: the order stays in flight and
-  is looked up by our client order id; it is never re-sent blindly;
+* a submit whose answer is lost (timeout, venue 5xx) is *not* a rejection: the
+  order goes to ``OUTCOME_UNKNOWN`` and ``gateways.inflight.InFlightResolver``
+  keeps looking it up by our client order id until the venue answers; it is
+  never re-sent;
 * a fill is emitted once per venue trade id, whichever path (websocket,
   order response, REST catch-up) saw it first;
 * a terminal status (cancel, expiry) is emitted only after the fills the venue
   reports for that order, so the router never sees a fill after a cancel.
+
+Bars pass ``gateways.validation.BarGuard`` on their way to the sink; stream
+drops, reconnects and REST fallbacks are reported as ``GatewayHealth``.
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ from ccxt.base.errors import (
     ExchangeError,
     InsufficientFunds,
     InvalidOrder,
-    NetworkError,
+    OperationFailed,
     OrderNotFound,
     PermissionDenied,
     RateLimitExceeded,
 )
 
-from gateways.base import AccountReport, EventSink, OrderReport
+from gateways.base import (
+    AccountReport,
+    EventSink,
+    GatewayCapabilities,
+    History,
+    OrderReport,
+    PositionReport,
+    expected_bars,
+)
 from gateways.ccxt.candles import CandleCloser, candle_to_bar
 from gateways.ccxt.config import CcxtGatewayConfig, Credentials, load_credentials
 from gateways.ccxt.convert import (
@@ -51,8 +64,19 @@ from gateways.ccxt.convert import (
     order_status,
     trade_to_fill,
 )
-from gateways.ccxt.exchange import backoff_delay, build_exchange, dialect_for
-from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate
+from gateways.ccxt.exchange import Dialect, backoff_delay, build_exchange, dialect_for
+from gateways.inflight import InFlightResolver
+from gateways.validation import BarGuard
+from trader.core.events import (
+    Bar,
+    Fill,
+    GatewayHealth,
+    HealthState,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+)
 from trader.core.instruments import Instrument
 
 log = structlog.get_logger(__name__)
@@ -61,10 +85,28 @@ _MS = 1_000_000
 _EPS = 1e-12
 _SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
 _KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
+_UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 
 
 class GatewayStartError(RuntimeError):
     """The gateway cannot start (bad credentials, unknown symbol, exchange down)."""
+
+
+def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapabilities:
+    """What this gateway implements on a ccxt venue (not everything the venue offers)."""
+    return GatewayCapabilities(
+        order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
+        time_in_force=frozenset({"GTC"}),
+        modify=False,
+        stop_limit=False,
+        bracket=False,
+        oco=False,
+        hedged_positions=False,  # spot: balances, not positions
+        client_order_ids=True,
+        market_data=config.market_data,
+        trading=config.trading,
+        fills_lookback_ns=dialect.fills_lookback_ns,
+    )
 
 
 @dataclass(slots=True)
@@ -117,7 +159,11 @@ class CcxtGateway:
         self._rng = rng or random.Random()
         self._factory = exchange_factory or build_exchange
         self._dialect = dialect_for(config.exchange)
-        self._sink: EventSink = lambda _e: None
+        self.capabilities = capabilities_for(config, self._dialect)
+        self._raw_sink: EventSink = lambda _e: None
+        self._sink: EventSink = self._raw_sink
+        self.guard: BarGuard | None = None
+        self.health: dict[str, HealthState] = {}
         self._ex: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
@@ -137,11 +183,24 @@ class CcxtGateway:
         self._retired: deque[str] = deque()
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
+        t = config.timing
+        self._resolver = InFlightResolver(
+            self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
+            initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
+            settle_s=t.unknown_settle_s, rng=self._rng)
 
     # -- protocol --------------------------------------------------------------------
     def bind(self, sink: EventSink) -> None:
-        """Bars, order updates and fills all go to ``sink``."""
-        self._sink = sink
+        """Bars, order updates, fills and health all go to ``sink``; bars through a guard."""
+        self._raw_sink = sink
+        self.guard = BarGuard(sink, gateway=self.name, venue=self.config.exchange,
+                              band=self.config.bar_band, now_ns=lambda: self._now_ms() * _MS)
+        self._sink = self.guard
+
+    @property
+    def resolver(self) -> InFlightResolver:
+        """The resolver of submits whose outcome is unknown (for operators and tests)."""
+        return self._resolver
 
     @property
     def exchange(self) -> Any:
@@ -175,13 +234,14 @@ class CcxtGateway:
             raise GatewayStartError(
                 f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
             ) from None
-        except (NetworkError, ExchangeError, BrokerMessageError) as exc:
+        except (OperationFailed, ExchangeError, BrokerMessageError) as exc:
             await self._close_exchange()
             raise GatewayStartError(
                 f"gateway {self.name}: cannot start on {cfg.exchange}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
         self._running = True
+        self._set_health("gateway", HealthState.CONNECTED, f"connected to {cfg.exchange}")
         if stream:
             self.start_streams()
 
@@ -213,6 +273,8 @@ class CcxtGateway:
                           tasks=sorted(t.get_name() for t in late))
         self._running = False
         self._streaming = False
+        # orders still of unknown outcome are settled by reconciliation at the next start
+        await self._resolver.close()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -304,28 +366,59 @@ class CcxtGateway:
             qty = total.get(base, 0.0)
             if abs(qty) > _EPS:
                 positions[inst] = qty
-        return AccountReport(cash=cash, positions=positions)
+        free = bal.get("free") or {}
+        buying_power = None
+        if len(self._quotes) == 1:  # one quote currency: its free balance is what buys
+            q = next(iter(self._quotes))
+            buying_power = float(free.get(q) or 0.0)
+        details = tuple(PositionReport(i, q) for i, q in sorted(positions.items()))
+        # spot keeps no entry prices and no margin: those fields stay unreported
+        return AccountReport(cash=cash, positions=positions, position_details=details,
+                             buying_power=buying_power)
 
     # -- market data --------------------------------------------------------------------
     async def history(
-        self, instrument_id: str, since_ns: int, until_ns: int | None = None
-    ) -> list[Bar]:
-        """Closed bars from ``since_ns`` (open time) on, paginated through ``fetch_ohlcv``."""
-        symbol = self._symbol_of[instrument_id]
-        until_ms = None if until_ns is None else until_ns // _MS
+        self, instrument_id: str, start_ns: int, end_ns: int | None = None
+    ) -> History:
+        """Closed bars opening in ``[start_ns, end_ns)``, paginated through ``fetch_ohlcv``.
+
+        The end is capped at the venue's last closed bar ("now" on the exchange's
+        clock).  Bad bars are dropped by the guard and count as missing.
+        """
+        symbol = self._symbol_of.get(instrument_id)
+        if symbol is None:
+            raise KeyError(f"gateway {self.name}: instrument {instrument_id!r} is not streamed "
+                           f"(configured: {sorted(self._symbol_of)})")
         now = self._now_ms()
         tf_ms = self._tf_s * 1000
-        out: list[Bar] = []
-        for c in await self._fetch_ohlcv_range(symbol, since_ns // _MS, until_ms):
-            if int(c[0]) + tf_ms <= now:
-                out.append(candle_to_bar(c, instrument_id, self._tf_s))
-        return out
+        closed_end = now - now % tf_ms  # a bar opening here or later has not closed
+        end_ms = closed_end if end_ns is None else min(end_ns // _MS, closed_end)
+        bars: list[Bar] = []
+        for c in await self._fetch_ohlcv_range(symbol, start_ns // _MS, end_ms):
+            if int(c[0]) + tf_ms > now:
+                continue
+            try:
+                bars.append(candle_to_bar(c, instrument_id, self._tf_s))
+            except (TypeError, ValueError):
+                if self.guard is not None:
+                    self.guard.reject(instrument_id, f"malformed candle {list(c)!r}")
+        if self.guard is not None:
+            bars = self.guard.filter(bars)
+        end = end_ms * _MS
+        return History(instrument_id, bars, start_ns, end,
+                       expected_bars(start_ns, end, self._tf_s))
 
     async def warm_up(self, since_ns: int) -> list[Bar]:
         """History for every instrument, merged by (ts, id); streaming resumes after it."""
         bars: list[Bar] = []
         for inst, symbol in self._symbol_of.items():
-            got = await self.history(inst, since_ns)
+            hist = await self.history(inst, since_ns)
+            if not hist.complete:
+                log.warning("history_incomplete", gateway=self.name, instrument=inst,
+                            expected=hist.expected, got=len(hist.bars), missing=hist.missing)
+            got = hist.bars
+            if self.guard is not None:
+                self.guard.seed(got)  # the live stream's band starts from the last close
             if got:
                 closer = self._closers[symbol]
                 last = got[-1].ts_open // _MS
@@ -354,7 +447,7 @@ class CcxtGateway:
         tf_ms = self._tf_s * 1000
         out: list[list[float]] = []
         cursor = since_ms
-        while True:
+        while until_ms is None or cursor < until_ms:
             page = await self._ex.fetch_ohlcv(symbol, self.config.timeframe, cursor, limit)
             page = [c for c in page if int(c[0]) >= cursor]
             if until_ms is not None:
@@ -363,7 +456,9 @@ class CcxtGateway:
                 break
             out.extend(page)
             cursor = int(page[-1][0]) + tf_ms
-            if len(page) < limit or (until_ms is not None and cursor >= until_ms):
+            # with an end, a short page is not the end: a venue may cap pages below
+            # our limit, so only an empty page or the end stops the walk
+            if until_ms is None and len(page) < limit:
                 break
         return out
 
@@ -371,7 +466,14 @@ class CcxtGateway:
         inst = self._inst_of[symbol]
         sink = self._sink
         for c in candles:
-            sink(candle_to_bar(c, inst, self._tf_s))
+            try:
+                bar = candle_to_bar(c, inst, self._tf_s)
+            except (TypeError, ValueError):
+                # a value the venue left out (null): not a bar, and no reason to end the stream
+                if self.guard is not None:
+                    self.guard.reject(inst, f"malformed candle {list(c)!r}")
+                continue
+            sink(bar)
         self.stats.bars += len(candles)
 
     async def _backfill(self, symbol: str, until_ms: int | None = None) -> int:
@@ -403,15 +505,20 @@ class CcxtGateway:
                     if failures:
                         await self._sync_time()  # a long outage may have moved the clocks
                     await self._backfill(symbol)
+                    if self.health.get(f"bars:{symbol}", HealthState.CONNECTED) in _UNHEALTHY:
+                        self._set_health(f"bars:{symbol}", HealthState.RESYNCED,
+                                         "bar stream reconnected, gap backfilled")
                     await self._stream_bars(symbol)
                 except asyncio.CancelledError:
                     raise
-                except (NetworkError, ExchangeError) as exc:
+                except (OperationFailed, ExchangeError) as exc:
                     failures += 1
                     self.stats.ws_errors += 1
                     self.stats.reconnects += 1
                     delay = backoff_delay(failures, t.backoff_initial_s, t.backoff_max_s,
                                           t.backoff_jitter, self._rng)
+                    self._set_health(f"bars:{symbol}", HealthState.DISCONNECTED,
+                                     f"bar stream dropped: {type(exc).__name__}: {exc}")
                     log.warning("bar_stream_error", gateway=self.name, symbol=symbol,
                                 error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
                     await asyncio.sleep(delay)
@@ -498,13 +605,15 @@ class CcxtGateway:
         """REST polling when websockets are off or keep failing; retries the WS later."""
         t = self.config.timing
         self.stats.polling_fallbacks += 1
+        self._set_health(f"bars:{symbol}", HealthState.DEGRADED,
+                         "bars by REST polling (websocket off or failing)")
         loop = asyncio.get_running_loop()
         retry_ws_at = loop.time() + t.ws_retry_after_polling_s
         while self._running:
             try:
                 got = await self._backfill(symbol)
                 self.stats.polled_bars += got
-            except (NetworkError, ExchangeError) as exc:
+            except (OperationFailed, ExchangeError) as exc:
                 log.warning("bar_poll_error", gateway=self.name, symbol=symbol,
                             error=f"{type(exc).__name__}: {exc}")
             if self.config.use_websocket and loop.time() >= retry_ws_at:
@@ -567,11 +676,10 @@ class CcxtGateway:
                 log.warning("submit_rate_limited", gateway=self.name,
                             client_order_id=tracked.client_order_id, error=str(exc))
                 continue
-            except NetworkError as exc:
-                log.warning("submit_outcome_unknown", gateway=self.name,
-                            client_order_id=tracked.client_order_id,
-                            error=f"{type(exc).__name__}: {exc}")
-                await self._resolve_in_flight(tracked)
+            except OperationFailed as exc:
+                # a timeout, a dropped connection or the venue's own 5xx ("execution
+                # status unknown"): the order may exist; find it, never send it again
+                self._outcome_unknown(tracked, exc)
                 return
             except (AuthenticationError, PermissionDenied, ExchangeError) as exc:
                 self._reject(tracked, _reason(exc))
@@ -605,32 +713,41 @@ class CcxtGateway:
         """The venue's view of an order by our id; None if absent (raises on network trouble)."""
         return await self._dialect.find_order(self._ex, tracked.client_order_id, [tracked.symbol])
 
-    async def _resolve_in_flight(self, tracked: _Tracked) -> None:
-        """After a submit of unknown outcome: query by client order id, never re-send."""
-        t = self.config.timing
-        absent = 0
-        for attempt in range(1, t.resolve_attempts + 1):
-            await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
-                                              t.backoff_jitter, self._rng))
-            try:
-                found = await self._lookup(tracked)
-            except NetworkError as exc:
-                log.warning("resolve_query_failed", gateway=self.name,
-                            client_order_id=tracked.client_order_id, error=str(exc))
-                continue
-            if found is not None:
-                self.stats.resolved_by_query += 1
-                tracked.in_flight = False
-                await self._apply_order(tracked, found)
-                if tracked.cancel_requested and not tracked.terminal_sent:
-                    await self._cancel(tracked)
-                return
-            absent += 1
-        if absent:
+    def _outcome_unknown(self, tracked: _Tracked, exc: Exception) -> None:
+        """The submit's answer was lost: report OUTCOME_UNKNOWN and resolve by our id."""
+        why = f"{type(exc).__name__}: {exc}"
+        log.warning("submit_outcome_unknown", gateway=self.name,
+                    client_order_id=tracked.client_order_id, error=why)
+        if tracked.accepted_sent or tracked.terminal_sent:
+            # a stream or the poller found the order while its own answer hung
             tracked.in_flight = False
-            self._reject(tracked, "submit timed out and the exchange has no order with this "
-                                  "client order id (not re-sent)")
-        # else: every query failed; the order stays in flight for the private loop's polling
+            return
+        tracked.in_flight = True
+        self._emit_update(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
+                          f"submit answer lost ({why}); resolving by client order id, "
+                          "not re-sent")
+        self._resolver.track(tracked.client_order_id)
+
+    async def _resolve_lookup(self, coid: str) -> dict[str, Any] | None:
+        tracked = self._orders.get(coid)
+        if tracked is None or tracked.terminal_sent:
+            return {}  # settled meanwhile (a stream or the poller saw it): nothing to ask
+        return await self._lookup(tracked)
+
+    async def _resolve_found(self, coid: str, o: dict[str, Any]) -> None:
+        tracked = self._orders.get(coid)
+        if tracked is None or not o:
+            return
+        self.stats.resolved_by_query += 1
+        tracked.in_flight = False
+        await self._apply_order(tracked, o)
+        if tracked.cancel_requested and not tracked.terminal_sent:
+            await self._cancel(tracked)
+
+    def _resolve_absent(self, coid: str, reason: str) -> None:
+        tracked = self._orders.get(coid)
+        if tracked is not None:
+            self._reject(tracked, reason)
 
     async def _cancel(self, tracked: _Tracked) -> None:
         try:
@@ -639,12 +756,12 @@ class CcxtGateway:
             log.info("cancel_refused", gateway=self.name, client_order_id=tracked.client_order_id,
                      reason=str(exc))
             o = None
-        except NetworkError as exc:
+        except OperationFailed as exc:
             log.warning("cancel_failed", gateway=self.name,
                         client_order_id=tracked.client_order_id, error=str(exc))
             o = None
         if o is None or o.get("status") not in ("canceled", "closed", "expired"):
-            with contextlib.suppress(NetworkError):
+            with contextlib.suppress(OperationFailed, ExchangeError):
                 o = await self._lookup(tracked)
         if o is not None:
             await self._apply_order(tracked, o)
@@ -683,7 +800,7 @@ class CcxtGateway:
                                                    max(tracked.submit_ms - 60_000, 0))
         try:
             trades = await self._ex.fetch_my_trades(tracked.symbol, since, None, params)
-        except NetworkError as exc:
+        except OperationFailed as exc:
             log.warning("fill_catch_up_failed", gateway=self.name,
                         client_order_id=tracked.client_order_id, error=str(exc))
             return
@@ -733,10 +850,15 @@ class CcxtGateway:
             if self.config.use_websocket and failures < t.ws_failures_before_polling:
                 try:
                     await self._poll_orders_once()
+                    if self.health.get("orders", HealthState.CONNECTED) in _UNHEALTHY:
+                        self._set_health("orders", HealthState.RESYNCED,
+                                         "order stream reconnected, orders re-read")
                     await self._stream_private()
                 except asyncio.CancelledError:
                     raise
-                except (NetworkError, ExchangeError) as exc:
+                except (OperationFailed, ExchangeError) as exc:
+                    self._set_health("orders", HealthState.DISCONNECTED,
+                                     f"order stream dropped: {type(exc).__name__}: {exc}")
                     self.private_ws_ok = False
                     failures += 1
                     self.stats.ws_errors += 1
@@ -746,7 +868,10 @@ class CcxtGateway:
                                 error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
                     await asyncio.sleep(delay)
             else:
-                with contextlib.suppress(NetworkError, ExchangeError):
+                if self.config.use_websocket:
+                    self._set_health("orders", HealthState.DEGRADED,
+                                     "orders by REST polling (websocket failing)")
+                with contextlib.suppress(OperationFailed, ExchangeError):
                     await self._poll_orders_once()
                 await asyncio.sleep(t.poll_interval_s)
 
@@ -789,6 +914,8 @@ class CcxtGateway:
             o = await self._lookup(tracked)
             if o is None:
                 continue
+            if tracked.in_flight:
+                self._resolver.forget(tracked.client_order_id)  # settled here instead
             tracked.in_flight = False
             await self._apply_order(tracked, o)
 
@@ -873,7 +1000,7 @@ class CcxtGateway:
             return
         try:
             server_ms = await ex.fetch_time()
-        except (NetworkError, ExchangeError) as exc:
+        except (OperationFailed, ExchangeError) as exc:
             log.warning("time_sync_failed", gateway=self.name, error=str(exc))
             return
         if server_ms is None:
@@ -893,6 +1020,15 @@ class CcxtGateway:
         tracked.terminal_sent = True
         self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
                           tracked.broker_order_id)
+
+    def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
+        """Report a change of one stream's health (repeats of the same state are quiet)."""
+        if self.health.get(stream) is state:
+            return
+        self.health[stream] = state
+        log.info("gateway_health", gateway=self.name, stream=stream, state=str(state),
+                 reason=reason)
+        self._raw_sink(GatewayHealth(self._now_ms() * _MS, self.name, state, reason))
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

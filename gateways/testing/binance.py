@@ -97,6 +97,9 @@ class BinanceStandin(StandinExchange):
         if fault is not None:
             if fault.kind == "stall_before":
                 return params, fault, self.error(-1000, "Internal error.", 500)
+            if fault.kind == "error_before":
+                return params, fault, self.error(-1000, "An unknown error occurred while "
+                                                 "processing the request.", 500)
             if fault.kind == "rate_limit":
                 return params, fault, self.error(-1003, "Too many requests.", 429)
             if fault.kind == "error":
@@ -232,6 +235,10 @@ class BinanceStandin(StandinExchange):
             await self.notify_trade(o, trade)
         if fault is not None and fault.kind == "stall_after":
             await asyncio.sleep(fault.delay)
+        if fault is not None and fault.kind == "error_after":
+            # what Binance answers when its backend timed out: executed or not, nobody knows
+            return self.error(-1007, "Timeout waiting for response from backend server. "
+                              "Send status unknown; execution status unknown.", 503)
         return web.json_response(self.order_json(o, full=True))
 
     async def h_cancel(self, request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ FAST_TIMING = CcxtTiming(
     close_grace_s=0.2,
     resolve_attempts=3,
     history_page_limit=1000,
+    unknown_settle_s=0.3,
 )
 
 
@@ -52,6 +53,7 @@ class CcxtHarness:
     create_endpoint: str = ""
     insufficient_text: str = ""
     second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
+    lookup_endpoints: tuple[str, ...] = ()  # where an order is looked up by client order id
 
     def __init__(self) -> None:
         self.standin: StandinExchange = self.make_standin()
@@ -83,6 +85,8 @@ class CcxtHarness:
             "urls": self.standin.urls(),  # type: ignore[attr-defined]
             "rate_limit": False,
             "timing": FAST_TIMING,
+            # the suite's synthetic prices jump (100 -> 400); a 1e9 tick is still far out
+            "bar_band": 5.0,
         }
         data.update(overrides)
         return CcxtGatewayConfig(**data)
@@ -130,6 +134,7 @@ class BinanceHarness(CcxtHarness):
     second = ("ETH/USDT", "ETHUSDT", "ETHUSDT.BINANCE")
     create_path = "/api/v3/order"
     create_endpoint = "order"
+    lookup_endpoints = ("queryOrder",)
     insufficient_text = "insufficient balance"
 
     def make_standin(self) -> StandinExchange:
@@ -147,6 +152,7 @@ class KrakenHarness(CcxtHarness):
     second = ("ETH/USD", "XETHZUSD", "ETHUSD.KRAKEN")
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
+    lookup_endpoints = ("OpenOrders", "ClosedOrders")
     insufficient_text = "Insufficient funds"
 
     def make_standin(self) -> StandinExchange:

@@ -162,6 +162,8 @@ class KrakenStandin(StandinExchange):
         fault = await self.record_and_fault(method, rec)
         if fault is not None and fault.kind == "stall_before":
             return self.err("EGeneral:Internal error")  # the caller has long given up
+        if fault is not None and fault.kind == "error_before":
+            return _bad_gateway()
         bad = self._verify(request.path, body, request.headers)
         rec.signed_ok = bad is None
         if bad is not None:
@@ -177,6 +179,8 @@ class KrakenStandin(StandinExchange):
         resp = await handler(params)
         if fault is not None and fault.kind == "stall_after":
             await asyncio.sleep(fault.delay)
+        if fault is not None and fault.kind == "error_after":
+            return _bad_gateway()  # executed behind the edge proxy, the answer lost
         return resp
 
     def order_json(self, o: SOrder) -> dict[str, Any]:
@@ -323,6 +327,8 @@ class KrakenStandin(StandinExchange):
 
     def ohlc_message(self, venue_id: str, c: list[float]) -> dict[str, Any]:
         sym = _PAIRS[venue_id][0]
+        # JSON has no NaN: a value the venue lacks arrives as null
+        c = [x if x == x and abs(x) != float("inf") else None for x in c]
         return {"channel": "ohlc", "type": "update", "timestamp": _iso(self.now_ms()),
                 "data": [{"symbol": sym, "open": c[1], "high": c[2], "low": c[3], "close": c[4],
                           "trades": 3, "volume": c[5], "vwap": c[4],
@@ -367,3 +373,10 @@ class KrakenStandin(StandinExchange):
 
 
 __all__ = ["Fault", "KrakenStandin"]
+
+
+def _bad_gateway() -> web.Response:
+    """What Kraken's edge (Cloudflare) answers when the backend does not: an HTML 502."""
+    return web.Response(status=502, content_type="text/html",
+                        text="<html><head><title>502 Bad Gateway</title></head>"
+                             "<body><center><h1>502 Bad Gateway</h1></center></body></html>")

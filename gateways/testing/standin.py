@@ -41,7 +41,9 @@ class Fault:
     kind: ``error`` (venue error ``code``/``message``), ``rate_limit``,
     ``stall_after`` (execute, then answer only after ``delay`` s: the client
     times out although the order exists), ``stall_before`` (answer late and do
-    nothing: the order never existed).
+    nothing: the order never existed), ``error_after`` (execute, then answer
+    with the venue's "status unknown" 5xx: the order exists), ``error_before``
+    (the same 5xx, order not executed).
     """
 
     kind: str

@@ -159,21 +159,21 @@ async def test_trading_without_credentials_refuses_to_start() -> None:
         await gw.connect()
 
 
-def test_daemon_factory_reads_the_named_section() -> None:
-    from types import SimpleNamespace
+def test_registry_builds_ccxt_from_the_named_section() -> None:
+    from gateways import registry
+    from gateways.base import GatewayConfigError, GatewayContext
 
-    from gateways.ccxt.factory import build_from_app_config, register
-    from trader.engine.config import ConfigError
-
-    registry: dict = {}
-    register(registry)
-    assert set(registry) == {"binance", "kraken"}
-    with pytest.raises(ConfigError, match="no gateways.binance section"):
-        build_from_app_config(SimpleNamespace(gateways={}), "binance")
-    with pytest.raises(ConfigError, match=r"gateways\.binance\.symbols: Field required"):
-        build_from_app_config(SimpleNamespace(gateways={"binance": {"exchange": "binance"}}),
-                              "binance")
-    gw = build_from_app_config(SimpleNamespace(gateways={"binance": {
-        "exchange": "binance", "symbols": {"BTC/USDT": "BTCUSD"}, "market_data": False}}),
-        "binance")
+    ctx = GatewayContext()
+    assert {"binance", "kraken", "ccxt"} <= set(registry.brokers())
+    with pytest.raises(GatewayConfigError, match="no gateways.binance section"):
+        registry.build("binance", None, ctx)
+    with pytest.raises(GatewayConfigError, match=r"gateways\.binance\.symbols: Field required"):
+        registry.build("binance", {"exchange": "binance"}, ctx)
+    gw = registry.build("binance", {"exchange": "binance", "symbols": {"BTC/USDT": "BTCUSD"},
+                                    "market_data": False}, ctx)
     assert gw.name == "binance" and gw.config.market_data is False
+    # any name with an exchange is a ccxt gateway; market-data-only context turns trading off
+    gw = registry.build("spot2", {"exchange": "kraken", "symbols": {"BTC/USD": "X"}},
+                        GatewayContext(trading=False))
+    assert gw.config.exchange == "kraken" and gw.config.trading is False
+    assert gw.capabilities.trading is False and gw.capabilities.fills_lookback_ns is None

@@ -14,6 +14,14 @@ from typing import Any
 
 import pytest
 
+from gateways.base import (
+    DAY_NS,
+    Gateway,
+    GatewayCapabilities,
+    History,
+    MarketData,
+    check_horizon,
+)
 from gateways.ccxt import GatewayStartError
 from gateways.testing.harness import (
     ANCHOR_MS,
@@ -24,7 +32,17 @@ from gateways.testing.harness import (
     wait_until,
 )
 from gateways.testing.standin import Fault
-from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.events import (
+    Bar,
+    Fill,
+    GatewayHealth,
+    HealthState,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+)
 
 NS = 1_000_000
 
@@ -207,9 +225,12 @@ async def test_submit_timeout_is_resolved_by_query_not_resent(harness: CcxtHarne
     await asyncio.sleep(1.0)  # past the stall: a blind retry would show up now
     assert len(h.creates()) == 1
     assert len(h.standin.orders) == 1
-    assert statuses(events, "T-5")[0] is OrderStatus.ACCEPTED
+    # unknown first, unless the poller found the order while the answer still hung
+    assert statuses(events, "T-5")[-1] is OrderStatus.ACCEPTED
+    assert statuses(events, "T-5") in ([OrderStatus.OUTCOME_UNKNOWN, OrderStatus.ACCEPTED],
+                                       [OrderStatus.ACCEPTED])
     assert OrderStatus.REJECTED not in statuses(events, "T-5")
-    assert gw.stats.resolved_by_query == 1
+    assert gw.stats.resolved_by_query <= 1
     assert fills(events, "T-5")[0].trade_id == h.standin.trades[0].trade_id
 
 
@@ -220,8 +241,10 @@ async def test_submit_timeout_without_order_is_rejected_not_resent(harness: Ccxt
     await gw.connect()
     h.script_submit(Fault("stall_before", delay=0.8))  # never executes
     gw.submit(order("T-6", h.instrument_id, Side.BUY, 0.01))
-    await wait_until(lambda: bool(updates(events, "T-6")), timeout=5, what="resolution")
-    [upd] = updates(events, "T-6")
+    await wait_until(lambda: OrderStatus.REJECTED in statuses(events, "T-6"), timeout=5,
+                     what="resolution")
+    unknown, upd = updates(events, "T-6")
+    assert unknown.status is OrderStatus.OUTCOME_UNKNOWN and "not re-sent" in unknown.reason
     assert upd.status is OrderStatus.REJECTED and "not re-sent" in upd.reason
     await asyncio.sleep(0.5)
     assert len(h.creates()) == 1 and h.standin.orders == {}
@@ -459,3 +482,154 @@ async def test_gateway_runs_on_exchange_time(harness: CcxtHarness) -> None:
     await gw.connect(stream=False)
     assert abs(gw._now_ms() - h.standin.now_ms()) < 1_500  # Kraken's clock has 1 s steps
     assert abs(gw._now_ms() - time.time() * 1000) > 86_400_000
+
+
+# -- protocol: capabilities, history, bad bars, health, outcome unknown --------------------
+def health(events: list[Any]) -> list[GatewayHealth]:
+    return [e for e in events if isinstance(e, GatewayHealth)]
+
+
+async def test_declares_capabilities_and_speaks_both_protocols(harness: CcxtHarness) -> None:
+    h = harness
+    gw = h.gateway(lambda _e: None)
+    assert isinstance(gw, Gateway) and isinstance(gw, MarketData)
+    caps = gw.capabilities
+    assert isinstance(caps, GatewayCapabilities)
+    assert {OrderType.MARKET, OrderType.LIMIT} <= caps.order_types
+    assert caps.client_order_ids and caps.trading and caps.market_data
+    stop = OrderRequest(0, "X", h.instrument_id, Side.BUY, 1.0, OrderType.STOP, None, 1.0)
+    assert "not supported" in (caps.supports(stop) or "")
+    # the reconciliation horizon is the venue's: Binance lists ~6 months, Kraken everything
+    lookback = {"binance": 180 * DAY_NS, "kraken": None}[h.venue]
+    assert caps.fills_lookback_ns == lookback
+    year_ago = time.time_ns() - 365 * DAY_NS
+    assert (check_horizon(caps, year_ago, time.time_ns()) is not None) is (lookback is not None)
+
+
+async def test_history_is_paginated_and_honest_about_missing_bars(
+        harness: CcxtHarness) -> None:
+    h = harness
+    series = h.history(12)
+    del series[4]  # the venue has a hole (no trades that minute)
+    h.standin.set_series(h.venue_id, series)
+    gw = h.gateway(lambda _e: None, trading=False,
+                   timing=h.config().timing.model_copy(update={"history_page_limit": 4}))
+    await gw.connect(stream=False)
+    start = (ANCHOR_MS - 12 * MINUTE_MS) * NS
+    hist = await gw.history(h.instrument_id, start, ANCHOR_MS * NS)
+    assert isinstance(hist, History)
+    assert as_rows(hist.bars) == expected_rows(series)
+    assert (hist.expected, hist.missing, hist.complete) == (12, 1, False)
+    # asking further back than the venue has: fewer bars, and the result says so
+    h.history(12)
+    older = await gw.history(h.instrument_id, start - 30 * MINUTE_MS * NS, ANCHOR_MS * NS)
+    assert len(older.bars) == 12 and older.missing == 30 and not older.complete
+    full = await gw.history(h.instrument_id, start, ANCHOR_MS * NS)
+    assert full.complete and len(full.bars) == 12
+    pages = [r for r in h.standin.requests if "OHLC" in r.path or "klines" in r.path]
+    assert len(pages) >= 3 + 1  # Binance pages by 4; Kraken returns its window at once
+    # the end is capped at the last closed bar: the forming one never comes back
+    h.standin.set_series(h.venue_id, h.standin.candles[h.venue_id] + [candle(ANCHOR_MS, 150.0)])
+    now = await gw.history(h.instrument_id, start)
+    assert now.bars[-1].ts_open == (ANCHOR_MS - MINUTE_MS) * NS and now.complete
+
+
+@pytest.mark.parametrize("bad", ["spike", "nan"])
+async def test_bad_bar_from_the_stream_never_reaches_the_sink(
+        harness: CcxtHarness, bad: str) -> None:
+    h = harness
+    h.history(3)
+    events: list[Any] = []
+    gw = h.gateway(events.append, trading=False)
+    await gw.connect(stream=False)
+    await gw.warm_up_bars(3)
+    gw.start_streams()
+    await h.wait_market_ws()
+    s = h.standin
+    good = [candle(ANCHOR_MS + k * MINUTE_MS, 103.0 + k) for k in range(3)]
+    poison = list(good[1])
+    if bad == "spike":
+        poison[2] = poison[4] = 1e9  # one fat-fingered tick: high and close 1e9
+    else:
+        poison[4] = float("nan")
+    await s.push_candle(h.venue_id, good[0])
+    await s.push_candle(h.venue_id, poison)
+    await s.push_candle(h.venue_id, good[2])
+    await s.push_candle(h.venue_id, candle(ANCHOR_MS + 3 * MINUTE_MS, 106.0))
+    await wait_until(lambda: any(b.ts_open == good[2][0] * NS for b in bars(events)),
+                     what="the bar after the bad one")
+    await asyncio.sleep(0.05)
+    got = bars(events)
+    assert [b.ts_open // NS for b in got] == [int(good[0][0]), int(good[2][0])]
+    assert all(b.high < 1e6 and b.close == b.close for b in got)
+    [degraded] = [e for e in health(events) if e.state is HealthState.DEGRADED]
+    assert "bad bar rejected" in degraded.reason and h.instrument_id in degraded.reason
+    assert gw.guard is not None and gw.guard.rejected == {h.instrument_id: 1}
+
+
+async def test_stream_drop_and_resync_are_reported(harness: CcxtHarness) -> None:
+    h = harness
+    h.history(3)
+    events: list[Any] = []
+    gw = h.gateway(events.append, trading=False)
+    await gw.connect()
+    await h.wait_market_ws()
+    await h.standin.drop_connections()
+    await wait_until(lambda: any(e.state is HealthState.RESYNCED for e in health(events)),
+                     what="resynced")
+    states = [e.state for e in health(events)]
+    assert states[0] is HealthState.CONNECTED
+    assert states.index(HealthState.DISCONNECTED) < states.index(HealthState.RESYNCED)
+    assert all(e.gateway == h.venue and e.reason for e in health(events))
+
+
+@pytest.mark.parametrize("executed", [True, False])
+async def test_venue_5xx_on_submit_is_resolved_by_client_order_id(
+        harness: CcxtHarness, executed: bool) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append, use_websocket=False)
+    await gw.connect()
+    h.script_submit(Fault("error_after" if executed else "error_before"))
+    gw.submit(order("U-1", h.instrument_id, Side.BUY, 0.01))
+    final = OrderStatus.ACCEPTED if executed else OrderStatus.REJECTED
+    await wait_until(lambda: final in statuses(events, "U-1"), timeout=5, what="resolution")
+    if executed:
+        await wait_until(lambda: len(fills(events, "U-1")) == 1, what="the fill")
+    await asyncio.sleep(0.3)  # a blind re-send would show up now
+    assert statuses(events, "U-1")[0] is OrderStatus.OUTCOME_UNKNOWN
+    assert statuses(events, "U-1")[-1] is final
+    assert len(h.creates()) == 1
+    assert len(h.standin.orders) == (1 if executed else 0)
+    assert gw.resolver.pending == []
+
+
+async def test_unknown_outcome_keeps_being_resolved_while_queries_fail(
+        harness: CcxtHarness) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append, use_websocket=False)
+    await gw.connect()
+    h.script_submit(Fault("error_after"))
+    for endpoint in h.lookup_endpoints:
+        h.standin.script(endpoint, Fault("rate_limit"), times=3)
+    gw.submit(order("U-2", h.instrument_id, Side.BUY, 0.01))
+    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "U-2"), timeout=8,
+                     what="resolution after failed queries")
+    assert gw.resolver.stats.query_errors >= 1
+    assert len(h.creates()) == 1 and len(h.standin.orders) == 1
+
+
+async def test_account_report_fields(harness: CcxtHarness) -> None:
+    h = harness
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await gw.connect()
+    gw.submit(order("A-1", h.instrument_id, Side.BUY, 0.01))
+    await wait_until(lambda: len(fills(events, "A-1")) == 1, what="fill")
+    acct = await gw.account()
+    assert acct.positions == {h.instrument_id: pytest.approx(0.01)}
+    [pos] = acct.position_details
+    assert pos.instrument_id == h.instrument_id and not acct.hedged
+    assert acct.buying_power == pytest.approx(next(iter(acct.cash.values())))
+    assert acct.margin_used is None  # spot: no margin reported

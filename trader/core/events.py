@@ -29,8 +29,16 @@ class OrderType(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """Where an order is in its life; see ``trader.engine.orders.TRANSITIONS``.
+
+    ``OUTCOME_UNKNOWN``: the order was sent but the venue's answer was lost
+    (timeout, 5xx, dropped connection).  It is *not* terminal: the gateway keeps
+    asking the venue by client order id until it answers, and never re-sends.
+    """
+
     PENDING_SUBMIT = "PENDING_SUBMIT"
     SUBMITTED = "SUBMITTED"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     ACCEPTED = "ACCEPTED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
@@ -117,6 +125,56 @@ class Timer(Event, frozen=True, tag="timer"):
     """A clock tick posted by the live driver so components can act without a bar."""
 
     name: str = "tick"
+
+
+class BarCorrection(Event, frozen=True, tag="bar_correction"):
+    """A venue revised a bar that was already published (``ts`` = when it was learnt).
+
+    Gateways never publish a second ``Bar`` for the same interval: a late
+    revision arrives as this event and carries the corrected values of the bar
+    whose close time is ``bar_ts``.  Consumers that care (e.g. a store of bars)
+    subscribe; models see bars once, as they closed, exactly as in replay.
+    """
+
+    instrument_id: str
+    timeframe: int
+    bar_ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class HealthState(StrEnum):
+    """Connection state of a gateway, as reported in ``GatewayHealth``."""
+
+    CONNECTED = "connected"
+    DEGRADED = "degraded"  # working, but something is off (REST fallback, bad data)
+    DISCONNECTED = "disconnected"
+    RESYNCED = "resynced"  # reconnected and caught up (gap backfilled)
+
+
+class GatewayHealth(Event, frozen=True, tag="gateway_health"):
+    """A gateway's connection health changed (stream drop, reconnect, fallback, bad bar)."""
+
+    gateway: str
+    state: HealthState
+    reason: str = ""
+
+
+class FillCorrection(Event, frozen=True, tag="fill_correction"):
+    """A venue corrected an execution it already reported (``trade_id`` names it).
+
+    ``None`` fields are unchanged.  Typical case: the commission is only known
+    (or revised) after the fill, as with Interactive Brokers' commission reports.
+    """
+
+    trade_id: str
+    client_order_id: str = ""
+    commission: float | None = None
+    price: float | None = None
+    quantity: float | None = None
 
 
 def ns_to_iso(ts: int) -> str:

@@ -22,6 +22,7 @@ import structlog
 
 from trader.core.events import Bar
 from trader.core.timeframes import NS, parse_timeframe
+from trader.core.validation import BAR_RULES
 
 log = structlog.get_logger(__name__)
 
@@ -200,16 +201,9 @@ class BarFile:
         """Mark bad rows of a batch; report each (first) problem per row."""
         n = len(ts)
         bad = np.zeros(n, dtype=bool)
-        checks = (
-            (np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v), "NaN value"),
-            ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0), "price <= 0"),
-            (h < lo, "high < low"),
-            ((o < lo) | (o > h), "open outside [low, high]"),
-            ((c < lo) | (c > h), "close outside [low, high]"),
-            (v < 0, "negative volume"),
-        )
-        for mask, problem in checks:
-            new = mask & ~bad
+        # The same rules every gateway's bars pass (trader.core.validation), on whole arrays.
+        for problem, rule in BAR_RULES:
+            new = rule(o, h, lo, c, v) & ~bad
             if new.any():
                 for i in np.flatnonzero(new):
                     vals = f"o={o[i]} h={h[i]} l={lo[i]} c={c[i]} v={v[i]}"

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from gateways.base import GatewayContext
 from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
 from models.registry import model_class
@@ -72,6 +73,12 @@ def make_sim(cfg: AppConfig, name: str = SIM) -> SimulatedGateway:
         base_timeframes=base_timeframes(cfg), initial_cash=cfg.portfolio.initial_cash,
         currency=cfg.portfolio.currency, name=name,
     )
+
+
+def gateway_context(cfg: AppConfig, *, trading: bool = True) -> GatewayContext:
+    """What a broker factory of ``gateways.registry`` may know of this config."""
+    return GatewayContext(instruments_of(cfg), cfg.portfolio.currency,
+                          cfg.portfolio.initial_cash, trading, base_timeframes(cfg))
 
 
 def execution_gateways(cfg: AppConfig) -> set[str]:

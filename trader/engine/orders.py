@@ -9,10 +9,13 @@ from trader.core.events import OrderRequest, OrderStatus
 S = OrderStatus
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.ACCEPTED, S.REJECTED, S.CANCELED,
-                                 S.PARTIALLY_FILLED, S.FILLED}),
-    S.SUBMITTED: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELED, S.PARTIALLY_FILLED,
-                            S.FILLED, S.EXPIRED}),
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.OUTCOME_UNKNOWN, S.ACCEPTED, S.REJECTED,
+                                 S.CANCELED, S.PARTIALLY_FILLED, S.FILLED}),
+    S.SUBMITTED: frozenset({S.OUTCOME_UNKNOWN, S.ACCEPTED, S.REJECTED, S.CANCELED,
+                            S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED}),
+    # sent, answer lost: whatever the venue finally says is legal (never re-sent)
+    S.OUTCOME_UNKNOWN: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELED, S.PARTIALLY_FILLED,
+                                  S.FILLED, S.EXPIRED}),
     S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.FILLED: frozenset(),

@@ -31,6 +31,8 @@ from typing import Any
 
 import structlog
 
+from gateways import registry
+from gateways.base import GatewayConfigError, MarketData, check_horizon
 from gateways.replay_live import ReplayLiveGateway
 from gateways.sim import SimulatedGateway
 from models.lifecycle import MODE_STAGES, STAGES
@@ -40,7 +42,7 @@ from trader.core.clock import LiveClock
 from trader.core.events import Bar, ns_to_iso
 from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
-from trader.engine.build import build_models, execution_gateways, make_sim
+from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
 from trader.engine.config import (
     AppConfig,
     ConfigError,
@@ -54,7 +56,6 @@ from trader.live.notify import Notifier, watchdog_interval
 from trader.live.reconcile import ReconcilePolicy, ReconciliationError, reconcile
 from trader.live.resume import consumed_bars, save_consumed_bars, split_history
 from trader.live.session import (
-    GATEWAY_FACTORIES,
     Session,
     apply_control,
     build_session,
@@ -121,20 +122,26 @@ def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
         if sim:
             raise Refused(f"live mode needs a broker execution gateway, but models route to "
                           f"{sim} (the simulator); use --mode paper for simulated execution")
-    unknown = sorted(names - SIMULATED - set(GATEWAY_FACTORIES))
+    unknown = sorted(n for n in names - SIMULATED
+                     if not registry.can_build(n, cfg.gateways.get(n)))
     if unknown:
         # Never simulate silently what the config names as a broker.
         raise Refused(f"models route orders to gateway(s) {unknown}, which this installation "
-                      f"cannot build (available: {sorted(SIMULATED | set(GATEWAY_FACTORIES))})")
+                      f"cannot build (brokers: {sorted(registry.brokers())}; set "
+                      f"gateways.<name>.broker)")
+    for name in sorted(names - SIMULATED):
+        hint = registry.missing_extra(registry.broker_for(name, cfg.gateways.get(name)) or "")
+        if hint:
+            raise Refused(f"gateways.{name}: {hint}")
     check_market_data(cfg, names)
 
 
 def check_market_data(cfg: AppConfig, execution: set[str]) -> None:
     """One source of bars: the market data gateway is buildable and no other gateway streams."""
     source = market_data_gateway(cfg)
-    if source is not None and source not in GATEWAY_FACTORIES:
+    if source is not None and not registry.can_build(source, cfg.gateways.get(source)):
         raise Refused(f"daemon.market_data: gateway {source!r} cannot be built by this "
-                      f"installation (available: {sorted(GATEWAY_FACTORIES)})")
+                      f"installation (brokers: {sorted(registry.brokers())})")
     for name in sorted(execution - SIMULATED - {source}):
         section = cfg.gateways.get(name) or {}
         if section.get("market_data", True) is not False:
@@ -148,16 +155,23 @@ def build_gateways(cfg: AppConfig) -> dict[str, Any]:
     """The execution gateways the models route to: the simulator or registered brokers."""
     out: dict[str, Any] = {}
     for name in sorted(execution_gateways(cfg) or SIMULATED):
-        out[name] = make_sim(cfg, name) if name in SIMULATED else GATEWAY_FACTORIES[name](cfg, name)
+        out[name] = make_sim(cfg, name) if name in SIMULATED else _build(cfg, name, True)
     return out
 
 
 def build_market_data_gateway(cfg: AppConfig, name: str) -> Any:
     """A gateway that only streams bars: no model routes to it, so it trades nothing
     (``trading: false`` whatever its section says: no credentials, no order stream)."""
-    section = {**cfg.gateways[name], "trading": False}
-    data_only = cfg.model_copy(update={"gateways": {**cfg.gateways, name: section}})
-    return GATEWAY_FACTORIES[name](data_only, name)
+    return _build(cfg, name, False)
+
+
+def _build(cfg: AppConfig, name: str, trading: bool) -> Any:
+    """A broker gateway from the registry; its config errors become the daemon's."""
+    try:
+        return registry.build(name, cfg.gateways.get(name),
+                              gateway_context(cfg, trading=trading))
+    except GatewayConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def new_session_id(mode: str) -> tuple[str, str]:
@@ -196,6 +210,7 @@ class Daemon:
         self._risk_saved: dict[str, Any] | None = None
         self._stages: dict[str, str] = {}  # model -> stage in the lifecycle registry
         self._start_seq = 0
+        self._last_fill_ts: int | None = None
         self._history: list[Bar] = []
         self.stop = asyncio.Event()
         self.exit_code = 0
@@ -292,7 +307,9 @@ class Daemon:
         info = self.store_session = self.store.begin_session(self.mode, cfg.name, time.time_ns())
         self.id_prefix, self._start_seq = info.prefix, info.start_seq
         self.session_id = f"{self.mode}-{info.id}-{self.session_id.split('-', 1)[1]}"
-        return restorable_fills(self.store, cfg, self.mode, execution_gateways(cfg))
+        fills = restorable_fills(self.store, cfg, self.mode, execution_gateways(cfg))
+        self._last_fill_ts = max((f.ts for f in fills), default=None)
+        return fills
 
     def _check_stages(self) -> None:
         """Stages come from the lifecycle registry only, never from the config file."""
@@ -349,7 +366,7 @@ class Daemon:
             self._history = []
             self.source = engine.gateways.get(source_name) or build_market_data_gateway(
                 self.cfg, source_name)
-            if not all(hasattr(self.source, a) for a in ("warm_up_bars", "start_streams")):
+            if not isinstance(self.source, MarketData):
                 raise ConfigError(f"daemon.market_data: gateway {source_name!r} cannot stream "
                                   "bars (it has no history and bar stream)")
             self.source.bind(kernel.post)
@@ -463,6 +480,7 @@ class Daemon:
         """Compare what brokers report with what the store believes, before trading."""
         assert self.session is not None
         engine = self.session.engine
+        self._check_horizons()
         policy = ReconcilePolicy(self.cfg.store.reconcile_policy,
                                  currency=self.cfg.portfolio.currency)
         for name, gw in engine.gateways.items():
@@ -471,6 +489,21 @@ class Daemon:
                      restored_orders=len(report.restored_orders),
                      adopted_fills=len(report.adopted_fills),
                      closed_orders=len(report.vanished_orders))
+
+    def _check_horizons(self) -> None:
+        """Whether each venue's fill history still reaches back to when the account was known."""
+        assert self.session is not None and self.store_session is not None
+        last = self._last_fill_ts
+        if last is None:
+            return
+        # The account was known until the previous session stopped (or last started).
+        prev = self.store.session(self.store_session.id - 1) or {}
+        last = max(last, prev.get("ended_ts") or prev.get("started_ts") or 0)
+        for name, gw in self.session.engine.gateways.items():
+            caps = getattr(gw, "capabilities", None)
+            gap = check_horizon(caps, last, time.time_ns()) if caps is not None else None
+            if gap:  # the venue cannot prove no fill was lost: say so loudly, keep going
+                log.error("reconciliation_horizon_exceeded", gateway=name, problem=gap)
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:

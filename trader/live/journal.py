@@ -36,7 +36,17 @@ from typing import Any
 
 import msgspec
 
-from trader.core.events import Bar, CancelRequest, Fill, OrderRequest, OrderUpdate, Timer
+from trader.core.events import (
+    Bar,
+    BarCorrection,
+    CancelRequest,
+    Fill,
+    FillCorrection,
+    GatewayHealth,
+    OrderRequest,
+    OrderUpdate,
+    Timer,
+)
 
 _HEAD = struct.Struct("<II")
 MAGIC_VERSION = 2
@@ -90,7 +100,7 @@ class JournalControl(msgspec.Struct, frozen=True, tag="control"):
 
 
 Record = (JournalHeader | JournalControl | Bar | OrderUpdate | Fill | OrderRequest
-          | CancelRequest | Timer)
+          | CancelRequest | Timer | BarCorrection | GatewayHealth | FillCorrection)
 
 
 @dataclass

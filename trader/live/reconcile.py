@@ -230,7 +230,7 @@ async def _settle_order(gateway: Gateway, router: Router, order: Order, ts: int,
             router.on_update(OrderUpdate(ts, coid, S.FILLED, FILLED_BY_FILLS,
                                          rep.broker_order_id if rep is not None else ""))
     elif rep is None:
-        if order.status in (S.PENDING_SUBMIT, S.SUBMITTED):
+        if order.status in (S.PENDING_SUBMIT, S.SUBMITTED, S.OUTCOME_UNKNOWN):
             router.on_update(OrderUpdate(ts, coid, S.REJECTED, NEVER_SENT))
         else:
             router.on_update(OrderUpdate(ts, coid, S.CANCELED, VANISHED))

@@ -23,7 +23,6 @@ from typing import Any
 import structlog
 
 from gateways.base import EventSink, NoBrokerRecord
-from gateways.ccxt.factory import register as _register_ccxt
 from gateways.sim import SimulatedGateway
 from models.lifecycle import MODE_STAGES
 from models.registry import model_class
@@ -74,9 +73,6 @@ class Session:
     trade_standing_targets: bool = True
 
 
-# Broker gateways the daemon can build, by the name models route to (``models[].gateway``).
-GATEWAY_FACTORIES: dict[str, Any] = {}
-_register_ccxt(GATEWAY_FACTORIES)
 
 
 def build_session(

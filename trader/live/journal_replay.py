@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trader.core.clock import ReplayClock
 from trader.core.events import OrderRequest
+from trader.engine.build import Engine
 from trader.engine.config import AppConfig, ConfigError
 from trader.live.journal import JournalHeader, read_journal
 from trader.live.session import (
@@ -22,7 +23,6 @@ from trader.live.session import (
     replay_records,
 )
 from trader.live.start_state import restore_header_state
-from trader.replay.backtest import Engine
 
 
 def order_key(o: OrderRequest) -> tuple:

@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TRADER_STATE_DIR=/var/lib/trader
+    TRADER_DATA_DIR=/var/lib/trader
 
 RUN groupadd --system --gid 10001 trader \
  && useradd --system --uid 10001 --gid trader --home-dir /app --no-create-home \

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trader.cli.backtest import backtest
 from trader.cli.db import db_app
@@ -61,7 +62,9 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         if isinstance(exc, _operator_errors()):
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Operator text (paths, gate reports with "[ok]") is not rich markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             sys.exit(2)
         # Usage errors from the CLI parser arrive here in non-standalone mode.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

@@ -84,7 +84,7 @@ def promote_cmd(
     forced = " (FORCED: gate failed)" if row["forced"] else ""
     console.print(f"{name}: {row['from_stage']} -> {row['to_stage']}{forced}")
     if row["gate_report"]:
-        console.print(row["gate_report"], highlight=False)
+        console.print(row["gate_report"], highlight=False, markup=False)
 
 
 @models_app.command("demote")

@@ -1,7 +1,7 @@
 """Risk seams of the paper daemon end to end: `trader run/status/kill/backtest` as a user runs them.
 
 * warm-up never trades and never triggers risk, even with a restored position marked
-  through a crash on the warm-up bars;
+  through a >20% fall of the warm-up bars;
 * a drawdown halt is persisted (flag file, store) before its flatten, flattens once,
   survives restarts, shows in ``trader status``, and only ``trader kill --release``
   lets trading resume; the high-water mark is carried across sessions;

@@ -38,6 +38,7 @@ from gateways.sim import SimulatedGateway
 from models.lifecycle import MODE_STAGES, STAGES
 from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, KillSwitchWatch
 from risk.killswitch import flag_path as kill_switch_flag_path
+from risk.state import TradingState
 from trader.core.clock import LiveClock
 from trader.core.events import Bar, ns_to_iso
 from trader.core.logging import redactor
@@ -207,6 +208,7 @@ class Daemon:
         self.source: Any = None  # a market data gateway (daemon.market_data), if not replay
         self.kill = KillSwitchWatch(kill_switch_flag_path(self.data_dir, cfg.risk.kill_switch.path))
         self.kill_engaged = False
+        self.kill_record: KillSwitchRecord | None = None  # the persistent switch at start
         self._risk_saved: dict[str, Any] | None = None
         self._stages: dict[str, str] = {}  # model -> stage in the lifecycle registry
         self._start_seq = 0
@@ -302,7 +304,7 @@ class Daemon:
         self.store = open_store(cfg.store, self.data_dir)
         self._check_stages()
         self.kill.database = DatabaseBackend(self.store)
-        record = self.kill.read_at_start()  # a corrupt flag file refuses the start
+        record = self.kill_record = self.kill.read_at_start()  # a corrupt flag file refuses
         self.kill_engaged = bool(record and record.engaged)
         info = self.store_session = self.store.begin_session(self.mode, cfg.name, time.time_ns())
         self.id_prefix, self._start_seq = info.prefix, info.start_seq
@@ -350,6 +352,12 @@ class Daemon:
             engine.risk.restore(snapshot)
             log.info("risk_state_restored", state=snapshot.get("state"),
                      drawdown_peak=snapshot.get("drawdown_peak"))
+            record = self.kill_record
+            if (engine.risk.state is TradingState.HALTED and record is not None
+                    and not record.engaged):
+                # A halt is persisted as the kill switch; `trader kill --release` while
+                # the daemon was stopped released it: the session starts ACTIVE again.
+                engine.risk.resume(f"kill switch released: {record.reason}")
 
     def _attach_market_data(self) -> None:
         """The replay-as-live feed over the data files, or a broker gateway's bars."""
@@ -425,22 +433,24 @@ class Daemon:
             assert record is not None
             self.control("halt", {"engaged": True, "reason": record.reason, "who": record.who})
             log.warning("kill_switch_engaged_at_start", reason=record.reason, who=record.who)
-        self.control("trading", True)
-        self.state = "trading"
-        assert self.journal is not None
-        self.journal.flush(sync=True)
-        self._save_risk_state()
-        self._write_status()
-
-    def _start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.dcfg.metrics_port is not None:
             from trader.live.metrics_http import DaemonMetrics
 
             self.metrics = DaemonMetrics()
             self.metrics_port = self.metrics.serve(self.dcfg.metrics_port)
             log.info("metrics_listening", address=f"127.0.0.1:{self.metrics_port}")
+        # READY=1, then trade: the first orders (targets formed in warm-up) follow READY.
+        self.state = "trading"
         self.notifier.ready(self._status_line())
         log.info("ready_notified", systemd=self.notifier.enabled)
+        self.control("trading", True)
+        assert self.journal is not None
+        self.journal.flush(sync=True)
+        self._save_risk_state()
+        self._write_status()
+        self.notifier.status(self._status_line())  # trading=on from here
+
+    def _start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
         spawn = loop.create_task
         if self.feed is not None:
             self._tasks.append(self.feed.start())

@@ -4,8 +4,10 @@ A session restores the fills of earlier sessions of its own mode (never a
 backtest's, never the other trading mode's), then reconciles with its brokers.
 What it ends up with is captured as a *start state*: per book (the account and
 each model's virtual slice) cash, commission and per-instrument quantity,
-average price and realized PnL, plus the marks, the NAV peak and each simulated
-exchange's cash, positions and execution counter.  That is O(instruments), not
+average price and realized PnL, plus the marks, the NAV peak, each simulated
+exchange's cash, positions and execution counter, and the risk engine's restored
+state (trading state, drawdown high-water mark, budget scale: they gate and size
+the session's orders, so its journal's replay needs them).  That is O(instruments), not
 O(fills), however many sessions came before.
 
 The daemon stores the start state (``Store.save_restored_state``: an id and a
@@ -82,7 +84,9 @@ def capture_state(session: Session) -> dict[str, Any]:
             for name, gw in sorted(engine.gateways.items()) if isinstance(gw, SimulatedGateway)}
     state = {"version": STATE_VERSION, "account": _book_state(pf.account),
              "models": {m: _book_state(b) for m, b in sorted(pf.models.items())},
-             "marks": dict(sorted(pf.marks.items())), "hwm": pf.hwm, "sims": sims}
+             "marks": dict(sorted(pf.marks.items())), "hwm": pf.hwm, "sims": sims,
+             # Restored halt, high-water mark and budget scale: they size and gate orders.
+             "risk": engine.risk.state_snapshot()}
     bad = [k for k, v in pf.marks.items() if not math.isfinite(v)]
     if bad or not math.isfinite(pf.hwm):
         raise ValueError(f"start state has non-finite values for {bad or ['hwm']}")
@@ -123,6 +127,9 @@ def load_state(session: Session, state: Mapping[str, Any]) -> None:
             gw.cash = {k: float(v) for k, v in data["cash"].items()}
             gw.positions = {k: float(v) for k, v in data["positions"].items()}
             gw._seq = int(data["seq"])
+    risk = state.get("risk")  # absent in headers written before it was carried
+    if risk is not None and risk != engine.risk.state_snapshot():
+        engine.risk.restore(risk)
 
 
 def restore_header_state(session: Session, header: JournalHeader, path: Any = "") -> None:

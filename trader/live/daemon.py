@@ -510,8 +510,7 @@ class Daemon:
         prev = self.store.session(self.store_session.id - 1) or {}
         last = max(last, prev.get("ended_ts") or prev.get("started_ts") or 0)
         for name, gw in self.session.engine.gateways.items():
-            caps = getattr(gw, "capabilities", None)
-            gap = check_horizon(caps, last, time.time_ns()) if caps is not None else None
+            gap = check_horizon(gw.capabilities, last, time.time_ns())
             if gap:  # the venue cannot prove no fill was lost: say so loudly, keep going
                 log.error("reconciliation_horizon_exceeded", gateway=name, problem=gap)
 
@@ -596,7 +595,11 @@ class Daemon:
         if not record.engaged or record.who != "risk-engine" or self.kill_engaged:
             return
         self.kill_engaged = True
-        self.kill.write(record)
+        # Stamped with the wall clock, like every record `trader kill` writes: the watch
+        # trusts the most recent record, and the kernel's clock is event time (a replay's
+        # bars may be years old).
+        now = time.time_ns()
+        self.kill.write(KillSwitchRecord(True, record.reason, now, record.who, ns_to_iso(now)))
         self._save_risk_state()
         log.warning("risk_halt_persisted", reason=record.reason, flag_file=str(self.kill.path))
 

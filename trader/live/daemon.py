@@ -507,7 +507,7 @@ class Daemon:
         if last is None:
             return
         # The account was known until the previous session stopped (or last started).
-        prev = self.store.session(self.store_session.id - 1) or {}
+        prev = self.store.previous_session(self.mode, self.store_session.id) or {}
         last = max(last, prev.get("ended_ts") or prev.get("started_ts") or 0)
         for name, gw in self.session.engine.gateways.items():
             gap = check_horizon(gw.capabilities, last, time.time_ns())

@@ -60,6 +60,14 @@ class SessionQueries:
             row = conn.execute(q).mappings().first()
         return dict(row) if row else None
 
+    def previous_session(self: Store, mode: str, before_session: int) -> dict[str, Any] | None:
+        """The latest session of ``mode`` that started before ``before_session``, or None."""
+        with self.read() as conn:
+            q = (select(SESSIONS).where(SESSIONS.c.mode == mode)
+                 .where(SESSIONS.c.id < before_session).order_by(SESSIONS.c.id.desc()).limit(1))
+            row = conn.execute(q).mappings().first()
+        return dict(row) if row else None
+
     def set_last_bars(self: Store, session_id: int, last_bars: Mapping[str, int]) -> None:
         """Remember the ts of the last bar the session consumed, per instrument (replay feed)."""
         with self.write() as conn:

@@ -264,7 +264,11 @@ def parse_time(text: str | None) -> int | None:
         return None
     import datetime as dt
 
-    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise DataError(f"{text!r} is not a valid date/time ({exc}); expected ISO 8601 such "
+                        "as 2019-01-01 or 2019-01-01T00:00:00Z") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp()) * NS

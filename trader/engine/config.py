@@ -51,6 +51,11 @@ class DataConfig(Strict):
     start: str | None = None
     end: str | None = None
 
+    @field_validator("start", "end")
+    @classmethod
+    def _times(cls, v: str | None) -> str | None:
+        return _iso_time(v)
+
 
 class ExecutionConfig(Strict):
     """Simulated execution costs."""
@@ -87,6 +92,20 @@ class PlannerConfig(Strict):
     min_trade_fraction: float = Field(0.0, ge=0, le=1)
 
 
+def _iso_time(v: str | None) -> str | None:
+    """A date or date-time as ISO 8601 (``2019-01-01``, ``2019-01-01T00:00:00Z``)."""
+    if v is None:
+        return v
+    import datetime as dt
+
+    try:
+        dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not a valid date/time ({exc}); expected ISO 8601 such as "
+                         "2019-01-01 or 2019-01-01T00:00:00Z") from None
+    return v
+
+
 class ReplayFeedConfig(Strict):
     """The replay-as-live market data gateway (``daemon.market_data: replay``)."""
 
@@ -95,6 +114,11 @@ class ReplayFeedConfig(Strict):
     # Bars before this time warm the models up; bars from it on are streamed live.
     start: str | None = None
     exit_at_end: bool = False  # stop the daemon cleanly when the file is exhausted
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str | None) -> str | None:
+        return _iso_time(v)
 
     @field_validator("speed")
     @classmethod

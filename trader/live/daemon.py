@@ -63,6 +63,7 @@ from trader.live.session import (
 from trader.live.start_state import restorable_fills, restore_fills_quietly, start_header
 from trader.live.status import Snapshot, write_snapshot
 from trader.store import StoreError, open_store
+from trader.store.db import db_error_text
 from trader.store.lifecycle import Lifecycle
 
 log = structlog.get_logger("trader.live.daemon")
@@ -245,15 +246,21 @@ class Daemon:
         try:
             self._claim_data_dir()
             await self._start(loop)
-        except Exception as exc:
+        except Exception as raised:
             self.state = "failed"
+            exc = self._store_failure(raised)
             code = exit_status(exc)
             if isinstance(exc, OPERATOR_ERRORS):
                 # The operator needs the cause in one paragraph, not a traceback.
                 log.error("daemon_start_failed", error=str(exc), exit_code=code)
                 print(f"error: {redactor().text(str(exc))}", file=sys.stderr, flush=True)
             else:
+                # A bug, not bad input: the traceback goes to the log, one line to stderr.
                 log.exception("daemon_start_failed", error=str(exc), exit_code=code)
+                cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+                print(f"error: start-up failed unexpectedly: {redactor().text(cause)} (the "
+                      "daemon_start_failed log line has the traceback)", file=sys.stderr,
+                      flush=True)
             if self._locked:
                 self._write_status()
             await self._close_everything()
@@ -267,6 +274,18 @@ class Daemon:
             self.exit_code = 1
         await self._shutdown()
         return self.exit_code
+
+    def _store_failure(self, exc: Exception) -> Exception:
+        """A database error raised by SQLAlchemy, as a ``StoreError`` naming the database."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from trader.store.db import redact, resolve_url
+
+        if not isinstance(exc, SQLAlchemyError):
+            return exc
+        url = (self.store.url if self.store is not None
+               else resolve_url(self.cfg.store.database_url, self.data_dir))
+        return StoreError(f"database {redact(url)}: {db_error_text(exc)}")
 
     def _claim_data_dir(self) -> None:
         """The data dir must exist (unless told to create it) and no other daemon may hold it."""

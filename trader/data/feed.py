@@ -279,6 +279,12 @@ def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppCon
     for inst in cfg.instruments:
         if inst.data is None:
             continue
+        searched = getattr(inst.data, "_searched", ())
+        if searched and not inst.data.path.exists():
+            raise DataError(
+                f"instrument {inst.id}: data file {inst.data.path.name!r} not found; a relative "
+                f"data path is looked for next to the config, one folder up, then in the "
+                f"working directory: {', '.join(str(p) for p in searched)}")
         spec = FeedSpec(inst.id, inst.data.path, parse_timeframe(inst.data.timeframe))
         files.append(
             BarFile(

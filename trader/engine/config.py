@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
@@ -33,6 +41,8 @@ class DataSource(Strict):
 
     path: Path
     timeframe: str = "1m"
+    # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
+    _searched: tuple[Path, ...] = PrivateAttr(default=())
 
     @field_validator("timeframe")
     @classmethod
@@ -458,14 +468,19 @@ def resolve_data_path(path: Path, config_file: Path) -> Path:
     """A relative data file path: next to the config, then one folder up (``config/*.yaml``
     naming ``data/...``), then the working directory (a config copied to ``/etc/trader``
     and run with ``WorkingDirectory=/opt/trader``). The first that exists wins."""
+    return _data_path_candidates(path, config_file)[0]
+
+
+def _data_path_candidates(path: Path, config_file: Path) -> tuple[Path, tuple[Path, ...]]:
+    """The resolved path and, when found nowhere, the places it was looked for."""
     if path.is_absolute():
-        return path
+        return path, ()
     base = config_file.resolve().parent
     candidates = [base / path, base.parent / path, Path.cwd() / path]
     for c in candidates:
         if c.exists():
-            return c.resolve()
-    return candidates[0].resolve()
+            return c.resolve(), ()
+    return candidates[0].resolve(), tuple(dict.fromkeys(c.resolve() for c in candidates))
 
 
 def load_config(path: str | Path) -> AppConfig:
@@ -482,5 +497,7 @@ def load_config(path: str | Path) -> AppConfig:
                                       *(f"  at {x}" for x in problems)]))
     for inst in cfg.instruments:
         if inst.data is not None:
-            object.__setattr__(inst.data, "path", resolve_data_path(inst.data.path, p))
+            resolved, searched = _data_path_candidates(inst.data.path, p)
+            object.__setattr__(inst.data, "path", resolved)
+            inst.data._searched = searched
     return cfg

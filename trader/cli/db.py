@@ -12,7 +12,7 @@ from trader.cli.deployment import CONFIG_OPTION, DATA_DIR_OPTION, resolve
 
 db_app = typer.Typer(add_completion=False, no_args_is_help=True,
                      help="The state database (SQLite by default, PostgreSQL by URL).")
-console = Console()
+console = Console(soft_wrap=True)  # a database URL or path must stay one copyable line
 
 def _url(config: Path | None, data_dir: Path | None) -> str:
     from trader.store.db import resolve_url

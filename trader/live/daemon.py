@@ -257,12 +257,7 @@ class Daemon:
                 log.error("daemon_start_failed", error=str(exc), exit_code=code)
                 print(f"error: {redactor().text(str(exc))}", file=sys.stderr, flush=True)
             else:
-                # A bug, not bad input: the traceback goes to the log, one line to stderr.
                 log.exception("daemon_start_failed", error=str(exc), exit_code=code)
-                cause = " ".join(f"{type(exc).__name__}: {exc}".split())
-                print(f"error: start-up failed unexpectedly: {redactor().text(cause)} (the "
-                      "daemon_start_failed log line has the traceback)", file=sys.stderr,
-                      flush=True)
             if self._locked:
                 self._write_status()
             await self._close_everything()
@@ -293,8 +288,10 @@ class Daemon:
         """The data dir must exist (unless told to create it) and no other daemon may hold it."""
         if not self.data_dir.is_dir():
             if not self.create_data_dir:
+                rel = ("" if self.data_dir.is_absolute() else
+                       f" (relative to the working directory: {self.data_dir.absolute()})")
                 raise ConfigError(
-                    f"data directory {self.data_dir} does not exist; check --data-dir / "
+                    f"data directory {self.data_dir} does not exist{rel}; check --data-dir / "
                     "daemon.data_dir, or pass --create-data-dir to start a new deployment there")
             self.data_dir.mkdir(parents=True)
             log.info("data_dir_created", path=str(self.data_dir))

@@ -97,6 +97,18 @@ def test_a_missing_data_dir_is_an_error_unless_created_on_purpose(tmp_path):
         assert "--create-data-dir" in res.stderr
         _clean(res.stderr)
         assert not missing.parent.exists()  # nothing created, not even the parent
+    # A relative daemon.data_dir is relative to the working directory: the message shows
+    # which absolute directory that was, for the daemon and for every other command.
+    raw = yaml.safe_load(cfg.read_text())
+    raw["daemon"]["data_dir"] = "var/x"
+    rel = tmp_path / "relative.yaml"
+    rel.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for args in (("run", "--mode", "paper"), ("kill", "--status"), ("models", "list")):
+        res = run_cli(*args, "--config", str(rel), cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert f"relative to the working directory: {tmp_path / 'var' / 'x'}" in res.stderr
+        _clean(res.stderr)
+    assert not (tmp_path / "var").exists()
     new = tmp_path / "new" / "deployment"
     res = run_cli("run", "--config", str(cfg), "--mode", "paper", "--data-dir", str(new),
                   "--create-data-dir")

@@ -29,6 +29,10 @@ from trader.core.events import Bar, GatewayHealth, HealthState, OrderRequest
 
 log = structlog.get_logger(__name__)
 
+# The reason of the ``GatewayHealth(disconnected)`` that reports the normal end of the file
+# (any other disconnect of this gateway is a failure: it never reconnects).
+FEED_ENDED = "feed ended"
+
 
 class ReplayLiveGateway(NoBrokerRecord):
     """Streams bars at ``speed`` x real time into the bound sink (``Kernel.post``)."""
@@ -142,5 +146,5 @@ class ReplayLiveGateway(NoBrokerRecord):
             self.finished.set()
         if not self._paused:
             raw(GatewayHealth(self.last_bar_ts, self.name, HealthState.DISCONNECTED,
-                              "feed ended"))
+                              FEED_ENDED))
         log.info("replay_feed_finished", gateway=self.name, bars=n)

@@ -146,9 +146,10 @@ class NotifyListener:
 
 
 def start_daemon(config: Path, *, mode: str = "paper", extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None
-                 ) -> tuple[subprocess.Popen, Path]:
-    """Start ``trader run`` as a child process; stdout+stderr go to a log file."""
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 cwd: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start ``trader run`` as a child process (in ``cwd``, default the config's folder);
+    stdout+stderr go to a log file."""
     log_path = log_path or config.parent / "daemon.log"
     full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     full_env.update(env or {})
@@ -156,7 +157,7 @@ def start_daemon(config: Path, *, mode: str = "paper", extra_args: list[str] | N
     proc = subprocess.Popen(
         [sys.executable, "-m", "trader.cli", "run", "--config", str(config), "--mode", mode,
          *(extra_args or [])],
-        stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(config.parent),
+        stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(cwd or config.parent),
     )
     fh.close()
     return proc, log_path

@@ -12,7 +12,7 @@ from trader.cli.deployment import CONFIG_OPTION, DATA_DIR_OPTION, resolve
 
 db_app = typer.Typer(add_completion=False, no_args_is_help=True,
                      help="The state database (SQLite by default, PostgreSQL by URL).")
-console = Console()
+console = Console(soft_wrap=True)  # a database URL or path must stay one copyable line
 
 def _url(config: Path | None, data_dir: Path | None) -> str:
     from trader.store.db import resolve_url
@@ -70,10 +70,10 @@ def _database_call(url: str, call: Any) -> Any:
     """Run ``call``; a database that cannot be reached is one line naming it, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from trader.store.db import StoreError, redact
+    from trader.store.db import StoreError, db_error_text, redact
 
     try:
         return call()
     except SQLAlchemyError as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StoreError(f"{redact(url)}: cannot reach the database: {cause}") from None
+        raise StoreError(f"{redact(url)}: cannot reach the database: {db_error_text(exc)}"
+                         ) from None

@@ -75,7 +75,8 @@ def resolve(config: Path | None, data_dir: Path | None, *, must_exist: bool = Tr
     d = resolve_data_dir(cfg, data_dir)
     if must_exist and not d.is_dir():
         where = f" (from {config})" if config is not None and data_dir is None else ""
-        raise UserError(f"data directory {d}{where} does not exist: no daemon or command has "
+        rel = "" if d.is_absolute() else f" (relative to the working directory: {d.absolute()})"
+        raise UserError(f"data directory {d}{where} does not exist{rel}: no daemon or command has "
                         "used it; check --config/--data-dir (a first `trader run ... "
                         "--create-data-dir` creates it)")
     return Deployment(config, cfg, d)

@@ -142,6 +142,15 @@ def _print(snap: dict, running: bool, age: float) -> None:
     for inst, info in sorted(snap.get("last_bar", {}).items()):
         t.add_row(inst, str(info.get("ts")), "STALE" if inst in stale else "")
     console.print(t)
+    if snap.get("feed_failed"):
+        console.print(f"[bold red]market data FAILED:[/] {snap['feed_failed']}", highlight=False,
+                      soft_wrap=True)
+    t = Table(title="gateway health")
+    for col in ("gateway", "state", "since (event time)", "reason"):
+        t.add_column(col)
+    for gw, h in sorted(snap.get("feeds", {}).items()):
+        t.add_row(gw, str(h.get("state", "")), str(h.get("ts") or ""), str(h.get("reason", "")))
+    console.print(t)
     stored = snap.get("store")
     if stored:
         if "error" in stored:

@@ -264,7 +264,11 @@ def parse_time(text: str | None) -> int | None:
         return None
     import datetime as dt
 
-    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise DataError(f"{text!r} is not a valid date/time ({exc}); expected ISO 8601 such "
+                        "as 2019-01-01 or 2019-01-01T00:00:00Z") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp()) * NS
@@ -275,6 +279,12 @@ def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppCon
     for inst in cfg.instruments:
         if inst.data is None:
             continue
+        searched = getattr(inst.data, "_searched", ())
+        if searched and not inst.data.path.exists():
+            raise DataError(
+                f"instrument {inst.id}: data file {inst.data.path.name!r} not found; a relative "
+                f"data path is looked for next to the config, one folder up, then in the "
+                f"working directory: {', '.join(str(p) for p in searched)}")
         spec = FeedSpec(inst.id, inst.data.path, parse_timeframe(inst.data.timeframe))
         files.append(
             BarFile(

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
@@ -33,6 +41,8 @@ class DataSource(Strict):
 
     path: Path
     timeframe: str = "1m"
+    # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
+    _searched: tuple[Path, ...] = PrivateAttr(default=())
 
     @field_validator("timeframe")
     @classmethod
@@ -50,6 +60,11 @@ class DataConfig(Strict):
     batch_size: int = Field(65_536, gt=0)
     start: str | None = None
     end: str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _times(cls, v: str | None) -> str | None:
+        return _iso_time(v)
 
 
 class ExecutionConfig(Strict):
@@ -87,6 +102,20 @@ class PlannerConfig(Strict):
     min_trade_fraction: float = Field(0.0, ge=0, le=1)
 
 
+def _iso_time(v: str | None) -> str | None:
+    """A date or date-time as ISO 8601 (``2019-01-01``, ``2019-01-01T00:00:00Z``)."""
+    if v is None:
+        return v
+    import datetime as dt
+
+    try:
+        dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not a valid date/time ({exc}); expected ISO 8601 such as "
+                         "2019-01-01 or 2019-01-01T00:00:00Z") from None
+    return v
+
+
 class ReplayFeedConfig(Strict):
     """The replay-as-live market data gateway (``daemon.market_data: replay``)."""
 
@@ -95,6 +124,11 @@ class ReplayFeedConfig(Strict):
     # Bars before this time warm the models up; bars from it on are streamed live.
     start: str | None = None
     exit_at_end: bool = False  # stop the daemon cleanly when the file is exhausted
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str | None) -> str | None:
+        return _iso_time(v)
 
     @field_validator("speed")
     @classmethod
@@ -434,14 +468,19 @@ def resolve_data_path(path: Path, config_file: Path) -> Path:
     """A relative data file path: next to the config, then one folder up (``config/*.yaml``
     naming ``data/...``), then the working directory (a config copied to ``/etc/trader``
     and run with ``WorkingDirectory=/opt/trader``). The first that exists wins."""
+    return _data_path_candidates(path, config_file)[0]
+
+
+def _data_path_candidates(path: Path, config_file: Path) -> tuple[Path, tuple[Path, ...]]:
+    """The resolved path and, when found nowhere, the places it was looked for."""
     if path.is_absolute():
-        return path
+        return path, ()
     base = config_file.resolve().parent
     candidates = [base / path, base.parent / path, Path.cwd() / path]
     for c in candidates:
         if c.exists():
-            return c.resolve()
-    return candidates[0].resolve()
+            return c.resolve(), ()
+    return candidates[0].resolve(), tuple(dict.fromkeys(c.resolve() for c in candidates))
 
 
 def load_config(path: str | Path) -> AppConfig:
@@ -458,5 +497,7 @@ def load_config(path: str | Path) -> AppConfig:
                                       *(f"  at {x}" for x in problems)]))
     for inst in cfg.instruments:
         if inst.data is not None:
-            object.__setattr__(inst.data, "path", resolve_data_path(inst.data.path, p))
+            resolved, searched = _data_path_candidates(inst.data.path, p)
+            object.__setattr__(inst.data, "path", resolved)
+            inst.data._searched = searched
     return cfg

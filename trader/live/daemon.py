@@ -33,14 +33,14 @@ import structlog
 
 from gateways import registry
 from gateways.base import GatewayConfigError, MarketData, check_horizon
-from gateways.replay_live import ReplayLiveGateway
+from gateways.replay_live import FEED_ENDED, ReplayLiveGateway
 from gateways.sim import SimulatedGateway
 from models.lifecycle import MODE_STAGES, STAGES
 from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, KillSwitchWatch
 from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
-from trader.core.events import Bar, ns_to_iso
+from trader.core.events import Bar, GatewayHealth, HealthState, ns_to_iso
 from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
@@ -64,6 +64,7 @@ from trader.live.session import (
 from trader.live.start_state import restorable_fills, restore_fills_quietly, start_header
 from trader.live.status import Snapshot, write_snapshot
 from trader.store import StoreError, open_store
+from trader.store.db import db_error_text
 from trader.store.lifecycle import Lifecycle
 
 log = structlog.get_logger("trader.live.daemon")
@@ -222,6 +223,8 @@ class Daemon:
         self._tasks: list[asyncio.Task] = []
         self._last_bar: dict[str, tuple[int, float]] = {}  # inst -> (bar ts, monotonic arrival)
         self._stale: set[str] = set()
+        self._health: dict[str, dict[str, Any]] = {}  # gateway -> its last GatewayHealth
+        self._feed_failed = ""  # why the market data source stopped ("" while it delivers)
         self._bases: dict[str, int] = {}
         self._fills = 0
         self._orders = 0
@@ -247,8 +250,9 @@ class Daemon:
         try:
             self._claim_data_dir()
             await self._start(loop)
-        except Exception as exc:
+        except Exception as raised:
             self.state = "failed"
+            exc = self._store_failure(raised)
             code = exit_status(exc)
             if isinstance(exc, OPERATOR_ERRORS):
                 # The operator needs the cause in one paragraph, not a traceback.
@@ -270,12 +274,26 @@ class Daemon:
         await self._shutdown()
         return self.exit_code
 
+    def _store_failure(self, exc: Exception) -> Exception:
+        """A database error raised by SQLAlchemy, as a ``StoreError`` naming the database."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from trader.store.db import redact, resolve_url
+
+        if not isinstance(exc, SQLAlchemyError):
+            return exc
+        url = (self.store.url if self.store is not None
+               else resolve_url(self.cfg.store.database_url, self.data_dir))
+        return StoreError(f"database {redact(url)}: {db_error_text(exc)}")
+
     def _claim_data_dir(self) -> None:
         """The data dir must exist (unless told to create it) and no other daemon may hold it."""
         if not self.data_dir.is_dir():
             if not self.create_data_dir:
+                rel = ("" if self.data_dir.is_absolute() else
+                       f" (relative to the working directory: {self.data_dir.absolute()})")
                 raise ConfigError(
-                    f"data directory {self.data_dir} does not exist; check --data-dir / "
+                    f"data directory {self.data_dir} does not exist{rel}; check --data-dir / "
                     "daemon.data_dir, or pass --create-data-dir to start a new deployment there")
             self.data_dir.mkdir(parents=True)
             log.info("data_dir_created", path=str(self.data_dir))
@@ -542,6 +560,12 @@ class Daemon:
         kernel = self.session.engine.kernel  # type: ignore[union-attr]
         while kernel.pending():
             await asyncio.sleep(0.005)
+        if self.feed.failed:
+            # Bad data stops the file here: a restart would stop at the same bar.
+            log.error("replay_failed_stopping", error=self.feed.failed, exit_code=2)
+            self.exit_code = 2
+            self.begin_shutdown("feed_failed")
+            return
         log.info("replay_exhausted_stopping")
         self.begin_shutdown("feed_end")
 
@@ -554,6 +578,32 @@ class Daemon:
                 self._stale.discard(inst)
                 log.info("feed_recovered", instrument=inst)
                 self.control("stale", [inst, False])
+        elif type(event) is GatewayHealth:
+            self._on_health(event)
+
+    def _on_health(self, event: GatewayHealth) -> None:
+        """A gateway's health, as it reached the kernel: shown by ``trader status``; a
+        market data source that stopped delivering makes ``status --check`` fail."""
+        self._health[event.gateway] = {"state": str(event.state), "reason": event.reason,
+                                       "ts": ns_to_iso(event.ts) if event.ts else None}
+        source = self.feed.name if self.feed is not None else market_data_gateway(self.cfg)
+        if event.gateway != source:
+            return
+        failed = self._feed_failed
+        if event.state is HealthState.DISCONNECTED:
+            ended = self.feed is not None and event.reason == FEED_ENDED
+            if not ended:
+                failed = f"{event.gateway}: {event.reason or 'disconnected'}"
+        elif event.state in (HealthState.CONNECTED, HealthState.RESYNCED):
+            failed = ""
+        if failed != self._feed_failed:
+            self._feed_failed = failed
+            if failed:
+                log.error("market_data_failed", gateway=event.gateway, reason=event.reason,
+                          action="no new bars: models decide nothing until it recovers")
+            else:
+                log.info("market_data_recovered", gateway=event.gateway, reason=event.reason)
+            self._write_status()
 
     def _on_order(self, order: Any) -> None:
         self._orders += 1
@@ -662,6 +712,8 @@ class Daemon:
         snap = Snapshot(self.mode, self.state, os.getpid(), self.session_id, self.cfg.name,
                         time.time_ns(), self.dcfg.status_interval)
         snap.kill_switch = self.kill_engaged
+        snap.feeds = {k: dict(v) for k, v in sorted(self._health.items())}
+        snap.feed_failed = self._feed_failed
         if self.journal is not None:
             snap.journal = str(self.journal.path)
         if self.session is None:

@@ -39,6 +39,10 @@ class Snapshot:
     open_orders: list[dict[str, Any]] = field(default_factory=list)
     last_bar: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale_feeds: list[str] = field(default_factory=list)
+    # gateway -> its last GatewayHealth: {"state", "reason", "ts"}
+    feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the market data source stopped delivering bars ("" while it delivers).
+    feed_failed: str = ""
     models: list[dict[str, Any]] = field(default_factory=list)
     orders_submitted: int = 0
     fills: int = 0

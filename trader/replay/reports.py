@@ -34,7 +34,10 @@ def write_chart(equity: list, path: Path, title: str) -> None:
     fig.add_trace(go.Scatter(x=x, y=[-p.drawdown for p in equity], name="Drawdown",
                              fill="tozeroy"), row=2, col=1)
     fig.update_layout(title=title, showlegend=False, yaxis2_tickformat=".0%")
-    fig.write_html(path, include_plotlyjs="cdn", full_html=True, div_id="equity")
+    # plotly.js embedded: the report opens offline and alone (mailed, archived, copied).
+    # Every run writes its own folder (runs/<name> or --out), so a plotly.min.js beside
+    # each report would cost the same ~4.8 MB per run and break when the file travels alone.
+    fig.write_html(path, include_plotlyjs=True, full_html=True, div_id="equity")
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:

@@ -34,6 +34,16 @@ def redact(url: str) -> str:
         return "<unparseable database url>"
 
 
+def db_error_text(exc: BaseException) -> str:
+    """A database driver's error in one line, with what to do about the common ones."""
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split()) or type(orig).__name__
+    if "database is locked" in text:
+        return (f"{text}: another process holds a lock on it (an open sqlite3 shell or "
+                "transaction?); end it and start again")
+    return text
+
+
 def resolve_url(database_url: str | None = None, data_dir: str | Path | None = None) -> str:
     """The URL to use: explicit URL, else ``$TRADER_DATABASE_URL``, else SQLite in the data dir."""
     url = database_url or os.environ.get(ENV_URL)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from trader.store.db import StoreError, make_engine, redact, resolve_url
+from trader.store.db import StoreError, db_error_text, make_engine, redact, resolve_url
 from trader.store.migrate import upgrade
 from trader.store.orders import OrderQueries
 from trader.store.risk_state import RiskStateQueries
@@ -69,7 +69,7 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
                     log.info("store_migrated", database=redact(url), before=before, after=after)
         except DBAPIError as exc:
             engine.dispose()
-            raise StoreError(f"database {redact(url)}: cannot open: {exc.orig}") from None
+            raise StoreError(f"database {redact(url)}: cannot open: {db_error_text(exc)}") from None
         return cls(engine, url, batch_size=batch_size)
 
     @property

@@ -147,19 +147,23 @@ class NotifyListener:
 
 def start_daemon(config: Path, *, mode: str = "paper", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, log_path: Path | None = None,
-                 cwd: Path | None = None) -> tuple[subprocess.Popen, Path]:
+                 cwd: Path | None = None, stderr_path: Path | None = None
+                 ) -> tuple[subprocess.Popen, Path]:
     """Start ``trader run`` as a child process (in ``cwd``, default the config's folder);
-    stdout+stderr go to a log file."""
+    stdout (the JSON log) and stderr go to a log file, stderr to ``stderr_path`` if given."""
     log_path = log_path or config.parent / "daemon.log"
     full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     full_env.update(env or {})
     fh = open(log_path, "wb")
+    err = open(stderr_path, "wb") if stderr_path is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "trader.cli", "run", "--config", str(config), "--mode", mode,
          *(extra_args or [])],
-        stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(cwd or config.parent),
+        stdout=fh, stderr=err or subprocess.STDOUT, env=full_env, cwd=str(cwd or config.parent),
     )
     fh.close()
+    if err is not None:
+        err.close()
     return proc, log_path
 
 

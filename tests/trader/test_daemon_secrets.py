@@ -102,11 +102,17 @@ def test_daemon_never_logs_a_secret(tmp_path):
     blocker.write_text("not a directory")
     cfg = write_config(tmp_path, name=f"cfg-{TOKEN}", register=False,
                        daemon={"data_dir": str(blocker / "data")})
-    proc, log_path = start_daemon(cfg, env=ENV, extra_args=["--create-data-dir"])
+    stderr = tmp_path / "stderr.txt"
+    proc, log_path = start_daemon(cfg, env=ENV, extra_args=["--create-data-dir"],
+                                  stderr_path=stderr)
     code = proc.wait(timeout=30)
     raw = log_path.read_text()
     assert code == 1
     assert SECRET not in raw and TOKEN not in raw and DB_PASSWORD not in raw
+    # The operator's one line on stderr names the failure, masked too.
+    said = stderr.read_text()
+    assert said.startswith("error: start-up failed: ") and "Traceback" not in said
+    assert SECRET not in said and MASK in said
     lines = log_lines(log_path)  # every line is JSON: nothing bypassed the logger
     failed = [x for x in lines if x["event"] == "daemon_start_failed"]
     assert failed and "Traceback" in failed[0]["exception"] and MASK in failed[0]["exception"]

@@ -259,7 +259,11 @@ class Daemon:
                 log.error("daemon_start_failed", error=str(exc), exit_code=code)
                 print(f"error: {redactor().text(str(exc))}", file=sys.stderr, flush=True)
             else:
+                # A bug or an OS failure: the traceback goes to the log, the gist to stderr.
                 log.exception("daemon_start_failed", error=str(exc), exit_code=code)
+                text = redactor().text(f"{type(exc).__name__}: {exc}")
+                print(f"error: start-up failed: {text} (the traceback is in the log)",
+                      file=sys.stderr, flush=True)
             if self._locked:
                 self._write_status()
             await self._close_everything()

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
+from daemon_harness import events, log_lines, register_stages, run_cli, start_daemon, wait_for_exit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trader"))
-
-from daemon_harness import events, log_lines, register_stages, run_cli, start_daemon, wait_for_exit  # noqa: E402
-
-from gateways.testing.binance import BinanceStandin  # noqa: E402
-from gateways.testing.standin import MarketSpec  # noqa: E402
-from trader.live.journal_replay import order_key, replay_journal  # noqa: E402
+from gateways.testing.binance import BinanceStandin
+from gateways.testing.standin import MarketSpec
+from trader.live.journal_replay import order_key, replay_journal
 
 REPO = Path(__file__).resolve().parents[2]
 

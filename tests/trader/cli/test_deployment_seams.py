@@ -11,14 +11,10 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon_harness import events, log_lines, run_cli, start_daemon, write_config  # noqa: E402
+from daemon_harness import events, log_lines, run_cli, start_daemon, write_config
 
 UNREACHABLE = "postgresql+psycopg://x@127.0.0.1:1/db"
 

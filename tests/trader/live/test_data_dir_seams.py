@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import configparser
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon_harness import (  # noqa: E402
+from daemon_harness import (
     REPO,
     events,
     log_lines,
@@ -27,7 +23,7 @@ from daemon_harness import (  # noqa: E402
     write_config,
 )
 
-from trader.live.status import read_snapshot  # noqa: E402
+from trader.live.status import read_snapshot
 
 
 def _wait_trading(data_dir: Path, pid: int, timeout: float = 30) -> dict:

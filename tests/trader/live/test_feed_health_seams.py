@@ -9,17 +9,13 @@ live part of the stream, after READY.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon_harness import (  # noqa: E402
+from daemon_harness import (
     DATA,
     events,
     log_lines,
@@ -29,7 +25,7 @@ from daemon_harness import (  # noqa: E402
     write_config,
 )
 
-from trader.live.status import read_snapshot  # noqa: E402
+from trader.live.status import read_snapshot
 
 BAD_TS = pd.Timestamp("2018-08-20 05:00", tz="UTC")
 

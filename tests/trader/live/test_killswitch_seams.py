@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from daemon_harness import events, log_lines, run_cli, start_daemon, write_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon_harness import events, log_lines, run_cli, start_daemon, write_config  # noqa: E402
-
-from trader.live.status import read_snapshot  # noqa: E402
+from trader.live.status import read_snapshot
 
 BUSY = [{"name": "btc_busy", "model": "SmaCross", "stage": "paper", "budget": 0.8,
          "instruments": ["BTCUSD"], "timeframe": "1h",

@@ -12,17 +12,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from daemon_harness import (  # noqa: E402
+from daemon_harness import (
     DATA,
     events,
     log_lines,
@@ -32,7 +28,7 @@ from daemon_harness import (  # noqa: E402
     write_config,
 )
 
-from trader.store import open_store  # noqa: E402
+from trader.store import open_store
 
 BUDGET = 0.35
 

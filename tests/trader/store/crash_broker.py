@@ -16,9 +16,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from gateways.sim import SimulatedGateway  # noqa: E402
-from trader.core.events import Bar, OrderRequest  # noqa: E402
-from trader.core.instruments import Instrument  # noqa: E402
+from gateways.sim import SimulatedGateway
+from trader.core.events import Bar, OrderRequest
+from trader.core.instruments import Instrument
 
 MIN = 60 * 1_000_000_000
 INSTRUMENTS = {"AAA": Instrument(id="AAA", symbol="AAA", venue="X", asset_class="equity")}

@@ -25,14 +25,14 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from gateways.base import AccountReport, OrderReport  # noqa: E402
-from trader.core.clock import ReplayClock  # noqa: E402
-from trader.core.events import Fill, OrderRequest, OrderUpdate, Side  # noqa: E402
-from trader.core.instruments import Instrument  # noqa: E402
-from trader.engine.portfolio import Portfolio  # noqa: E402
-from trader.engine.router import Router  # noqa: E402
-from trader.live.reconcile import ReconcilePolicy, reconcile  # noqa: E402
-from trader.store import Store  # noqa: E402
+from gateways.base import AccountReport, OrderReport
+from trader.core.clock import ReplayClock
+from trader.core.events import Fill, OrderRequest, OrderUpdate, Side
+from trader.core.instruments import Instrument
+from trader.engine.portfolio import Portfolio
+from trader.engine.router import Router
+from trader.live.reconcile import ReconcilePolicy, reconcile
+from trader.store import Store
 
 INSTRUMENTS = {"AAA": Instrument(id="AAA", symbol="AAA", venue="X", asset_class="equity")}
 CASH = 100_000.0

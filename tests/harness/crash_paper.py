@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from trader.store.orders import Journal  # noqa: E402
+from trader.store.orders import Journal
 
 _stored = Journal.fill_received
 
@@ -28,6 +28,6 @@ def fill_received_then_die(self, order, fill):  # type: ignore[no-untyped-def]
 
 Journal.fill_received = fill_received_then_die  # type: ignore[method-assign]
 
-from trader.cli import main  # noqa: E402
+from trader.cli import main
 
 main()

@@ -21,12 +21,12 @@ from daemon_harness import (
 from trader.engine.config import StoreConfig
 from trader.store import open_store
 
-HERE = Path(__file__).parent
+HARNESS = Path(__file__).resolve().parents[2] / "harness"
 
 
 def test_kill_after_a_fill_is_stored_then_restart_leaves_the_order_filled(tmp_path):
     cfg = write_config(tmp_path, data_end="2018-08-10")
-    out = subprocess.run([sys.executable, str(HERE / "crash_paper.py"), "run", "--config",
+    out = subprocess.run([sys.executable, str(HARNESS / "crash_paper.py"), "run", "--config",
                           str(cfg), "--mode", "paper"], capture_output=True, text=True,
                          timeout=60, cwd=str(tmp_path))
     assert out.returncode == -9, out.stdout[-2000:] + out.stderr[-2000:]

@@ -14,7 +14,7 @@ from trader.engine.config import base_timeframes, load_config
 from trader.engine.planner import PlannedOrder, to_request
 from trader.engine.portfolio import UNATTRIBUTED, Portfolio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Checker:

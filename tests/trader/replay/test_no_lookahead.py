@@ -16,7 +16,7 @@ from trader.data.feed import feed_from_config
 from trader.engine.config import AppConfig
 from trader.replay.backtest import run_backtest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
 

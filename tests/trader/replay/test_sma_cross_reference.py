@@ -12,7 +12,7 @@ import pytest
 from trader.engine.config import AppConfig
 from trader.replay.backtest import run_backtest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "data" / "spy_1d.parquet"
 DAY_NS = 86_400 * 1_000_000_000
 

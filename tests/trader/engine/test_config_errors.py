@@ -12,7 +12,7 @@ import yaml
 
 from trader.engine.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TRADER = Path(sys.executable).with_name("trader")
 
 

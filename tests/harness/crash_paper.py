@@ -28,6 +28,6 @@ def fill_received_then_die(self, order, fill):  # type: ignore[no-untyped-def]
 
 Journal.fill_received = fill_received_then_die  # type: ignore[method-assign]
 
-from trader.cli import main
+from trader.cli import main  # noqa: E402 - after the patch above
 
 main()

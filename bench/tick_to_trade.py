@@ -188,6 +188,12 @@ def start_to_ready(runs: int) -> list[float]:
         sock.bind(addr)
         sock.settimeout(30)
         env = dict(os.environ, NOTIFY_SOCKET=addr)
+        config = str(ROOT / "config" / "paper.yaml")
+        for model in ("btc_sma", "spy_sma"):  # sessions run registered models only
+            subprocess.run([sys.executable, "-m", "trader.cli", "models", "promote", model,
+                            "--config", config, "--data-dir", tmp, "--reason", "bench",
+                            "--operator", "bench", "--force"], check=True,
+                           stdout=subprocess.DEVNULL, cwd=str(ROOT))
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "trader.cli", "run", "--config",

@@ -147,22 +147,35 @@ def allowed_stages(mode: str) -> frozenset[str] | None:
         raise LifecycleError(f"unknown mode {mode!r}; known: {sorted(MODE_STAGES)}") from None
 
 
-def refused_models(mode: str, stages: Mapping[str, str], names: Iterable[str]) -> list[str]:
-    """Messages for every model in ``names`` whose stage ``mode`` does not run (empty = all ok)."""
+def refused_models(mode: str, stages: Mapping[str, str], names: Iterable[str],
+                   fix: str = "") -> list[str]:
+    """Why each model in ``names`` may not run in ``mode`` (empty = all may).
+
+    ``stages`` are the registry's; a model missing from it is not registered,
+    whatever a config file says. ``fix``: the options naming the deployment, for
+    the command in the message that fixes it.
+    """
     allowed = allowed_stages(mode)
     if allowed is None:
         return []
+    need = min(allowed, key=STAGES.index)
+    runs = "/".join(s for s in STAGES if s in allowed)
     out = []
     for name in names:
-        stage = stages.get(name, "research")
-        if stage not in allowed:
-            out.append(f"model {name!r} is at stage {stage!r}; {mode} mode runs only "
-                       f"{'/'.join(sorted(allowed))} models")
+        stage = stages.get(name)
+        if stage in allowed:
+            continue
+        where = ("is not registered in the lifecycle registry" if stage is None
+                 else f"is at stage {stage} in the lifecycle registry")
+        command = " ".join(x for x in ("trader models promote", name, fix) if x)
+        out.append(f"model {name!r} {where}; --mode {mode} runs only {runs} models "
+                   f"(promote it to {need}: `{command} --reason ...`)")
     return out
 
 
-def check_mode(mode: str, stages: Mapping[str, str], names: Sequence[str]) -> None:
+def check_mode(mode: str, stages: Mapping[str, str], names: Sequence[str],
+               fix: str = "") -> None:
     """Raise ``StageRefused`` naming each model (and its stage) that ``mode`` may not load."""
-    problems = refused_models(mode, stages, names)
+    problems = refused_models(mode, stages, names, fix)
     if problems:
         raise StageRefused("\n".join(problems))

@@ -46,7 +46,8 @@ class Life:
                              journal=self.journal)
         self.portfolio = Portfolio(gw.instruments, CASH)
         self.router.fill_listeners.append(self.portfolio.on_fill)
-        store.restore_portfolio(self.portfolio, gateway=gw.name)
+        for fill in store.fills(gateway=gw.name):
+            self.portfolio.on_fill(fill)
         gw.bind(self.sink)
 
     def sink(self, event: Any) -> None:

@@ -35,7 +35,7 @@ from gateways import registry
 from gateways.base import GatewayConfigError, MarketData, check_horizon
 from gateways.replay_live import FEED_ENDED, ReplayLiveGateway
 from gateways.sim import SimulatedGateway
-from models.lifecycle import MODE_STAGES, STAGES
+from models.lifecycle import StageRefused
 from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, KillSwitchWatch
 from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
@@ -65,7 +65,7 @@ from trader.live.start_state import restorable_fills, restore_fills_quietly, sta
 from trader.live.status import Snapshot, write_snapshot
 from trader.store import StoreError, open_store
 from trader.store.db import db_error_text
-from trader.store.lifecycle import Lifecycle
+from trader.store.lifecycle import Lifecycle, enforce_mode
 
 log = structlog.get_logger("trader.live.daemon")
 
@@ -88,25 +88,6 @@ def exit_status(exc: BaseException) -> int:
                   | ReconciliationError):
         return 2
     return 1
-
-
-def stage_refusals(mode: str, stages: dict[str, str], names: list[str], fix: str) -> list[str]:
-    """Why each model may not run in ``mode`` by its stage in the lifecycle registry."""
-    allowed = MODE_STAGES[mode]
-    if allowed is None:
-        return []
-    need = min(allowed, key=STAGES.index)
-    out = []
-    for name in names:
-        stage = stages.get(name)
-        if stage in allowed:
-            continue
-        where = ("is not registered in the lifecycle registry" if stage is None
-                 else f"is at stage {stage} in the lifecycle registry")
-        out.append(f"model {name!r} {where}; --mode {mode} runs only "
-                   f"{'/'.join(s for s in STAGES if s in allowed)} models (promote it to "
-                   f"{need}: `trader models promote {name} {fix} --reason ...`)")
-    return out
 
 
 def check_start(cfg: AppConfig, mode: str, confirm: bool) -> None:
@@ -337,11 +318,13 @@ class Daemon:
 
     def _check_stages(self) -> None:
         """Stages come from the lifecycle registry only, never from the config file."""
-        stages = Lifecycle(self.store).stages()
+        registry = Lifecycle(self.store)
         fix = f"--config {self.config_path}" if self.config_path else f"--data-dir {self.data_dir}"
-        problems = stage_refusals(self.mode, stages, [m.name for m in self.cfg.models], fix)
-        if problems:
-            raise Refused("\n".join(problems))
+        try:
+            enforce_mode(self.mode, [m.name for m in self.cfg.models], registry, fix)
+        except StageRefused as exc:
+            raise Refused(str(exc)) from None
+        stages = registry.stages()
         self._stages = {m.name: stages[m.name] for m in self.cfg.models}
 
     def _build_engine(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -663,7 +646,12 @@ class Daemon:
             return
         snapshot = self.session.engine.risk.state_snapshot()
         if snapshot != self._risk_saved:
+            previous = (self._risk_saved or {}).get("state")
             self.store.save_risk_state(snapshot)
+            if snapshot["state"] != previous and previous is not None:
+                # The trading state's own row and history, for `trader status` and audits.
+                self.store.set_trading_state(snapshot["state"], snapshot["state_reason"],
+                                             "risk-engine", time.time_ns())
             self._risk_saved = snapshot
 
     def _feed_speed(self) -> float | None:

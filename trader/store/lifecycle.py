@@ -171,7 +171,7 @@ class Lifecycle:
 
 
 
-def enforce_mode(mode: str, names: Sequence[str], lifecycle: Lifecycle) -> None:
+def enforce_mode(mode: str, names: Sequence[str], lifecycle: Lifecycle, fix: str = "") -> None:
     """Refuse to start ``mode`` with any of ``names`` at a stage it does not run.
 
     Stages come from the store, never from the config file: a config that says
@@ -179,4 +179,4 @@ def enforce_mode(mode: str, names: Sequence[str], lifecycle: Lifecycle) -> None:
     """
     if allowed_stages(mode) is None:
         return
-    check_mode(mode, lifecycle.stages(), names)
+    check_mode(mode, lifecycle.stages(), names, fix)

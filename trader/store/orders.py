@@ -449,13 +449,3 @@ class OrderQueries:
         if row is None:
             return None
         return order_from_row(row, self.fills(client_order_id))
-
-    def restore_portfolio(self: Store, portfolio: Any, gateway: str | None = None) -> int:
-        """Apply the stored fills of ``gateway`` (None: all) to a fresh portfolio, oldest first.
-
-        Returns how many.  (The daemon restores through ``session_fills`` instead.)
-        """
-        fills = self.fills(gateway=gateway)
-        for f in fills:
-            portfolio.on_fill(f)
-        return len(fills)

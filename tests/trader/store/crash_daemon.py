@@ -134,7 +134,8 @@ def main() -> None:
     router = Router({"sim": broker}, clock, id_prefix=session.prefix, journal=journal)
     portfolio = Portfolio(INSTRUMENTS, CASH)
     router.fill_listeners.append(portfolio.on_fill)
-    store.restore_portfolio(portfolio, gateway="sim")
+    for fill in store.fills(gateway="sim"):
+        portfolio.on_fill(fill)
     report = asyncio.run(reconcile(store, broker, router, portfolio, ReconcilePolicy("refuse")))
     print("RECONCILED " + json.dumps(report.summary()), flush=True)
 

@@ -184,17 +184,20 @@ def test_paper_runs_only_candidate_and_paper_models() -> None:
     with pytest.raises(StageRefused) as err:
         check_mode("paper", STAGES, ["c", "r", "l", "new"])
     msg = str(err.value)
-    assert "model 'r' is at stage 'research'" in msg
-    assert "model 'l' is at stage 'live'" in msg
-    assert "model 'new' is at stage 'research'" in msg
+    assert "model 'r' is at stage research in the lifecycle registry" in msg
+    assert "model 'l' is at stage live in the lifecycle registry" in msg
+    assert "model 'new' is not registered in the lifecycle registry" in msg
     assert "'c'" not in msg
 
 
 def test_live_runs_only_live_models() -> None:
     check_mode("live", STAGES, ["l"])
-    assert refused_models("live", STAGES, ["p", "l", "c"]) == [
-        "model 'p' is at stage 'paper'; live mode runs only live models",
-        "model 'c' is at stage 'candidate'; live mode runs only live models",
+    assert refused_models("live", STAGES, ["p", "l", "c"], "--config x.yaml") == [
+        "model 'p' is at stage paper in the lifecycle registry; --mode live runs only live "
+        "models (promote it to live: `trader models promote p --config x.yaml --reason ...`)",
+        "model 'c' is at stage candidate in the lifecycle registry; --mode live runs only "
+        "live models (promote it to live: `trader models promote c --config x.yaml "
+        "--reason ...`)",
     ]
     with pytest.raises(LifecycleError, match="unknown mode 'demo'"):
         check_mode("demo", STAGES, ["l"])
@@ -204,7 +207,7 @@ def test_mode_filter_reads_stages_from_the_store(store: Store) -> None:
     lc, _ = _lc(store)
     lc.promote("m1", "x", "ana", force=True)
     check_mode("paper", lc.stages(), ["m1"])
-    with pytest.raises(StageRefused, match="model 'm1' is at stage 'candidate'"):
+    with pytest.raises(StageRefused, match="model 'm1' is at stage candidate"):
         check_mode("live", lc.stages(), ["m1"])
 
 
@@ -242,7 +245,7 @@ def test_enforce_mode_trusts_the_store_not_the_config(store: Store) -> None:
 
     lc, _ = _lc(store)
     enforce_mode("replay", ["anything"], lc)
-    with pytest.raises(StageRefused, match="model 'm1' is at stage 'research'"):
+    with pytest.raises(StageRefused, match="model 'm1' is not registered"):
         enforce_mode("live", ["m1"], lc)  # whatever a config file claims about m1
     lc.promote("m1", "x", "ana", force=True)
     lc.promote("m1", "x", "ana")

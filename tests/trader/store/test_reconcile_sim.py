@@ -47,7 +47,8 @@ class Process:
                              journal=self.journal)
         self.portfolio = Portfolio(INSTRUMENTS, CASH)
         self.router.fill_listeners.append(self.portfolio.on_fill)
-        store.restore_portfolio(self.portfolio, gateway="sim")
+        for fill in store.fills(gateway="sim"):
+            self.portfolio.on_fill(fill)
         self.gw = gw
         gw.bind(self.sink)
 

@@ -40,17 +40,19 @@ from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, 
 from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
-from trader.core.events import Bar, GatewayHealth, HealthState, ns_to_iso
+from trader.core.events import Bar, GatewayHealth, ns_to_iso
 from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
 from trader.engine.config import (
+    REPLAY,
     AppConfig,
     ConfigError,
     base_timeframes,
     load_config,
     market_data_gateway,
 )
+from trader.live.feeds import FeedMonitor
 from trader.live.journal import JournalControl, JournalWriter
 from trader.live.lock import DataDirLock, DataDirLocked
 from trader.live.notify import Notifier, watchdog_interval
@@ -202,11 +204,7 @@ class Daemon:
         self._exit_timer: threading.Timer | None = None
         self._sigint_count = 0
         self._tasks: list[asyncio.Task] = []
-        self._last_bar: dict[str, tuple[int, float]] = {}  # inst -> (bar ts, monotonic arrival)
-        self._stale: set[str] = set()
-        self._health: dict[str, dict[str, Any]] = {}  # gateway -> its last GatewayHealth
-        self._feed_failed = ""  # why the market data source stopped ("" while it delivers)
-        self._bases: dict[str, int] = {}
+        self.feeds = FeedMonitor({}, self.dcfg.stale_after_intervals)
         self._fills = 0
         self._orders = 0
         self.metrics: Any = None
@@ -338,7 +336,11 @@ class Daemon:
         kernel = engine.kernel
         kernel.queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
-        self._bases = base_timeframes(self.cfg)
+        source = market_data_gateway(self.cfg)
+        self.feeds = FeedMonitor(base_timeframes(self.cfg), self.dcfg.stale_after_intervals,
+                                 # The replay-as-live feed is named after its source key.
+                                 source=source or REPLAY,
+                                 normal_end=FEED_ENDED if source is None else "")
         # A halt the risk engine decides is persisted before its orders are planned:
         # the kill switch's listeners run before the halt's directive is published.
         engine.risk.kill_switch.listeners.append(self._persist_risk_halt)
@@ -462,7 +464,7 @@ class Daemon:
         else:
             self.source.start_streams()
             log.info("market_data_streaming", gateway=market_data_gateway(self.cfg),
-                     instruments=sorted(self._bases))
+                     instruments=sorted(self.feeds.bases))
         self._tasks += [
             spawn(self._every(self.dcfg.status_interval, self._heartbeat), name="status"),
             spawn(self._journal_task(), name="journal"),
@@ -559,33 +561,12 @@ class Daemon:
     # -- per-event hooks (hot path: keep them cheap) -----------------------------------------
     def _on_event(self, event: Any) -> None:
         if type(event) is Bar:
-            inst = event.instrument_id
-            self._last_bar[inst] = (event.ts, time.monotonic())
-            if inst in self._stale:
-                self._stale.discard(inst)
-                log.info("feed_recovered", instrument=inst)
-                self.control("stale", [inst, False])
-        elif type(event) is GatewayHealth:
-            self._on_health(event)
-
-    def _on_health(self, event: GatewayHealth) -> None:
-        """A gateway's health, as it reached the kernel: shown by ``trader status``; a
-        market data source that stopped delivering makes ``status --check`` fail."""
-        self._health[event.gateway] = {"state": str(event.state), "reason": event.reason,
-                                       "ts": ns_to_iso(event.ts) if event.ts else None}
-        source = self.feed.name if self.feed is not None else market_data_gateway(self.cfg)
-        if event.gateway != source:
-            return
-        failed = self._feed_failed
-        if event.state is HealthState.DISCONNECTED:
-            ended = self.feed is not None and event.reason == FEED_ENDED
-            if not ended:
-                failed = f"{event.gateway}: {event.reason or 'disconnected'}"
-        elif event.state in (HealthState.CONNECTED, HealthState.RESYNCED):
-            failed = ""
-        if failed != self._feed_failed:
-            self._feed_failed = failed
-            if failed:
+            if self.feeds.on_bar(event, time.monotonic()):
+                log.info("feed_recovered", instrument=event.instrument_id)
+                self.control("stale", [event.instrument_id, False])
+        elif type(event) is GatewayHealth and self.feeds.on_health(event):
+            # The market data source stopped delivering, or came back.
+            if self.feeds.failed:
                 log.error("market_data_failed", gateway=event.gateway, reason=event.reason,
                           action="no new bars: models decide nothing until it recovers")
             else:
@@ -666,22 +647,16 @@ class Daemon:
         speed = self._feed_speed()
         if speed is None:
             return
-        now = time.monotonic()
-        for inst, (ts, seen) in self._last_bar.items():
-            tf = self._bases.get(inst)
-            if tf is None or inst in self._stale:
-                continue
-            limit = self.dcfg.stale_after_intervals * tf / speed
-            if now - seen > limit:
-                self._stale.add(inst)
-                log.warning("feed_stale", instrument=inst, last_bar=ns_to_iso(ts),
-                            silent_s=round(now - seen, 3), limit_s=round(limit, 3))
-                self.control("stale", [inst, True])
+        for st in self.feeds.newly_stale(speed, time.monotonic()):
+            log.warning("feed_stale", instrument=st.instrument_id,
+                        last_bar=ns_to_iso(st.last_bar_ts), silent_s=round(st.silent_s, 3),
+                        limit_s=round(st.limit_s, 3))
+            self.control("stale", [st.instrument_id, True])
 
     def _heartbeat(self) -> None:
         self._save_risk_state()  # the high-water mark moves with NAV
         self._write_status()
-        save_consumed_bars(self.store, self.store_session, self._last_bar, self.feed)
+        save_consumed_bars(self.store, self.store_session, self.feeds.last_bar, self.feed)
         self.notifier.status(self._status_line())
         if self.metrics is not None and self.session is not None:
             e = self.session.engine
@@ -689,7 +664,7 @@ class Daemon:
                 nav=e.portfolio.nav, trading=e.pipeline.trading, kill_switch=self.kill_engaged,
                 events=e.kernel.events_dispatched, orders=self._orders,
                 queue_depth=e.kernel.pending(), queue_dropped=e.kernel.dropped,
-                open_orders=len(e.router.active), stale_feeds=len(self._stale),
+                open_orders=len(e.router.active), stale_feeds=len(self.feeds.stale),
             )
 
     def _status_line(self) -> str:
@@ -704,8 +679,8 @@ class Daemon:
         snap = Snapshot(self.mode, self.state, os.getpid(), self.session_id, self.cfg.name,
                         time.time_ns(), self.dcfg.status_interval)
         snap.kill_switch = self.kill_engaged
-        snap.feeds = {k: dict(v) for k, v in sorted(self._health.items())}
-        snap.feed_failed = self._feed_failed
+        snap.feeds = {k: dict(v) for k, v in sorted(self.feeds.health.items())}
+        snap.feed_failed = self.feeds.failed
         if self.journal is not None:
             snap.journal = str(self.journal.path)
         if self.session is None:
@@ -726,9 +701,8 @@ class Daemon:
              "filled": o.filled_quantity, "status": str(o.status)}
             for o in e.router.active.values()
         ]
-        snap.last_bar = {inst: {"ts": ns_to_iso(ts), "age_s": round(time.monotonic() - seen, 3)}
-                         for inst, (ts, seen) in sorted(self._last_bar.items())}
-        snap.stale_feeds = sorted(self._stale)
+        snap.last_bar = self.feeds.last_bars(time.monotonic())
+        snap.stale_feeds = sorted(self.feeds.stale)
         snap.models = [{"name": m.name, "model": m.model, "stage": self._stages.get(m.name, ""),
                         "active": m.name not in self.session.paused_models}
                        for m in self.cfg.models]
@@ -826,7 +800,7 @@ class Daemon:
             store.snapshot_account(now, "portfolio", {self.cfg.portfolio.currency: pf.account.cash},
                                    {i: p.quantity for i, p in pf.account.positions.items()
                                     if p.quantity}, nav=pf.nav)
-            save_consumed_bars(store, self.store_session, self._last_bar, self.feed)
+            save_consumed_bars(store, self.store_session, self.feeds.last_bar, self.feed)
             store.end_session(self.store_session.id, now)
         store.close()
 

@@ -1,0 +1,38 @@
+"""The feed monitor: stale and recovered instruments, a failed and a finished source."""
+
+from __future__ import annotations
+
+from trader.core.events import Bar, GatewayHealth, HealthState
+from trader.live.feeds import FeedMonitor
+
+H = 3600
+
+
+def bar(inst: str, ts: int) -> Bar:
+    return Bar(ts, inst, H, ts - H * 10**9, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def test_an_instrument_silent_for_its_limit_is_stale_once_and_recovers_with_a_bar() -> None:
+    m = FeedMonitor({"A": H, "B": 86_400}, stale_after_intervals=3)
+    assert m.on_bar(bar("A", 10**18), now=0.0) is False
+    m.on_bar(bar("B", 10**18), now=0.0)
+    # At 1,000x feed speed three hourly bars last 10.8 s of wall time; a daily bar 259 s.
+    assert m.newly_stale(1000.0, now=10.0) == []
+    stale = m.newly_stale(1000.0, now=11.0)
+    assert [s.instrument_id for s in stale] == ["A"] and stale[0].limit_s == 10.8
+    assert m.newly_stale(1000.0, now=12.0) == []  # reported once
+    assert m.on_bar(bar("A", 10**18 + H * 10**9), now=12.0) is True
+    assert m.stale == set()
+
+
+def test_the_source_failing_or_ending_and_other_gateways() -> None:
+    m = FeedMonitor({}, 3, source="replay", normal_end="feed ended")
+    other = GatewayHealth(1, "binance", HealthState.DISCONNECTED, "stream dropped")
+    assert m.on_health(other) is False and m.failed == ""
+    assert m.health["binance"]["state"] == str(HealthState.DISCONNECTED)
+    end = GatewayHealth(2, "replay", HealthState.DISCONNECTED, "feed ended")
+    assert m.on_health(end) is False and m.failed == ""  # its data simply ended
+    bad = GatewayHealth(3, "replay", HealthState.DISCONNECTED, "bad bar: high < low")
+    assert m.on_health(bad) is True and m.failed == "replay: bad bar: high < low"
+    back = GatewayHealth(4, "replay", HealthState.RESYNCED, "")
+    assert m.on_health(back) is True and m.failed == ""

@@ -71,7 +71,7 @@ def status(
     running, age = liveness(snap)
     snap["running"] = running
     snap["heartbeat_age_s"] = round(age, 3)
-    stored = _from_store(dep)
+    stored = _from_store(dep, str(snap.get("mode", "")))
     if stored is not None:
         snap["store"] = stored
     if as_json:
@@ -83,7 +83,7 @@ def status(
         raise typer.Exit(1)
 
 
-def _from_store(dep: Deployment) -> dict:
+def _from_store(dep: Deployment, mode: str) -> dict:
     """Positions, open orders, kill switch and stages as the store has them."""
     from trader.store.lifecycle import Lifecycle
 
@@ -92,7 +92,9 @@ def _from_store(dep: Deployment) -> dict:
     except Exception as exc:  # the status must still show what the snapshot knows
         return {"error": str(exc).splitlines()[0]}
     try:
-        out: dict = {"database": store.safe_url, "positions": store.positions()}
+        # The daemon's mode's positions: a backtest stored in the same database is not them.
+        positions = store.positions(mode=mode) if mode in ("paper", "live") else {}
+        out: dict = {"database": store.safe_url, "positions": positions}
         out["open_orders"] = [
             {k: r.get(k) for k in ("client_order_id", "instrument_id", "side", "quantity",
                                    "filled_quantity", "status")}

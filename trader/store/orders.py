@@ -406,10 +406,21 @@ class OrderQueries:
         """How many orders are stored."""
         return self.count(ORDERS)
 
-    def positions(self: Store, gateway: str | None = None) -> dict[str, float]:
-        """Net position per instrument as the stored fills (of one gateway) add up."""
+    def positions(self: Store, gateway: str | None = None, *,
+                  mode: str | None = None) -> dict[str, float]:
+        """Net position per instrument as the stored fills (of one gateway) add up.
+
+        With ``mode`` (paper or live): only what a session of that mode holds, as it
+        restores it (``session_fills``), never a backtest's fills in the same database.
+        """
+        if mode is None:
+            fills = self.fills(gateway=gateway)
+        else:
+            with self.read() as conn:
+                names = [g for (g,) in conn.execute(select(FILLS.c.gateway).distinct())]
+            fills = self.session_fills(mode, [gateway] if gateway is not None else names)
         out: dict[str, float] = {}
-        for f in self.fills(gateway=gateway):
+        for f in fills:
             out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.quantity * f.side.sign
         return {k: v for k, v in out.items() if abs(v) > 1e-12}
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from daemon_harness import (
     events,
     log_lines,
@@ -52,12 +53,15 @@ def test_backtest_fills_in_the_same_database_never_reach_a_paper_session(tmp_pat
     assert bt.returncode == 0, bt.stdout + bt.stderr
     with open_store(StoreConfig(database_url=url), migrate=False) as store:
         assert store.positions()  # the backtest left positions in the shared database
+        assert store.positions(mode="paper") == {}  # none of them is a paper position
     proc, log_path = start_daemon(cfg, env=env, log_path=tmp_path / "paper.log")
     wait_for_exit(proc, log_path)
     lines = log_lines(log_path)
     assert not events(lines, "state_restored")  # nothing of the backtest is restored
     snap = json.loads(run_cli("status", "--config", str(cfg), "--json", env=env).stdout)
     assert snap["state"] == "stopped"
+    # `trader status` shows the session's own positions from the store, not the backtest's.
+    assert snap["positions"] and snap["store"]["positions"] == pytest.approx(snap["positions"])
 
 
 def _live_bars(journal: str) -> list[tuple[str, int]]:

@@ -106,14 +106,15 @@ async def binance_trades_since(ex: Any, symbol: str, since_ms: int,
         start = end + 1
     else:
         raise IncompleteHistory(f"Binance {symbol}: no trade found in {MAX_PAGES} windows")
+    # the first window may end before later trades: fromId always continues from it
     page = first
     for _ in range(MAX_PAGES):
         _add_new(out, seen, page)
-        if len(page) < BINANCE_PAGE:
-            return out
-        # fromId ignores time and pages by trade id, oldest first, to the present
         next_id = max(int(t["id"]) for t in page) + 1
         page = await ex.fetch_my_trades(symbol, None, BINANCE_PAGE, {"fromId": next_id})
+        if len(page) < BINANCE_PAGE:
+            _add_new(out, seen, page)
+            return out
     raise IncompleteHistory(f"Binance {symbol}: more than {MAX_PAGES} pages of trades")
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from gateways.base import DAY_NS
 from gateways.ccxt import CcxtGateway
+from gateways.ccxt.exchange import dialect_for
 from gateways.testing.harness import HARNESSES, BinanceHarness, CcxtHarness, wait_until
 from trader.core.clock import ReplayClock
 from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
@@ -246,3 +249,31 @@ async def test_external_holding_is_left_out(harness: CcxtHarness, store: Store) 
     # all of it declared external: the baseline holds nothing more
     assert store.account_baseline(h.venue) == {"BTC": pytest.approx(0.0)}
     assert (await life.gw.account()).positions == {}
+
+
+# -- compatibility ------------------------------------------------------------------------
+class OldFill(msgspec.Struct, frozen=True, tag="fill"):
+    """``Fill`` as journals wrote it before fees in kind."""
+
+    ts: int
+    client_order_id: str
+    trade_id: str
+    instrument_id: str
+    side: Side
+    quantity: float
+    price: float
+    commission: float = 0.0
+    broker_order_id: str = ""
+
+
+def test_fills_of_older_journals_still_decode() -> None:
+    raw = msgspec.msgpack.encode(OldFill(1, "c", "t", "X", Side.BUY, 2.0, 10.0, 0.5, "b"))
+    fill = msgspec.msgpack.decode(raw, type=Fill)
+    assert (fill.commission, fill.fee_asset, fill.fee_quantity) == (0.5, "", 0.0)
+    assert fill.position_change == 2.0
+
+
+def test_reconciliation_horizon_is_declared() -> None:
+    """Kraken lists the whole history (paged); Binance's myTrades about six months."""
+    assert dialect_for("kraken").fills_lookback_ns is None
+    assert dialect_for("binance").fills_lookback_ns == 180 * DAY_NS

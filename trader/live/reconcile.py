@@ -11,8 +11,11 @@ Order of work, chosen so that nothing is counted twice:
    never heard of was written ahead but not sent (or lost): it is closed, never
    re-sent; otherwise the broker's status is applied;
 4. open orders at the broker that the store does not know, and positions or
-   cash that differ, are flagged.  Policy ``adopt`` takes the broker's truth
-   (recorded as a risk event); ``refuse`` raises with the report.
+   cash that differ, are flagged.  A wallet gateway's positions are the wallet
+   minus what the account held before the daemon (``trader.live.baseline``), and
+   positions agree within half a lot step of the instrument.  Policy ``adopt``
+   takes the broker's truth (recorded as a risk event); ``refuse`` raises with
+   the report.
 """
 
 from __future__ import annotations

@@ -92,8 +92,10 @@ class AccountReport:
     """Cash and positions as the broker reports them.
 
     ``positions`` is the net signed quantity per instrument (what the kernel
-    reconciles against); ``avg_prices`` the broker's average entry price per
-    instrument where it reports one; ``position_details`` every broker-side
+    reconciles against): for a spot wallet, only the daemon's share of it (the
+    balance minus the start-up baseline and configured ``external`` holdings);
+    ``avg_prices`` the broker's average entry price per instrument where it
+    reports one; ``position_details`` every broker-side
     position (several per instrument on a hedging account).  Money figures
     are in the account currency; None = the broker does not report it.
     """

@@ -77,6 +77,13 @@ class CcxtGatewayConfig(BaseModel):
     # largest accepted move of a bar's close vs the previous one (fraction; null = off):
     # a bad tick such as 1e9 is internally consistent and only this exposes it
     bar_band: float | None = Field(0.5, gt=0)
+    # Holdings per asset (ccxt code, e.g. BTC) that are not the daemon's: coins kept in
+    # the account by hand.  Subtracted from the wallet before it is compared with the
+    # daemon's positions, on top of the start-up baseline the store keeps.
+    external: dict[str, float] = Field(default_factory=dict)
+    # Price in the quote currency of an asset fees may be charged in (BNB): values
+    # such fees in the account currency.  Without one the fee is kept in its asset.
+    fee_prices: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("exchange")
     @classmethod

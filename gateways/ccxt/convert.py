@@ -129,9 +129,17 @@ def order_report(
 
 
 def trade_to_fill(
-    trade: Mapping[str, Any], client_order_id: str, instrument_id: str, quote: str | None = None
+    trade: Mapping[str, Any], client_order_id: str, instrument_id: str, quote: str | None = None,
+    fee_prices: Mapping[str, float] | None = None,
 ) -> Fill:
-    """A ccxt trade as a kernel ``Fill``; the venue's trade id is mandatory."""
+    """A ccxt trade as a kernel ``Fill``; the venue's trade id is mandatory.
+
+    The fee keeps the asset it was charged in (see ``Fill``): in the quote
+    currency it is cash, as before; in the base asset it is a quantity of the
+    instrument (the wallet grew by the net amount) valued at the trade price; in
+    a third asset (BNB) it is recorded in that asset and valued at
+    ``fee_prices[asset]`` (quote per unit) when known, else at 0 with the units kept.
+    """
     where = f"trade {trade.get('id')!r}"
     tid = trade.get("id")
     if not tid:
@@ -140,13 +148,8 @@ def trade_to_fill(
     if side not in ("buy", "sell"):
         raise BrokerMessageError(f"{where}: side {trade.get('side')!r}")
     ts_ms = trade.get("timestamp")
-    fee = trade.get("fee") or {}
-    commission = float(fee.get("cost") or 0.0) if fee else 0.0
-    if commission and quote and fee.get("currency") not in (None, quote):
-        # a fee paid in the base asset or a venue token is not cash: it is
-        # converted at the trade price so the portfolio still sees its value
-        if fee.get("currency") == str(trade.get("symbol", "")).split("/")[0]:
-            commission *= _num(trade, "price", where)
+    price = _num(trade, "price", where)
+    commission, fee_asset, fee_qty, in_instrument = fee_of(trade, quote, price, fee_prices)
     return Fill(
         int(ts_ms) * _MS if ts_ms else 0,
         client_order_id,
@@ -154,10 +157,34 @@ def trade_to_fill(
         instrument_id,
         Side.BUY if side == "buy" else Side.SELL,
         _num(trade, "amount", where),
-        _num(trade, "price", where),
+        price,
         commission,
         str(trade.get("order") or ""),
+        fee_asset,
+        fee_qty,
+        in_instrument,
     )
+
+
+def fee_of(
+    trade: Mapping[str, Any], quote: str | None, price: float,
+    fee_prices: Mapping[str, float] | None = None,
+) -> tuple[float, str, float, bool]:
+    """(commission value in quote, fee asset or "" for cash, units charged, paid in the base)."""
+    fee = trade.get("fee") or {}
+    try:
+        cost = float(fee.get("cost") or 0.0) if fee else 0.0
+    except (TypeError, ValueError):
+        raise BrokerMessageError(
+            f"trade {trade.get('id')!r}: fee cost is not a number: {fee.get('cost')!r}") from None
+    currency = fee.get("currency") if fee else None
+    if not cost or currency is None or quote is None or currency == quote:
+        return cost, "", 0.0, False  # cash in the quote currency: the old meaning
+    base = str(trade.get("symbol") or "").split("/")[0]
+    if currency == base:
+        return cost * price, str(currency), cost, True
+    rate = (fee_prices or {}).get(str(currency))
+    return (cost * rate if rate else 0.0), str(currency), cost, False
 
 
 def ccxt_order_type(order_type: OrderType) -> str:

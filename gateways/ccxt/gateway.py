@@ -53,6 +53,7 @@ from gateways.base import (
     PositionReport,
     expected_bars,
 )
+from gateways.ccxt import paging
 from gateways.ccxt.candles import CandleCloser, candle_to_bar
 from gateways.ccxt.config import CcxtGatewayConfig, Credentials, load_credentials
 from gateways.ccxt.convert import (
@@ -178,6 +179,8 @@ class CcxtGateway:
         self._seen_trades: set[str] = set()
         self._parked: dict[str, list[dict[str, Any]]] = {}  # broker id -> trades before the ack
         self._quotes: set[str] = set()
+        self._fee_prices = dict(config.fee_prices)
+        self._baseline: dict[str, float] = {}
         self.stats = GatewayStats()
         self._offset_ms = 0
         self._retired: deque[str] = deque()
@@ -340,30 +343,62 @@ class CcxtGateway:
         return order_report(o, inst, client_order_id)
 
     async def fills_since(self, ts: int) -> list[Fill]:
-        """Every execution since ``ts`` (ns), with our client order ids (venue order looked up)."""
+        """Every execution since ``ts`` (ns), with our client order ids (venue order looked up).
+
+        Pages through the venue's whole history since ``ts`` (``gateways.ccxt.paging``):
+        a fill missing here is a fill reconciliation never sees.
+        """
         since_ms = ts // _MS
+        by_symbol = await paging.trades_since(self._ex, self.config.exchange,
+                                              list(self._inst_of), since_ms, self._now_ms())
+        if any(by_symbol.values()):
+            await self._learn_order_ids(since_ms)
         fills: list[Fill] = []
-        for symbol, inst in self._inst_of.items():
-            for trade in await self._fetch_trades_since(symbol, since_ms):
+        for symbol, trades in by_symbol.items():
+            inst = self._inst_of[symbol]
+            for trade in trades:
                 coid = await self._coid_for_trade(trade, symbol)
                 if coid is None:
                     log.warning("trade_without_client_id", gateway=self.name, id=trade.get("id"))
                     continue
-                fills.append(trade_to_fill(trade, coid, inst, self._quote_of(symbol)))
+                fill = trade_to_fill(trade, coid, inst, self._quote_of(symbol),
+                                     self._fee_prices)
+                self._note_fee(fill)
+                fills.append(fill)
         fills.sort(key=lambda f: (f.ts, f.trade_id))
         return fills
 
+    def _note_fee(self, fill: Fill) -> None:
+        """Say so when a fee in a third asset could not be valued (kept in its asset)."""
+        if fill.fee_asset and not fill.fee_in_instrument and not fill.commission:
+            log.warning("fee_not_valued", gateway=self.name, trade_id=fill.trade_id,
+                        asset=fill.fee_asset, quantity=fill.fee_quantity,
+                        hint=f"set fee_prices.{fill.fee_asset} in the gateway section")
+
+    async def _learn_order_ids(self, since_ms: int) -> None:
+        """Map venue order ids to ours from paged closed-order lists, where the venue has them.
+
+        Without it every trade of an unknown order costs one order lookup.
+        """
+        orders = await paging.closed_orders_since(self._ex, self.config.exchange, since_ms)
+        for o in orders or ():
+            bid, coid = str(o.get("id") or ""), client_order_id_of(o)
+            if bid and coid:
+                self._coid_by_broker.setdefault(bid, coid)
+
     async def account(self) -> AccountReport:
-        """Spot: quote-currency balances are cash, base-currency balances are positions."""
+        """Spot: quote-currency balances are cash, base-currency balances are positions.
+
+        A position is the daemon's share of the wallet only: the base asset's balance
+        minus the start-up baseline (``set_baseline``) and the configured ``external``
+        holding, so coins the account held before the daemon are not its position.
+        """
         bal = await self._ex.fetch_balance()
-        total: dict[str, float] = {
-            k: float(v) for k, v in (bal.get("total") or {}).items() if v is not None
-        }
+        total = _totals(bal)
         cash = {q: total.get(q, 0.0) for q in sorted(self._quotes)}
         positions: dict[str, float] = {}
-        for symbol, inst in self._inst_of.items():
-            base = self._ex.market(symbol)["base"]
-            qty = total.get(base, 0.0)
+        for inst, base in self.base_assets().items():
+            qty = total.get(base, 0.0) - self._not_ours(base)
             if abs(qty) > _EPS:
                 positions[inst] = qty
         free = bal.get("free") or {}
@@ -375,6 +410,26 @@ class CcxtGateway:
         # spot keeps no entry prices and no margin: those fields stay unreported
         return AccountReport(cash=cash, positions=positions, position_details=details,
                              buying_power=buying_power)
+
+    async def wallet(self) -> dict[str, float]:
+        """Total balance per asset (ccxt code) as the venue reports it, the daemon's or not."""
+        return _totals(await self._ex.fetch_balance())
+
+    def base_assets(self) -> dict[str, str]:
+        """Instrument id -> the asset a position in it is held in (spot: the base)."""
+        return {inst: str(self._ex.market(symbol)["base"])
+                for symbol, inst in self._inst_of.items()}
+
+    def set_baseline(self, balances: dict[str, float]) -> None:
+        """What the account held before the daemon (per asset); ``account`` leaves it out."""
+        self._baseline = dict(balances)
+
+    def external_holdings(self) -> dict[str, float]:
+        """The configured ``external`` holdings per asset (never the daemon's)."""
+        return dict(self.config.external)
+
+    def _not_ours(self, asset: str) -> float:
+        return self._baseline.get(asset, 0.0) + self.config.external.get(asset, 0.0)
 
     # -- market data --------------------------------------------------------------------
     async def history(
@@ -824,7 +879,8 @@ class CcxtGateway:
             return
         try:
             fill = trade_to_fill(trade, tracked.client_order_id, tracked.instrument_id,
-                                 self._quote_of(tracked.symbol))
+                                 self._quote_of(tracked.symbol), self._fee_prices)
+            self._note_fee(fill)
         except BrokerMessageError as exc:
             # not marked seen: the REST catch-up may still deliver it whole
             log.error("bad_trade_message", gateway=self.name, error=str(exc))
@@ -946,21 +1002,10 @@ class CcxtGateway:
         return coid
 
     async def _fetch_trades_since(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        cursor = since_ms
-        while True:
-            page = await self._ex.fetch_my_trades(symbol, cursor, 500)
-            fresh = [tr for tr in page if str(tr.get("id")) not in seen]
-            if not fresh:
-                break
-            for tr in fresh:
-                seen.add(str(tr.get("id")))
-            out.extend(fresh)
-            if len(page) < 500:
-                break
-            cursor = max(int(tr.get("timestamp") or cursor) for tr in fresh)
-        return out
+        """Every trade in ``symbol`` since ``since_ms``, paged the venue's way."""
+        by_symbol = await paging.trades_since(self._ex, self.config.exchange, [symbol],
+                                              since_ms, self._now_ms())
+        return by_symbol[symbol]
 
     def _constraint_violation(self, inst_id: str, amount: float, price: float | None) -> str | None:
         inst = self.instruments.get(inst_id)
@@ -1064,6 +1109,11 @@ class CcxtGateway:
         if self._ex is not None:
             with contextlib.suppress(Exception):
                 await self._ex.close()
+
+
+def _totals(balance: dict[str, Any]) -> dict[str, float]:
+    """ccxt's ``total`` balances as floats (assets it reports without a total left out)."""
+    return {k: float(v) for k, v in (balance.get("total") or {}).items() if v is not None}
 
 
 def _discard(task: asyncio.Future[Any]) -> None:

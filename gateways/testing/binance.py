@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateways.testing.standin import Fault, MarketSpec, Recorded, SOrder, StandinExchange, STrade
 
+DAY_MS = 86_400_000
 _INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 
 
@@ -272,15 +273,41 @@ class BinanceStandin(StandinExchange):
                                   if o.status == "open" and (sym is None or o.symbol == sym)])
 
     async def h_my_trades(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/myTrades`` as Binance pages it.
+
+        Oldest first, ``limit`` 500 by default and 1000 at most.  ``fromId`` gives
+        trades with id >= it (no time limit) and cannot be combined with a time
+        range; ``startTime``/``endTime`` span at most 24 h (one alone means the 24 h
+        after/before it); with neither, the most recent trades.
+        """
         params, _fault, bad = await self._enter(request, "myTrades", True)
         if bad is not None:
             return bad
         sym = params.get("symbol")
-        start = int(params.get("startTime", 0))
+        if self._spec(params) is None:
+            return self.error(-1121, "Invalid symbol.")
         oid = params.get("orderId")
         limit = int(params.get("limit", 500))
-        rows = [t for t in self.trades if t.symbol == sym and t.ts_ms >= start
-                and (oid is None or t.order_id == oid)][:limit]
+        if not 0 < limit <= 1000:
+            return self.error(-1100, "Illegal characters found in parameter 'limit'; legal "
+                              "range is '1..1000'.")
+        has_time = "startTime" in params or "endTime" in params
+        if "fromId" in params and has_time:
+            return self.error(-1128, "Combination of optional parameters invalid.")
+        rows = [t for t in self.trades if t.symbol == sym
+                and (oid is None or t.order_id == oid)]
+        if "fromId" in params:
+            rows = [t for t in rows if int(t.trade_id) >= int(params["fromId"])][:limit]
+        elif has_time:
+            start = int(params.get("startTime", int(params.get("endTime", 0)) - DAY_MS + 1))
+            end = int(params.get("endTime", start + DAY_MS - 1))
+            if end - start >= DAY_MS:
+                return self.error(-1127, "More than 24 hours between startTime and endTime.")
+            rows = [t for t in rows if start <= t.ts_ms <= end][:limit]
+        elif oid is not None:
+            rows = rows[:limit]
+        else:
+            rows = rows[-limit:]
         return web.json_response([
             {"symbol": t.symbol, "id": int(t.trade_id), "orderId": int(t.order_id),
              "orderListId": -1, "price": _fmt(t.price), "qty": _fmt(t.qty),

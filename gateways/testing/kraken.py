@@ -31,6 +31,9 @@ _ASSETS = {"XXBT": ("XBT", 10), "XETH": ("ETH", 10), "ZUSD": ("USD", 4)}
 _ALT_TO_ID = {"BTC": "XXBT", "ETH": "XETH", "USD": "ZUSD"}
 
 
+KRAKEN_PAGE = 50  # TradesHistory and ClosedOrders page size
+
+
 def _iso(ms: int) -> str:
     t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
@@ -256,10 +259,26 @@ class KrakenStandin(StandinExchange):
                                  and (coid is None or o.client_order_id == coid)}})
 
     async def p_ClosedOrders(self, params: dict[str, str]) -> web.Response:
+        """Closed orders as Kraken pages them: 50 a page from ``ofs``, newest first, ``count``."""
         coid = params.get("cl_ord_id")
-        closed = {o.order_id: self.order_json(o) for o in self.orders.values()
-                  if o.status != "open" and (coid is None or o.client_order_id == coid)}
-        return self.ok({"closed": closed, "count": len(closed)})
+        start = float(params.get("start", 0))
+        rows = [o for o in self.orders.values()
+                if o.status != "open" and (coid is None or o.client_order_id == coid)
+                and self._closed_ms(o) / 1000 > start]
+        rows.sort(key=self._closed_ms, reverse=True)
+        page = self._page(rows, params)
+        return self.ok({"closed": {o.order_id: self.order_json(o) for o in page},
+                        "count": len(rows)})
+
+    def _closed_ms(self, o: SOrder) -> int:
+        """When an order closed: its last execution (the stand-in keeps no close time)."""
+        return max([o.ts_ms] + [t.ts_ms for t in self.trades if t.order_id == o.order_id])
+
+    @staticmethod
+    def _page(rows: list[Any], params: dict[str, str]) -> list[Any]:
+        """Kraken's fixed page: 50 entries from offset ``ofs``."""
+        ofs = int(params.get("ofs", 0))
+        return rows[ofs:ofs + KRAKEN_PAGE]
 
     async def p_QueryOrders(self, params: dict[str, str]) -> web.Response:
         ids = params.get("txid", "").split(",")
@@ -269,11 +288,14 @@ class KrakenStandin(StandinExchange):
         return self.ok(found)
 
     async def p_TradesHistory(self, params: dict[str, str]) -> web.Response:
+        """Trades as Kraken pages them: ``start`` exclusive, 50 a page from ``ofs``, newest
+        first, with the ``count`` of all matches."""
         start = float(params.get("start", 0))
-        rows = [t for t in self.trades if t.ts_ms / 1000 >= start]
+        end = float(params.get("end", 2**62))
+        rows = [t for t in self.trades if start < t.ts_ms / 1000 <= end]
+        rows.sort(key=lambda t: (t.ts_ms, t.trade_id), reverse=True)
         out = {}
-        for t in rows:
-            _sym, alt, _b, _q = _PAIRS[t.symbol]
+        for t in self._page(rows, params):
             out[t.trade_id] = {
                 "ordertxid": t.order_id, "postxid": f"P{t.trade_id}", "pair": t.symbol,
                 "time": t.ts_ms / 1000, "type": t.side, "ordertype": "market",
@@ -281,7 +303,7 @@ class KrakenStandin(StandinExchange):
                 "fee": f"{t.fee:.5f}", "vol": f"{t.qty:.8f}", "margin": "0.00000",
                 "misc": "", "trade_id": int(t.trade_id[1:6]),
             }
-        return self.ok({"trades": out, "count": len(out)})
+        return self.ok({"trades": out, "count": len(rows)})
 
     # -- websockets ------------------------------------------------------------------
     async def h_public_ws(self, request: web.Request) -> web.WebSocketResponse:

@@ -101,6 +101,12 @@ class StandinExchange:
     """Base class: subclasses add the venue's routes and message shapes."""
 
     fee_rate = 0.001
+    # Which asset fees are charged in, as venues do it: ``quote`` (always the quote
+    # currency), ``received`` (Binance without BNB: the asset the trade pays out, the
+    # base on a buy) or another asset code such as ``BNB`` (Binance's fee discount:
+    # the fee's quote value at ``fee_asset_price`` comes out of that asset's balance).
+    fee_mode = "quote"
+    fee_asset_price = 600.0
 
     def __init__(self, api_key: str, secret: str, markets: list[MarketSpec]) -> None:
         self.api_key = api_key
@@ -216,16 +222,21 @@ class StandinExchange:
         """Book one execution: balances, order state, trade record."""
         spec = self.markets[order.symbol]
         notional = qty * price
-        fee = notional * self.fee_rate
         sign = 1 if order.side == "buy" else -1
+        fee_asset, fee = spec.quote, notional * self.fee_rate
+        if self.fee_mode == "received" and order.side == "buy":
+            fee_asset, fee = spec.base, qty * self.fee_rate
+        elif self.fee_mode not in ("quote", "received"):
+            fee_asset, fee = self.fee_mode, notional * self.fee_rate / self.fee_asset_price
         self.balances[spec.base] = self.balances.get(spec.base, 0.0) + sign * qty
-        self.balances[spec.quote] = self.balances.get(spec.quote, 0.0) - sign * notional - fee
+        self.balances[spec.quote] = self.balances.get(spec.quote, 0.0) - sign * notional
+        self.balances[fee_asset] = self.balances.get(fee_asset, 0.0) - fee
         order.filled += qty
         order.cost += notional
         if order.filled >= order.qty - 1e-12:
             order.status = "closed"
         trade = STrade(self.trade_id(), order.order_id, order.symbol, order.side, qty, price,
-                       fee, spec.quote, self.now_ms())
+                       fee, fee_asset, self.now_ms())
         order.trade_ids.append(trade.trade_id)
         self.trades.append(trade)
         return trade

@@ -112,6 +112,22 @@ class Fill(Event, frozen=True, tag="fill"):
     price: float
     commission: float = 0.0
     broker_order_id: str = ""
+    # What the venue actually charged, when it is not cash in the account currency.
+    # ``fee_asset`` "" (the default, and every fill of older journals) means
+    # ``commission`` was paid in cash.  Otherwise ``fee_quantity`` units of
+    # ``fee_asset`` were charged and ``commission`` is only their value in the account
+    # currency (0.0 when no price was known): it never comes out of cash.
+    # ``fee_in_instrument``: the fee asset is the instrument itself (a spot buy's fee
+    # taken in the base asset), so the position grows by ``quantity - fee_quantity``.
+    fee_asset: str = ""
+    fee_quantity: float = 0.0
+    fee_in_instrument: bool = False
+
+    @property
+    def position_change(self) -> float:
+        """Signed change of the position: the traded quantity net of a fee paid in kind."""
+        fee = self.fee_quantity if self.fee_in_instrument else 0.0
+        return self.quantity * self.side.sign - fee
 
 
 class CancelRequest(Event, frozen=True, tag="cancel"):

@@ -50,15 +50,29 @@ class Book:
         self.cash = cash
         self.positions: dict[str, Position] = {}
         self.commission = 0.0
+        # fees charged in an asset the book does not hold (BNB): units per asset
+        self.fees_in_kind: dict[str, float] = {}
         self._mult = multipliers
 
-    def apply(self, instrument_id: str, signed_qty: float, price: float, fee: float) -> float:
+    def apply(self, instrument_id: str, signed_qty: float, price: float, fee: float, *,
+              fee_units: float = 0.0, fee_in_cash: bool = True) -> float:
+        """Book a fill; return the PnL it realized.
+
+        ``fee`` is the commission's value in the account currency; it leaves cash
+        only if ``fee_in_cash``.  ``fee_units`` of the instrument itself paid as the
+        fee (a spot buy's fee in the base asset) reduce the position instead.
+        """
         mult = self._mult[instrument_id]
         pos = self.positions.get(instrument_id)
         if pos is None:
             pos = self.positions[instrument_id] = Position()
-        self.cash -= signed_qty * price * mult + fee
+        self.cash -= signed_qty * price * mult + (fee if fee_in_cash else 0.0)
         self.commission += fee
+        net = signed_qty - fee_units
+        if fee_units and abs(net) > 1e-15:
+            # The wallet changed by the net quantity for the cash paid: the fee sits in
+            # the average price (cost per unit actually held), not in cash.
+            return apply_fill(pos, net, signed_qty * price / net, mult)
         return apply_fill(pos, signed_qty, price, mult)
 
     def quantity(self, instrument_id: str) -> float:
@@ -137,14 +151,24 @@ class Portfolio:
         signed = fill.quantity * fill.side.sign
         split = self._attribution(fill) if self._attribution else {}
         cash_before = self.account.cash
-        realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission)
+        in_cash = not fill.fee_asset
+        units = fill.fee_quantity if fill.fee_in_instrument else 0.0
+        realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission,
+                                      fee_units=units, fee_in_cash=in_cash)
+        if fill.fee_asset and not fill.fee_in_instrument:
+            kind = self.account.fees_in_kind
+            kind[fill.fee_asset] = kind.get(fill.fee_asset, 0.0) + fill.fee_quantity
         rest = signed - sum(split.values())
         for model, qty in split.items():
-            fee = fill.commission * abs(qty) / fill.quantity if fill.quantity else 0.0
-            self.model_book(model).apply(fill.instrument_id, qty, fill.price, fee)
+            share = abs(qty) / fill.quantity if fill.quantity else 0.0
+            self.model_book(model).apply(fill.instrument_id, qty, fill.price,
+                                         fill.commission * share, fee_units=units * share,
+                                         fee_in_cash=in_cash)
         if abs(rest) > 1e-12 or not split:
-            fee = fill.commission * abs(rest) / fill.quantity if fill.quantity else 0.0
-            self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price, fee)
+            share = abs(rest) / fill.quantity if fill.quantity else 0.0
+            self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price,
+                                                fill.commission * share,
+                                                fee_units=units * share, fee_in_cash=in_cash)
         inst = fill.instrument_id
         if inst not in self.marks:
             self.marks[inst] = fill.price

@@ -11,8 +11,11 @@ Order of work, chosen so that nothing is counted twice:
    never heard of was written ahead but not sent (or lost): it is closed, never
    re-sent; otherwise the broker's status is applied;
 4. open orders at the broker that the store does not know, and positions or
-   cash that differ, are flagged.  Policy ``adopt`` takes the broker's truth
-   (recorded as a risk event); ``refuse`` raises with the report.
+   cash that differ, are flagged.  A wallet gateway's positions are the wallet
+   minus what the account held before the daemon (``trader.live.baseline``), and
+   positions agree within half a lot step of the instrument.  Policy ``adopt``
+   takes the broker's truth (recorded as a risk event); ``refuse`` raises with
+   the report.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from trader.core.events import OrderRequest, OrderStatus, OrderType, OrderUpdate
 from trader.engine.orders import Order
 from trader.engine.portfolio import Portfolio
 from trader.engine.router import Router
+from trader.live.baseline import apply_baseline
 from trader.store import Store
 
 log = structlog.get_logger(__name__)
@@ -52,6 +56,10 @@ class ReconcilePolicy:
     currency: str | None = "USD"  # None: cash is not compared
     # Extra history to ask the broker for before the oldest open order / last fill.
     fills_lookback_ns: int = 0
+    # Positions also agree within this fraction of the instrument's lot step: nothing
+    # smaller can be traded, so a smaller difference is rounding (a venue keeps fewer
+    # decimals than a float sum of fills), not a lost or extra fill.
+    lot_step_fraction: float = 0.5
 
     @classmethod
     def from_config(cls, cfg: Any) -> ReconcilePolicy:
@@ -156,11 +164,14 @@ async def reconcile(
             if policy.mode == "adopt":
                 _adopt_broker_order(router, rep, ts, gw)
 
+    # Wallet gateways: what the account held before the daemon is not its position.
+    await apply_baseline(store, gateway, portfolio, ts)
     account = await gateway.account()
     for inst in sorted(set(account.positions) | set(portfolio.account.positions)):
         ours = portfolio.position(inst)
         theirs = account.positions.get(inst, 0.0)
-        if not agree(ours, theirs, policy.quantity_tolerance, policy.quantity_rel_tolerance):
+        if not agree(ours, theirs, quantity_tolerance(policy, portfolio, inst),
+                     policy.quantity_rel_tolerance):
             report.position_diffs[inst] = (ours, theirs)
     if policy.currency is not None and policy.currency in account.cash:
         ours_cash, theirs_cash = portfolio.account.cash, account.cash[policy.currency]
@@ -278,6 +289,13 @@ def _adopt_account(portfolio: Portfolio, report: ReconciliationReport,
         cash = theirs
     portfolio.adopt({inst: theirs for inst, (_ours, theirs) in report.position_diffs.items()},
                     cash)
+
+
+def quantity_tolerance(policy: ReconcilePolicy, portfolio: Portfolio, inst: str) -> float:
+    """The absolute tolerance of a position in ``inst``: the policy's, or part of a lot step."""
+    instrument = portfolio.instruments.get(inst)
+    step = instrument.lot_step if instrument is not None else 0.0
+    return max(policy.quantity_tolerance, policy.lot_step_fraction * step)
 
 
 def agree(a: float, b: float, abs_tol: float, rel_tol: float) -> bool:

@@ -89,14 +89,17 @@ def fill_row_values(fill: Fill, gateway: str, recorded_ts: int) -> dict[str, Any
         "client_order_id": fill.client_order_id, "instrument_id": fill.instrument_id,
         "side": fill.side.value, "quantity": fill.quantity, "price": fill.price,
         "commission": fill.commission, "broker_order_id": fill.broker_order_id,
-        "ts": fill.ts, "recorded_ts": recorded_ts,
+        "ts": fill.ts, "recorded_ts": recorded_ts, "fee_asset": fill.fee_asset,
+        "fee_quantity": fill.fee_quantity, "fee_in_instrument": fill.fee_in_instrument,
     }
 
 
 def fill_from_row(r: Mapping[str, Any]) -> Fill:
     """A stored fill as the kernel's ``Fill`` event."""
     return Fill(r["ts"], r["client_order_id"], r["trade_id"], r["instrument_id"], Side(r["side"]),
-                r["quantity"], r["price"], r["commission"], r["broker_order_id"])
+                r["quantity"], r["price"], r["commission"], r["broker_order_id"],
+                r.get("fee_asset") or "", r.get("fee_quantity") or 0.0,
+                bool(r.get("fee_in_instrument")))
 
 
 def order_from_row(r: Mapping[str, Any], fills: Sequence[Fill]) -> Order:

@@ -100,6 +100,10 @@ class FillRow(SQLModel, table=True):
     broker_order_id: str = Field(default="", max_length=64)
     ts: int = _ts(nullable=False, index=True)
     recorded_ts: int = _ts(nullable=False)
+    # a fee charged in kind (base asset, BNB): see ``trader.core.events.Fill``
+    fee_asset: str = Field(default="", max_length=16)
+    fee_quantity: float = 0.0
+    fee_in_instrument: bool = False
 
 
 class AccountSnapshotRow(SQLModel, table=True):
@@ -136,6 +140,21 @@ class RestoredStateRow(SQLModel, table=True):
     ts: int = _ts(nullable=False)
     content_hash: str = Field(max_length=64)
     state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class AccountBaselineRow(SQLModel, table=True):
+    """What an account held before the daemon first traded it (per asset), per gateway.
+
+    Taken once, at the first reconciliation of a gateway: the wallet minus what the
+    daemon already held.  Reconciliation subtracts it from the wallet, so coins that
+    were there before are never counted as the daemon's position.
+    """
+
+    __tablename__ = "account_baselines"
+
+    gateway: str = Field(primary_key=True, max_length=64)
+    ts: int = _ts(nullable=False)
+    balances: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class RiskStateRow(SQLModel, table=True):

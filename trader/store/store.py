@@ -4,7 +4,8 @@
 what it can say and keep is grouped by concept in the modules it mixes in:
 ``sessions`` (process starts), ``orders`` (the write-ahead order log and its
 journals), ``snapshots`` (account snapshots and restored start states),
-``risk_state`` (trading state, risk events and state) and ``runs`` (run records).
+``risk_state`` (trading state, risk events and state), ``runs`` (run records) and
+``baselines`` (what each account held before the daemon).
 Table objects live in ``tables``.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from trader.store.baselines import BaselineQueries
 from trader.store.db import StoreError, db_error_text, make_engine, redact, resolve_url
 from trader.store.migrate import upgrade
 from trader.store.orders import OrderQueries
@@ -32,7 +34,8 @@ from trader.store.snapshots import SnapshotQueries
 log = structlog.get_logger(__name__)
 
 
-class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, RunQueries):
+class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, RunQueries,
+            BaselineQueries):
     """A database holding the daemon's state; SQLite by default, PostgreSQL by URL.
 
     One ``Store`` belongs to one thread (the kernel's); another thread or process

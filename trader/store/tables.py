@@ -17,6 +17,7 @@ RISK_EVENTS = s.RiskEventRow.__table__
 RISK_STATE = s.RiskStateRow.__table__
 TRADING_STATE = s.TradingStateRow.__table__
 KILL_SWITCH = s.KillSwitchRow.__table__
+BASELINES = s.AccountBaselineRow.__table__
 
 OPEN_STATUSES = tuple(st.value for st in OrderStatus if not st.is_terminal)
 # Session modes whose orders reach a broker (or a paper account standing in for one);

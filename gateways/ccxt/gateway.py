@@ -651,6 +651,8 @@ class CcxtGateway:
         quiet_floor_s = 0.05
         live = Liveness(t.liveness_interval_s, t.liveness_misses)
         watch: asyncio.Task[Any] = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
+        if failures is not None:
+            failures.healthy()  # the healthy spell starts with the (re)connect
         try:
             while self._running:
                 end = closer.current_end_ms()
@@ -1025,6 +1027,8 @@ class CcxtGateway:
         live = Liveness(t.liveness_interval_s, t.liveness_misses)
         orders_task = asyncio.ensure_future(ex.watch_orders())
         trades_task = asyncio.ensure_future(ex.watch_my_trades())
+        if failures is not None:
+            failures.healthy()  # the healthy spell starts with the (re)connect
         try:
             while self._running:
                 done, _ = await asyncio.wait({orders_task, trades_task},

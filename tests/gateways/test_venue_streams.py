@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from gateways.testing.harness import ANCHOR_MS, HARNESSES, MINUTE_MS, CcxtHarness, candle, wait_until
+from gateways.testing.harness import (
+    ANCHOR_MS,
+    HARNESSES,
+    MINUTE_MS,
+    CcxtHarness,
+    candle,
+    wait_until,
+)
 from gateways.testing.standin import Fault
 from trader.core.events import Bar, Fill, GatewayHealth, HealthState, OrderRequest, OrderType, Side
 

@@ -1,8 +1,10 @@
 """Turning a stream of candle updates into closed bars, each exactly once.
 
 ccxt hands over candles as ``[open_ms, open, high, low, close, volume]`` and
-drops the venue's "closed" flag, so a candle counts as closed when the next
-one opens, or when REST returns it with its end already in the past.  The
+drops the venue's "closed" flag, so a candle counts as closed when the venue
+says so (Binance ``k.x``, recovered by ``gateways.ccxt.streams.harden`` and
+applied through ``close_current``), when the next one opens, or when REST
+returns it with its end already past on the venue's clock.  The
 ``CandleCloser`` is pure state (no I/O): the gateway feeds it from the
 websocket and from REST backfills, and it guarantees monotonic open times,
 which is what makes "no duplicate, no gap" testable.
@@ -99,6 +101,14 @@ class CandleCloser:
                 if self.last_emitted_ms is None or t > self.last_emitted_ms:
                     self.current = list(c)
         return out
+
+    def close_current(self) -> list[Candle]:
+        """The venue said the forming candle is final: emit it now (once), forget it."""
+        cur = self.current
+        if cur is None:
+            return []
+        self.current = None
+        return [cur] if self._take(cur) else []
 
     def next_open_ms(self) -> int | None:
         """Open time of the first bar not yet emitted (where a backfill starts)."""

@@ -50,6 +50,17 @@ class CcxtTiming(BaseModel):
     # a venue may still execute a request it received late; Binance refuses one older
     # than recvWindow (10 s): only an "absent" answer after that settles a lost submit
     unknown_settle_s: float = Field(10.0, ge=0)
+    # stream liveness, independent of ccxt's keep-alive: after one quiet interval the
+    # socket is pinged, after ``liveness_misses`` it is closed, reopened and backfilled
+    liveness_interval_s: float = Field(20.0, gt=0)
+    liveness_misses: int = Field(3, ge=1)
+    # stream failures are forgotten after this long healthy (a day of rare drops
+    # must not add up to "websocket given up")
+    healthy_reset_s: float = Field(600.0, gt=0)
+    # REST polling of orders is bounded so it cannot starve other requests behind the
+    # rate limiter: never more often than the floor, never more requests per cycle
+    poll_floor_s: float = Field(1.0, ge=0)
+    poll_max_requests: int = Field(10, ge=1)
 
 
 class CcxtGatewayConfig(BaseModel):

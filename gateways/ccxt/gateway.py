@@ -66,6 +66,18 @@ from gateways.ccxt.convert import (
     trade_to_fill,
 )
 from gateways.ccxt.exchange import Dialect, backoff_delay, build_exchange, dialect_for
+from gateways.ccxt.streams import (
+    ClosedFlags,
+    FailureCounter,
+    FrameStats,
+    Liveness,
+    StreamStalled,
+    drop_clients,
+    excerpt,
+    harden,
+    stream_clients,
+)
+from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
 from gateways.inflight import InFlightResolver
 from gateways.validation import BarGuard
 from trader.core.events import (
@@ -141,6 +153,11 @@ class GatewayStats:
     submits_sent: int = 0
     resolved_by_query: int = 0
     rate_limited: int = 0
+    stalls: int = 0  # streams closed by the liveness watchdog
+    repaired_bars: int = 0  # bars whose streamed last update was bad, re-read from REST
+    skipped_messages: int = 0  # per-message errors logged and skipped
+    task_restarts: int = 0  # stream loops restarted after an unexpected exception
+    time_sync_failures: int = 0
 
 
 class CcxtGateway:
@@ -183,6 +200,11 @@ class CcxtGateway:
         self._baseline: dict[str, float] = {}
         self.stats = GatewayStats()
         self._offset_ms = 0
+        self._poll_cursor = 0
+        self._time_ok = False  # the venue's clock has been measured at least once
+        self._flags = ClosedFlags()
+        self.frames = FrameStats()
+        self.warmup_reports: dict[str, WarmUpReport] = {}
         self._retired: deque[str] = deque()
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
@@ -222,6 +244,8 @@ class CcxtGateway:
                 "(credentials.api_key_env/secret_env or *_file)"
             )
         self._ex = self._factory(cfg, creds, self._dialect)
+        if hasattr(self._ex, "client") and hasattr(self._ex, "handle_message"):
+            harden(self._ex, cfg.exchange, self.name, self._flags, self.frames)
         try:
             if cfg.sync_time:
                 await self._sync_time()
@@ -260,9 +284,10 @@ class CcxtGateway:
         cfg = self.config
         if cfg.market_data:
             for symbol in cfg.symbols:
-                self._spawn(self._bar_loop(symbol), f"bars:{symbol}")
+                self._spawn(self._supervise(f"bars:{symbol}", lambda s=symbol: self._bar_loop(s)),
+                            f"bars:{symbol}")
         if cfg.trading:
-            self._spawn(self._private_loop(), "orders")
+            self._spawn(self._supervise("orders", self._private_loop), "orders")
 
     async def close(self) -> None:
         """Let orders already handed over reach the venue (bounded), then stop everything."""
@@ -491,9 +516,23 @@ class CcxtGateway:
         """
         if count <= 0:
             return []
+        if not self._time_ok and self.config.sync_time:
+            await self._sync_time()  # the warm-up's end is "now" on the venue's clock
         tf_ms = self._tf_s * 1000
         now = self._now_ms()
-        return await self.warm_up((now - now % tf_ms - count * tf_ms) * _MS)
+        bars = await self.warm_up((now - now % tf_ms - count * tf_ms) * _MS)
+        cap = VENUE_CANDLE_CAP.get(self.config.exchange)
+        for inst in self._symbol_of:
+            got = sum(1 for b in bars if b.instrument_id == inst)
+            report = WarmUpReport(inst, count, got, cap if cap is not None and cap < count
+                                  else None)
+            self.warmup_reports[inst] = report
+            if report.short:
+                # the models asked for more history than the venue serves: say so, loudly
+                log.warning("warmup_short", gateway=self.name, venue=self.config.exchange,
+                            instrument=inst, asked=count, got=got, venue_cap=report.venue_cap,
+                            detail=report.describe())
+        return bars
 
     async def _fetch_ohlcv_range(
         self, symbol: str, since_ms: int, until_ms: int | None
@@ -517,19 +556,44 @@ class CcxtGateway:
                 break
         return out
 
-    def _emit_bars(self, symbol: str, candles: list[Any]) -> None:
+    def _emit_bars(self, symbol: str, candles: list[Any]) -> list[Any]:
+        """Emit closed candles as bars; returns the malformed ones (not emitted)."""
         inst = self._inst_of[symbol]
         sink = self._sink
+        bad: list[Any] = []
         for c in candles:
             try:
                 bar = candle_to_bar(c, inst, self._tf_s)
             except (TypeError, ValueError):
-                # a value the venue left out (null): not a bar, and no reason to end the stream
-                if self.guard is not None:
-                    self.guard.reject(inst, f"malformed candle {list(c)!r}")
+                # a value the venue left out (null) or sent as text: not a bar, and no
+                # reason to end the stream; the caller may re-read it from REST
+                bad.append(c)
                 continue
             sink(bar)
-        self.stats.bars += len(candles)
+        self.stats.bars += len(candles) - len(bad)
+        return bad
+
+    async def _emit_or_repair(self, symbol: str, candles: list[Any]) -> None:
+        """Emit streamed closed candles; one whose last update was bad is re-read from REST."""
+        inst = self._inst_of[symbol]
+        tf_ms = self._tf_s * 1000
+        for c in self._emit_bars(symbol, candles):
+            self.stats.skipped_messages += 1
+            log.error("bad_candle_update", gateway=self.name, venue=self.config.exchange,
+                      symbol=symbol, raw=excerpt(list(c)))
+            repaired: list[Any] = []
+            try:
+                t = int(c[0])
+                rows = await self._fetch_ohlcv_range(symbol, t, t + tf_ms)
+                repaired = [r for r in rows if int(r[0]) == t]
+            except (OperationFailed, ExchangeError, TypeError, ValueError) as exc:
+                log.warning("bar_repair_failed", gateway=self.name, symbol=symbol,
+                            error=f"{type(exc).__name__}: {exc}")
+            if repaired and not self._emit_bars(symbol, repaired[-1:]):
+                self.stats.repaired_bars += 1
+                log.info("bar_repaired_from_rest", gateway=self.name, symbol=symbol, open_ms=t)
+            elif self.guard is not None:
+                self.guard.reject(inst, f"malformed candle {list(c)!r} (REST repair failed)")
 
     async def _backfill(self, symbol: str, until_ms: int | None = None) -> int:
         closer = self._closers[symbol]
@@ -551,38 +615,84 @@ class CcxtGateway:
         self.stats.backfilled_bars += len(closed)
         return len(closed)
 
+    async def _supervise(self, stream: str, loop: Callable[[], Any]) -> None:
+        """Run a stream loop for the life of the gateway: no exception of any kind ends it."""
+        t = self.config.timing
+        crashes = FailureCounter(t.healthy_reset_s)
+        while self._running:
+            try:
+                await loop()
+                return  # the loop ends only when the gateway stops
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a message nobody foresaw: restart, loudly
+                n = crashes.failed()
+                self.stats.task_restarts += 1
+                delay = backoff_delay(n, t.backoff_initial_s, t.backoff_max_s,
+                                      t.backoff_jitter, self._rng)
+                log.exception("stream_loop_crashed", gateway=self.name, stream=stream,
+                              venue=self.config.exchange, error=f"{type(exc).__name__}: {exc}",
+                              restart_in=round(delay, 3))
+                self._set_health(stream, HealthState.DEGRADED,
+                                 f"{stream} loop crashed ({type(exc).__name__}: {exc}); "
+                                 "restarting")
+                await asyncio.sleep(delay)
+
+    async def _ensure_time(self, stream: str, attempt: int) -> bool:
+        """True once the venue's clock is known; otherwise retry with backoff (blocks the stream).
+
+        Closing a bar on the host clock alone publishes forming candles as closed
+        when the host runs ahead, so without a measured offset nothing streams.
+        """
+        if self._time_ok or not self.config.sync_time or not self._ex.has.get("fetchTime"):
+            return True
+        if await self._sync_time():
+            return True
+        t = self.config.timing
+        self._set_health(stream, HealthState.DISCONNECTED,
+                         "venue time unknown (time sync failed); not streaming on the host clock")
+        await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
+                                          t.backoff_jitter, self._rng))
+        return False
+
     async def _bar_loop(self, symbol: str) -> None:
         t = self.config.timing
-        failures = 0
+        stream = f"bars:{symbol}"
+        failures = FailureCounter(t.healthy_reset_s)
+        time_attempts = 0
         while self._running:
-            if self.config.use_websocket and failures < t.ws_failures_before_polling:
+            if not await self._ensure_time(stream, time_attempts + 1):
+                time_attempts += 1
+                continue
+            if self.config.use_websocket and failures.count < t.ws_failures_before_polling:
                 try:
-                    if failures:
+                    if failures.count:
                         await self._sync_time()  # a long outage may have moved the clocks
                     await self._backfill(symbol)
-                    if self.health.get(f"bars:{symbol}", HealthState.CONNECTED) in _UNHEALTHY:
-                        self._set_health(f"bars:{symbol}", HealthState.RESYNCED,
+                    if self.health.get(stream, HealthState.CONNECTED) in _UNHEALTHY:
+                        self._set_health(stream, HealthState.RESYNCED,
                                          "bar stream reconnected, gap backfilled")
-                    await self._stream_bars(symbol)
+                    await self._stream_bars(symbol, failures)
                 except asyncio.CancelledError:
                     raise
-                except (OperationFailed, ExchangeError) as exc:
-                    failures += 1
+                except (OperationFailed, ExchangeError, StreamStalled) as exc:
+                    n = failures.failed()
                     self.stats.ws_errors += 1
                     self.stats.reconnects += 1
-                    delay = backoff_delay(failures, t.backoff_initial_s, t.backoff_max_s,
+                    delay = backoff_delay(n, t.backoff_initial_s, t.backoff_max_s,
                                           t.backoff_jitter, self._rng)
-                    self._set_health(f"bars:{symbol}", HealthState.DISCONNECTED,
+                    self._set_health(stream, HealthState.DISCONNECTED,
                                      f"bar stream dropped: {type(exc).__name__}: {exc}")
                     log.warning("bar_stream_error", gateway=self.name, symbol=symbol,
                                 error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
                     await asyncio.sleep(delay)
                     continue
             else:
-                failures = await self._poll_bars(symbol, failures)
+                await self._poll_bars(symbol)
+                failures.count = 0  # back to the websocket after the polling period
 
-    async def _stream_bars(self, symbol: str) -> None:
-        """Consume ``watch_ohlcv`` until it fails; a quiet market is closed through REST.
+    async def _stream_bars(self, symbol: str, failures: FailureCounter | None = None) -> None:
+        """Consume ``watch_ohlcv`` until it fails or stalls; a quiet market is closed through REST.
 
         The watch is only a wake-up: a ``watch_*`` call resolves on one message,
         and messages arriving before the next call land in ccxt's cache without
@@ -591,13 +701,17 @@ class CcxtGateway:
         ex = self._ex
         closer = self._closers[symbol]
         tf = self.config.timeframe
-        grace_ms = int(self.config.timing.close_grace_s * 1000)
+        t = self.config.timing
+        grace_ms = int(t.close_grace_s * 1000)
         quiet_floor_s = 0.05
+        live = Liveness(t.liveness_interval_s, t.liveness_misses)
         watch: asyncio.Task[Any] = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
+        if failures is not None:
+            failures.healthy()  # the healthy spell starts with the (re)connect
         try:
             while self._running:
                 end = closer.current_end_ms()
-                timeout = _SAFETY_WAKE_S
+                timeout = min(_SAFETY_WAKE_S, t.liveness_interval_s / 2)
                 if end is not None:
                     timeout = min(timeout, max(quiet_floor_s,
                                                (end + grace_ms - self._now_ms()) / 1e3))
@@ -606,31 +720,52 @@ class CcxtGateway:
                     returned = watch.result()  # raises the stream's error, if any
                     watch = asyncio.ensure_future(ex.watch_ohlcv(symbol, tf))
                     await asyncio.sleep(0)  # let the new watch register before reading
+                    if failures is not None:
+                        failures.healthy()
                 else:
                     returned = []
                 await self._consume_candles(symbol, self._fresh_candles(symbol, returned))
                 end_now = closer.current_end_ms()
                 if not done and end_now is not None and end_now + grace_ms <= self._now_ms():
-                    # nothing arrived although the forming candle should be over:
-                    # ask REST (venues such as Kraken send no candle without trades)
+                    # nothing arrived although the forming candle should be over (by the
+                    # venue's clock): ask REST (Kraken sends no candle without trades)
                     got = await self._backfill(symbol)
-                    quiet_floor_s = 0.05 if got else self.config.timing.poll_interval_s
+                    quiet_floor_s = 0.05 if got else max(t.poll_interval_s, t.poll_floor_s)
                 elif done:
                     quiet_floor_s = 0.05
+                clients = stream_clients(ex, "ohlc")
+                why = await live.check(clients)
+                if why is not None:
+                    self.stats.stalls += 1
+                    log.warning("bar_stream_stalled", gateway=self.name, symbol=symbol,
+                                venue=self.config.exchange, reason=why)
+                    await drop_clients(ex, clients, f"liveness: {why}")
+                    raise StreamStalled(why)
         finally:
             _discard(watch)
 
     async def _consume_candles(self, symbol: str, candles: list[Any]) -> None:
         closer = self._closers[symbol]
         for c in candles:
-            res = closer.on_update(c)
+            try:
+                res = closer.on_update(c)
+            except (TypeError, ValueError, IndexError) as exc:
+                # an update without a usable open time: nothing to attach it to
+                self.stats.skipped_messages += 1
+                log.error("bad_candle_skipped", gateway=self.name, venue=self.config.exchange,
+                          symbol=symbol, error=str(exc), raw=excerpt(c))
+                continue
             if res.closed:
-                self._emit_bars(symbol, res.closed)
+                await self._emit_or_repair(symbol, res.closed)
             if res.gap_from_ms is not None:
                 filled = await self._fetch_ohlcv_range(symbol, res.gap_from_ms, res.gap_to_ms)
                 got = closer.on_rest(filled, self._now_ms())
                 self._emit_bars(symbol, got)
                 self.stats.backfilled_bars += len(got)
+            cur = closer.current
+            if cur is not None and self._flags.is_final(symbol, int(cur[0])):
+                # the venue's own "closed" flag (Binance k.x): final now, not at the next open
+                await self._emit_or_repair(symbol, closer.close_current())
 
     def _fresh_candles(self, symbol: str, returned: list[Any]) -> list[Any]:
         """Everything new in ccxt's candle cache, not only what woke the watcher.
@@ -656,8 +791,8 @@ class CcxtGateway:
         out.reverse()
         return out
 
-    async def _poll_bars(self, symbol: str, failures: int) -> int:
-        """REST polling when websockets are off or keep failing; retries the WS later."""
+    async def _poll_bars(self, symbol: str) -> None:
+        """REST polling when websockets are off or keep failing; returns to retry the WS."""
         t = self.config.timing
         self.stats.polling_fallbacks += 1
         self._set_health(f"bars:{symbol}", HealthState.DEGRADED,
@@ -672,9 +807,8 @@ class CcxtGateway:
                 log.warning("bar_poll_error", gateway=self.name, symbol=symbol,
                             error=f"{type(exc).__name__}: {exc}")
             if self.config.use_websocket and loop.time() >= retry_ws_at:
-                return 0
-            await asyncio.sleep(t.poll_interval_s)
-        return failures
+                return
+            await asyncio.sleep(max(t.poll_interval_s, t.poll_floor_s))
 
     # -- orders -----------------------------------------------------------------------
     async def _submit(self, tracked: _Tracked) -> None:
@@ -899,45 +1033,62 @@ class CcxtGateway:
         return self._orders.get(coid) if coid else None
 
     async def _private_loop(self) -> None:
-        """Order and trade streams, with REST polling as fallback and after every reconnect."""
+        """Order and trade streams; bounded REST polling as fallback, websocket retried.
+
+        Failures are forgotten after a healthy period and polling lasts only
+        ``ws_retry_after_polling_s`` before the websocket is tried again, so a
+        day of occasional drops never leaves the process polling for ever.
+        """
         t = self.config.timing
-        failures = 0
+        failures = FailureCounter(t.healthy_reset_s)
+        loop = asyncio.get_running_loop()
         while self._running:
-            if self.config.use_websocket and failures < t.ws_failures_before_polling:
+            if self.config.use_websocket and failures.count < t.ws_failures_before_polling:
                 try:
                     await self._poll_orders_once()
                     if self.health.get("orders", HealthState.CONNECTED) in _UNHEALTHY:
                         self._set_health("orders", HealthState.RESYNCED,
                                          "order stream reconnected, orders re-read")
-                    await self._stream_private()
+                    await self._stream_private(failures)
                 except asyncio.CancelledError:
                     raise
-                except (OperationFailed, ExchangeError) as exc:
+                except (OperationFailed, ExchangeError, StreamStalled) as exc:
                     self._set_health("orders", HealthState.DISCONNECTED,
                                      f"order stream dropped: {type(exc).__name__}: {exc}")
                     self.private_ws_ok = False
-                    failures += 1
+                    n = failures.failed()
                     self.stats.ws_errors += 1
-                    delay = backoff_delay(failures, t.backoff_initial_s, t.backoff_max_s,
+                    delay = backoff_delay(n, t.backoff_initial_s, t.backoff_max_s,
                                           t.backoff_jitter, self._rng)
                     log.warning("order_stream_error", gateway=self.name,
                                 error=f"{type(exc).__name__}: {exc}", retry_in=round(delay, 3))
                     await asyncio.sleep(delay)
             else:
                 if self.config.use_websocket:
+                    self.stats.polling_fallbacks += 1
                     self._set_health("orders", HealthState.DEGRADED,
                                      "orders by REST polling (websocket failing)")
-                with contextlib.suppress(OperationFailed, ExchangeError):
-                    await self._poll_orders_once()
-                await asyncio.sleep(t.poll_interval_s)
+                retry_ws_at = loop.time() + t.ws_retry_after_polling_s
+                while self._running:
+                    with contextlib.suppress(OperationFailed, ExchangeError):
+                        await self._poll_orders_once(limit=t.poll_max_requests)
+                    if self.config.use_websocket and loop.time() >= retry_ws_at:
+                        failures.count = 0  # give the websocket another chance
+                        break
+                    await asyncio.sleep(max(t.poll_interval_s, t.poll_floor_s))
 
-    async def _stream_private(self) -> None:
+    async def _stream_private(self, failures: FailureCounter | None = None) -> None:
         ex = self._ex
+        t = self.config.timing
+        live = Liveness(t.liveness_interval_s, t.liveness_misses)
         orders_task = asyncio.ensure_future(ex.watch_orders())
         trades_task = asyncio.ensure_future(ex.watch_my_trades())
+        if failures is not None:
+            failures.healthy()  # the healthy spell starts with the (re)connect
         try:
             while self._running:
-                done, _ = await asyncio.wait({orders_task, trades_task}, timeout=_SAFETY_WAKE_S,
+                done, _ = await asyncio.wait({orders_task, trades_task},
+                                             timeout=min(_SAFETY_WAKE_S, t.liveness_interval_s / 2),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if trades_task in done:
                     trades_task.result()
@@ -956,12 +1107,35 @@ class CcxtGateway:
                     tracked = self._tracked_for(o)
                     if tracked is not None and not tracked.terminal_sent:
                         await self._apply_order(tracked, o)
+                clients = [c for c in stream_clients(ex, "rders") + stream_clients(ex, "rades")
+                           if "ohlc" not in str(list((c.subscriptions or {}).keys()))]
+                clients = list({id(c): c for c in clients}.values())
+                why = await live.check(clients)
+                if why is not None:
+                    self.stats.stalls += 1
+                    log.warning("order_stream_stalled", gateway=self.name,
+                                venue=self.config.exchange, reason=why)
+                    await drop_clients(ex, clients, f"liveness: {why}")
+                    raise StreamStalled(why)
+                if failures is not None and clients:
+                    failures.healthy()
         finally:
             for task in (orders_task, trades_task):
                 _discard(task)
 
-    async def _poll_orders_once(self) -> None:
-        for tracked in list(self._orders.values()):
+    async def _poll_orders_once(self, limit: int | None = None) -> None:
+        """Re-read open orders from REST; ``limit`` caps lookups per call (rotating).
+
+        After a reconnect every order is re-read once (``limit=None``); while
+        polling, each cycle looks up at most ``limit`` orders, so a book of many
+        open orders (Kraken: two calls per lookup) cannot starve other requests.
+        """
+        pending = [tr for tr in self._orders.values() if not tr.terminal_sent]
+        if limit is not None and len(pending) > limit:
+            start = self._poll_cursor % len(pending)
+            pending = (pending[start:] + pending[:start])[:limit]
+            self._poll_cursor = start + limit
+        for tracked in pending:
             if tracked.terminal_sent:
                 continue
             if tracked.in_flight and not tracked.broker_order_id:
@@ -1033,8 +1207,12 @@ class CcxtGateway:
         market = self._ex.markets.get(symbol) if self._ex is not None else None
         return str(market["quote"]) if market else None
 
-    async def _sync_time(self) -> None:
+    async def _sync_time(self) -> bool:
         """Measure the exchange clock offset (used to decide when a bar has closed).
+
+        Returns whether the venue's clock is known.  A failure is reported as
+        health ``degraded`` on the ``time`` stream; the bar loops then wait (see
+        ``_ensure_time``) instead of closing bars on the host clock.
 
         Only dialects that sign with the server time get it written into ccxt's
         ``timeDifference``: Kraken derives its nonce from it, and a re-measured
@@ -1042,17 +1220,28 @@ class CcxtGateway:
         """
         ex = self._ex
         if not ex.has.get("fetchTime"):
-            return
+            self._time_ok = True  # nothing to measure: the venue offers no clock
+            return True
         try:
             server_ms = await ex.fetch_time()
-        except (OperationFailed, ExchangeError) as exc:
-            log.warning("time_sync_failed", gateway=self.name, error=str(exc))
-            return
+        except (OperationFailed, ExchangeError, BrokerMessageError) as exc:
+            self.stats.time_sync_failures += 1
+            log.warning("time_sync_failed", gateway=self.name, venue=self.config.exchange,
+                        error=excerpt(str(exc)), offset_known=self._time_ok)
+            self._set_health("time", HealthState.DEGRADED,
+                             f"venue time sync failed ({type(exc).__name__}); "
+                             + ("keeping the last measured offset" if self._time_ok
+                                else "bars wait for the venue clock"))
+            return self._time_ok
         if server_ms is None:
-            return
+            return self._time_ok
         self._offset_ms = int(time.time() * 1000) - int(server_ms)
+        self._time_ok = True
+        if self.health.get("time") in _UNHEALTHY:
+            self._set_health("time", HealthState.RESYNCED, "venue time measured")
         if self._dialect.sign_with_server_time:
             ex.options["timeDifference"] = self._offset_ms
+        return True
 
     def _now_ms(self) -> int:
         """Exchange time: local clock corrected by the measured server offset."""

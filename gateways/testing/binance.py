@@ -23,7 +23,9 @@ DAY_MS = 86_400_000
 _INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x: float | str | None) -> str:
+    if isinstance(x, str):
+        return x  # a scripted non-numeric field goes out as the venue garbled it
     return "0.00000000" if x is None else f"{x:.8f}"
 
 
@@ -145,7 +147,11 @@ class BinanceStandin(StandinExchange):
 
     # -- REST ----------------------------------------------------------------------
     async def h_time(self, request: web.Request) -> web.Response:
-        await self._enter(request, "time", False)
+        _params, fault, _bad = await self._enter(request, "time", False)
+        if fault is not None and fault.kind == "error_before":
+            # Binance's edge answers a backend outage with an HTML 502, not a JSON error
+            return web.Response(status=502, content_type="text/html",
+                                text="<html><body><h1>502 Bad Gateway</h1></body></html>")
         return web.json_response({"serverTime": self.now_ms()})
 
     async def h_exchange_info(self, request: web.Request) -> web.Response:
@@ -334,7 +340,8 @@ class BinanceStandin(StandinExchange):
             "k": {"t": int(c[0]), "T": int(c[0]) + tf - 1, "s": venue_id,
                   "i": self.kline_interval, "f": 1, "L": 2, "o": _fmt(c[1]), "c": _fmt(c[4]),
                   "h": _fmt(c[2]), "l": _fmt(c[3]), "v": _fmt(c[5]), "n": 2, "x": closed,
-                  "q": _fmt(c[4] * c[5]), "V": "0.0", "Q": "0.0", "B": "0"},
+                  "q": _fmt(c[4] * c[5]) if not isinstance(c[4], str) else "0",
+                  "V": "0.0", "Q": "0.0", "B": "0"},
         })
 
     async def broadcast_candle(self, venue_id: str, candle: list[float], closed: bool) -> None:

@@ -34,6 +34,11 @@ FAST_TIMING = CcxtTiming(
     resolve_attempts=3,
     history_page_limit=1000,
     unknown_settle_s=0.3,
+    liveness_interval_s=0.5,
+    liveness_misses=3,
+    healthy_reset_s=2.0,
+    poll_floor_s=0.02,
+    poll_max_requests=10,
 )
 
 

@@ -95,6 +95,9 @@ class KrakenStandin(StandinExchange):
     # -- public ----------------------------------------------------------------------
     async def h_time(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded("GET", request.path, dict(request.query)))
+        fault = self.take_fault("Time")
+        if fault is not None and fault.kind == "error_before":
+            return _bad_gateway()
         now = self.now_ms() // 1000
         return self.ok({"unixtime": now, "rfc1123": ""})
 
@@ -350,7 +353,8 @@ class KrakenStandin(StandinExchange):
     def ohlc_message(self, venue_id: str, c: list[float]) -> dict[str, Any]:
         sym = _PAIRS[venue_id][0]
         # JSON has no NaN: a value the venue lacks arrives as null
-        c = [x if x == x and abs(x) != float("inf") else None for x in c]
+        c = [x if isinstance(x, str) or (x == x and abs(x) != float("inf")) else None
+             for x in c]
         return {"channel": "ohlc", "type": "update", "timestamp": _iso(self.now_ms()),
                 "data": [{"symbol": sym, "open": c[1], "high": c[2], "low": c[3], "close": c[4],
                           "trades": 3, "volume": c[5], "vwap": c[4],

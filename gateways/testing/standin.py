@@ -122,6 +122,8 @@ class StandinExchange:
         self.private_ws: set[web.WebSocketResponse] = set()
         self._ids = itertools.count(1)
         self.clock_offset_ms = 0
+        # a half-open connection: the socket stays up but nothing is sent, pings unanswered
+        self.muted = False
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.app = web.Application()
@@ -190,10 +192,37 @@ class StandinExchange:
     async def broadcast_candle(self, venue_id: str, candle: list[float], closed: bool) -> None:
         raise NotImplementedError
 
+    async def stream_forming(self, venue_id: str, updates: list[list[float]], *,
+                             every_s: float = 0.05, close: bool = True) -> None:
+        """The venue's habit: the forming candle re-sent as it changes, then final once.
+
+        Binance pushes the current kline about every second with ``x=false`` and
+        once with ``x=true`` at the close; Kraken re-sends the forming ohlc candle on
+        each trade and has no closed flag (``close`` is then just the last update).
+        """
+        for i, c in enumerate(updates):
+            await self.push_candle(venue_id, c, closed=close and i == len(updates) - 1)
+            await asyncio.sleep(every_s)
+
     async def push_private(self, payload: Any) -> None:
+        if self.muted:
+            return
         for ws in list(self.private_ws):
             if not ws.closed:
                 await ws.send_json(payload)
+
+    async def push_raw(self, text: str, *, private: bool) -> None:
+        """Send one raw text frame (e.g. a truncated JSON object) to every subscriber."""
+        for ws in list(self.private_ws if private else self.market_ws):
+            if not ws.closed:
+                await ws.send_str(text)
+
+    async def push_truncated(self, payload: Any, *, private: bool, keep: float = 0.6) -> None:
+        """Send ``payload`` as JSON cut short: what a venue sends when a frame is torn."""
+        import json
+
+        text = json.dumps(payload)
+        await self.push_raw(text[: max(1, int(len(text) * keep))], private=private)
 
     # -- book --------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -266,12 +295,18 @@ class StandinExchange:
     # -- websocket plumbing ------------------------------------------------------------
     async def serve_ws(self, request: web.Request, bucket: set[web.WebSocketResponse],
                        handler: Any) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
+        # pongs by hand, so a muted (stalled) venue can leave pings unanswered
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         bucket.add(ws)
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                if msg.type == WSMsgType.PING:
+                    if not self.muted:
+                        await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    if self.muted:
+                        continue
                     await handler(ws, msg.json())
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break

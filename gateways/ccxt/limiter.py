@@ -140,6 +140,12 @@ class VenueLimiter:
         self._banned = False
         self._watch: asyncio.Task[None] | None = None
 
+    def use_clock(self, clock: Callable[[], float],
+                  sleep: Callable[[float], Awaitable[Any]]) -> None:
+        """Run on another clock (tests: a fake clock, so an 8 s ban takes no real time)."""
+        self._clock = clock
+        self._sleep = sleep
+
     # -- state ------------------------------------------------------------------------
     def remaining(self) -> float:
         """Seconds until requests may flow again (0 when not paused)."""

@@ -10,7 +10,10 @@ until the venue answers either way:
 * absent on ``absent_confirmations`` consecutive answers, the first at least
   ``settle_s`` after the submit: the order never arrived, it is rejected with
   a reason saying it was not re-sent;
-* lookup fails (network, venue error): try again later, for as long as it takes.
+* lookup fails (network, venue error, a garbled answer): try again later;
+* no answer either way within ``timeout_s`` of the submit: the order is *lost*.
+  ``on_lost`` is called once (the gateway logs an error, raises a health event
+  and ends the order with a reason); it is still never re-sent.
 
 The resolver is venue-neutral: a gateway supplies ``lookup`` (raises on
 trouble, returns None when the venue has no such order) and two callbacks.
@@ -53,6 +56,7 @@ class ResolverStats:
     resolved_absent: int = 0
     queries: int = 0
     query_errors: int = 0
+    lost: int = 0  # gave up after ``timeout_s`` without an answer
 
 
 class InFlightResolver:
@@ -71,8 +75,14 @@ class InFlightResolver:
         absent_confirmations: int = 2,
         settle_s: float = 1.0,
         rng: random.Random | None = None,
+        timeout_s: float | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
+        self._on_lost = on_lost
+        self.timeout_s = timeout_s
+        self._clock = clock
         self._on_found = on_found
         self._on_absent = on_absent
         self.gateway = gateway
@@ -96,7 +106,7 @@ class InFlightResolver:
         if task is not None and not task.done():
             return
         self.stats.unknown += 1
-        sent = time.monotonic() if sent_monotonic is None else sent_monotonic
+        sent = self._clock() if sent_monotonic is None else sent_monotonic
         self._tasks[client_order_id] = asyncio.get_running_loop().create_task(
             self._resolve(client_order_id, sent), name=f"{self.gateway}:resolve:{client_order_id}")
 
@@ -123,6 +133,8 @@ class InFlightResolver:
         absent = 0
         while True:
             attempt += 1
+            if self._expired(coid, sent):
+                return
             await asyncio.sleep(backoff_delay(attempt, self.initial_s, self.max_s, self.jitter,
                                               self._rng))
             self.stats.queries += 1
@@ -149,7 +161,7 @@ class InFlightResolver:
                     log.exception("inflight_apply_failed", gateway=self.gateway,
                                   client_order_id=coid)
                 return
-            if time.monotonic() - sent < self.settle_s:
+            if self._clock() - sent < self.settle_s:
                 continue  # the venue may not list an order it accepted a moment ago
             absent += 1
             if absent >= self.absent_confirmations:
@@ -159,3 +171,20 @@ class InFlightResolver:
                 self._tasks.pop(coid, None)
                 self._on_absent(coid, NOT_FOUND_REASON)
                 return
+
+    def _expired(self, coid: str, sent: float) -> bool:
+        """Past the bound without an answer: hand the order to ``on_lost`` once."""
+        if self.timeout_s is None or self._clock() - sent < self.timeout_s:
+            return False
+        self.stats.lost += 1
+        self._tasks.pop(coid, None)
+        reason = f"lost: outcome unknown after {self.timeout_s:g} s (not re-sent)"
+        log.error("inflight_lost", gateway=self.gateway, client_order_id=coid,
+                  timeout_s=self.timeout_s)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(coid, reason)
+            except Exception:
+                log.exception("inflight_lost_callback_failed", gateway=self.gateway,
+                              client_order_id=coid)
+        return True

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateways.ccxt.limits import VenueLimits
 from trader.core.timeframes import parse_timeframe
 
 
@@ -61,6 +62,9 @@ class CcxtTiming(BaseModel):
     # rate limiter: never more often than the floor, never more requests per cycle
     poll_floor_s: float = Field(1.0, ge=0)
     poll_max_requests: int = Field(10, ge=1)
+    # an order (or cancel) whose outcome is still unknown after this long is marked lost:
+    # an error, a health event and a terminal EXPIRED update; it is never re-sent
+    unknown_order_timeout_s: float = Field(300.0, gt=0)
 
 
 class CcxtGatewayConfig(BaseModel):
@@ -85,6 +89,7 @@ class CcxtGatewayConfig(BaseModel):
     rate_limit: bool = True
     sync_time: bool = True
     timing: CcxtTiming = CcxtTiming()
+    limits: VenueLimits = VenueLimits()
     # largest accepted move of a bar's close vs the previous one (fraction; null = off):
     # a bad tick such as 1e9 is internally consistent and only this exposes it
     bar_band: float | None = Field(0.5, gt=0)

@@ -66,6 +66,7 @@ from gateways.ccxt.convert import (
     trade_to_fill,
 )
 from gateways.ccxt.exchange import Dialect, backoff_delay, build_exchange, dialect_for
+from gateways.ccxt.limiter import EXCERPT, VenueLimiter
 from gateways.ccxt.streams import (
     ClosedFlags,
     FailureCounter,
@@ -158,6 +159,7 @@ class GatewayStats:
     skipped_messages: int = 0  # per-message errors logged and skipped
     task_restarts: int = 0  # stream loops restarted after an unexpected exception
     time_sync_failures: int = 0
+    lost_orders: int = 0  # orders given up on after ``unknown_order_timeout_s``
 
 
 class CcxtGateway:
@@ -212,7 +214,11 @@ class CcxtGateway:
         self._resolver = InFlightResolver(
             self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
             initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
-            settle_s=t.unknown_settle_s, rng=self._rng)
+            settle_s=t.unknown_settle_s, rng=self._rng,
+            timeout_s=t.unknown_order_timeout_s, on_lost=self._order_lost)
+        # every REST request of this gateway waits here (attached in ``connect``)
+        self.limiter = VenueLimiter(config.exchange, config.limits,
+                                    on_change=self._on_limiter_change)
 
     # -- protocol --------------------------------------------------------------------
     def bind(self, sink: EventSink) -> None:
@@ -246,6 +252,7 @@ class CcxtGateway:
         self._ex = self._factory(cfg, creds, self._dialect)
         if hasattr(self._ex, "client") and hasattr(self._ex, "handle_message"):
             harden(self._ex, cfg.exchange, self.name, self._flags, self.frames)
+        self.limiter.attach(self._ex)
         try:
             if cfg.sync_time:
                 await self._sync_time()
@@ -303,6 +310,7 @@ class CcxtGateway:
         self._streaming = False
         # orders still of unknown outcome are settled by reconciliation at the next start
         await self._resolver.close()
+        await self.limiter.close()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -331,9 +339,14 @@ class CcxtGateway:
             self._emit_update(coid, OrderStatus.REJECTED,
                               f"duplicate client order id {coid} (not sent)")
             return
+        banned = self.limiter.refusal()
+        if banned:
+            # queueing a new order through a ban would send a stale decision minutes late
+            self._emit_update(coid, OrderStatus.REJECTED, banned)
+            return
         tracked = _Tracked(coid, order.instrument_id, symbol, request=order)
         self._orders[coid] = tracked
-        self._spawn(self._submit(tracked), f"submit:{coid}")
+        self._spawn(self._supervised_submit(tracked), f"submit:{coid}")
 
     def cancel(self, client_order_id: str) -> None:
         tracked = self._orders.get(client_order_id)
@@ -341,7 +354,8 @@ class CcxtGateway:
             return
         tracked.cancel_requested = True
         if tracked.broker_order_id:
-            self._spawn(self._cancel(tracked), f"cancel:{client_order_id}")
+            # during a ban the cancel's requests wait in the limiter: queued, sent after
+            self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
         # else: sent once the venue acknowledged the order (see _on_ack)
 
     async def open_orders(self) -> list[OrderReport]:
@@ -844,6 +858,11 @@ class CcxtGateway:
         symbol = tracked.symbol
         params = {"clientOrderId": tracked.client_order_id}
         for attempt in range(1, t.resolve_attempts + 1):
+            banned = self.limiter.refusal()
+            if banned:
+                # a ban began while this order queued for its market: it is not sent late
+                self._reject(tracked, banned)
+                return
             tracked.submit_ms = self._now_ms()
             tracked.in_flight = True
             self.stats.submits_sent += 1
@@ -854,16 +873,30 @@ class CcxtGateway:
                 self._reject(tracked, _reason(exc))
                 return
             except (RateLimitExceeded, DDoSProtection) as exc:
-                # a throttled request was not executed; wait, make sure, then try again
                 self.stats.rate_limited += 1
+                if self.limiter.banned:
+                    # a ban can outlast the order's relevance: never re-sent; the resolver's
+                    # lookups wait out the ban in the limiter and settle it by our id
+                    self._outcome_unknown(tracked, exc)
+                    return
+                # a throttled request was not executed; the limiter holds every request for
+                # Retry-After; make sure (by our id), then try again
                 await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
                                                   t.backoff_jitter, self._rng))
-                found = await self._lookup(tracked)
+                try:
+                    found = await self._lookup(tracked)
+                except Exception as lookup_exc:  # noqa: BLE001 - any failure: not sure any more
+                    log.warning("submit_lookup_failed", gateway=self.name,
+                                client_order_id=tracked.client_order_id,
+                                error=_excerpt(lookup_exc))
+                    self._outcome_unknown(tracked, exc)
+                    return
                 if found is not None:
+                    tracked.in_flight = False
                     await self._apply_order(tracked, found)
                     return
                 log.warning("submit_rate_limited", gateway=self.name,
-                            client_order_id=tracked.client_order_id, error=str(exc))
+                            client_order_id=tracked.client_order_id, error=_excerpt(exc))
                 continue
             except OperationFailed as exc:
                 # a timeout, a dropped connection or the venue's own 5xx ("execution
@@ -872,6 +905,12 @@ class CcxtGateway:
                 return
             except (AuthenticationError, PermissionDenied, ExchangeError) as exc:
                 self._reject(tracked, _reason(exc))
+                return
+            if not isinstance(o, dict) or not o.get("id"):
+                # an answer without the venue's order id (a body cut short, a proxy page)
+                # says nothing about the order: find it by our id instead
+                self._outcome_unknown(tracked, BrokerMessageError(
+                    f"order answer without an order id: {str(o)[:EXCERPT]}"))
                 return
             await self._on_ack(tracked, o)
             return
@@ -939,21 +978,100 @@ class CcxtGateway:
             self._reject(tracked, reason)
 
     async def _cancel(self, tracked: _Tracked) -> None:
+        """Cancel until the venue shows the order ended, or the bound marks it lost.
+
+        Re-sending a cancel is harmless (the venue answers "unknown order" once it is
+        gone), so unlike a submit a failed cancel is simply tried again with backoff.
+        """
+        t = self.config.timing
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + t.unknown_order_timeout_s
+        attempt = 0
+        while self._running and not tracked.terminal_sent:
+            attempt += 1
+            o: dict[str, Any] | None = None
+            try:
+                o = await self._ex.cancel_order(tracked.broker_order_id, tracked.symbol)
+            except (OrderNotFound, InvalidOrder) as exc:
+                log.info("cancel_refused", gateway=self.name,
+                         client_order_id=tracked.client_order_id, reason=_excerpt(exc))
+            except Exception as exc:  # noqa: BLE001 - no answer: ask the venue's view below
+                log.warning("cancel_failed", gateway=self.name, venue=self.config.exchange,
+                            client_order_id=tracked.client_order_id, error=_excerpt(exc))
+            if not isinstance(o, dict) or o.get("status") not in ("canceled", "closed",
+                                                                  "expired"):
+                try:
+                    o = await self._lookup(tracked)
+                except Exception as exc:  # noqa: BLE001 - try again after a pause
+                    log.warning("cancel_lookup_failed", gateway=self.name,
+                                venue=self.config.exchange,
+                                client_order_id=tracked.client_order_id, error=_excerpt(exc))
+                    o = None
+            if isinstance(o, dict) and o:
+                await self._apply_order(tracked, o)
+                if tracked.terminal_sent or o.get("status") in ("canceled", "closed",
+                                                               "expired"):
+                    return
+            if loop.time() >= deadline:
+                self._order_lost(tracked.client_order_id,
+                                 f"lost: cancel outcome unknown after "
+                                 f"{t.unknown_order_timeout_s:g} s")
+                return
+            await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
+                                              t.backoff_jitter, self._rng))
+
+    # -- supervision --------------------------------------------------------------------
+    async def _supervised_submit(self, tracked: _Tracked) -> None:
+        """``_submit``, but no exception of any kind leaves the order without an outcome."""
         try:
-            o = await self._ex.cancel_order(tracked.broker_order_id, tracked.symbol)
-        except (OrderNotFound, InvalidOrder) as exc:
-            log.info("cancel_refused", gateway=self.name, client_order_id=tracked.client_order_id,
-                     reason=str(exc))
-            o = None
-        except OperationFailed as exc:
-            log.warning("cancel_failed", gateway=self.name,
-                        client_order_id=tracked.client_order_id, error=str(exc))
-            o = None
-        if o is None or o.get("status") not in ("canceled", "closed", "expired"):
-            with contextlib.suppress(OperationFailed, ExchangeError):
-                o = await self._lookup(tracked)
-        if o is not None:
-            await self._apply_order(tracked, o)
+            await self._submit(tracked)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("submit_task_error", gateway=self.name, venue=self.config.exchange,
+                      client_order_id=tracked.client_order_id, error=_excerpt(exc))
+            if tracked.terminal_sent or tracked.accepted_sent:
+                return  # the outcome is known; the streams and poller carry on
+            if tracked.in_flight:
+                self._outcome_unknown(tracked, exc)  # it may have been sent: resolve by our id
+            else:
+                self._reject(tracked, f"not sent: {_excerpt(exc)}")
+
+    async def _supervised_cancel(self, tracked: _Tracked) -> None:
+        """``_cancel`` with every exception logged (it already retries and bounds itself)."""
+        try:
+            await self._cancel(tracked)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("cancel_task_error", gateway=self.name, venue=self.config.exchange,
+                      client_order_id=tracked.client_order_id, error=_excerpt(exc))
+            self._order_lost(tracked.client_order_id, f"lost: cancel failed ({_excerpt(exc)})")
+
+    def _order_lost(self, coid: str, reason: str) -> None:
+        """Give up on an order whose outcome stayed unknown: error, health event, EXPIRED.
+
+        EXPIRED rather than REJECTED: the venue may well hold (or have filled) the order,
+        and REJECTED would claim it refused it; EXPIRED also follows ACCEPTED and
+        PARTIALLY_FILLED, which a lost cancel needs.  Reconciliation at the next start
+        compares positions with the venue.  Never re-sent.
+        """
+        tracked = self._orders.get(coid)
+        if tracked is None or tracked.terminal_sent:
+            return
+        tracked.in_flight = False
+        tracked.terminal_sent = True
+        self.stats.lost_orders += 1
+        log.error("order_lost", gateway=self.name, venue=self.config.exchange,
+                  client_order_id=coid, broker_order_id=tracked.broker_order_id, reason=reason)
+        self._raw_sink(GatewayHealth(self._now_ms() * _MS, self.name, HealthState.DEGRADED,
+                                     f"order {coid} {reason}"))
+        self._emit_update(coid, OrderStatus.EXPIRED, reason, tracked.broker_order_id)
+
+    def _on_limiter_change(self, paused: bool, reason: str) -> None:
+        """A venue pause began (degraded) or ended (resynced): one health event each."""
+        self._set_health("venue", HealthState.DEGRADED if paused else HealthState.RESYNCED,
+                         reason)
 
     async def _apply_order(self, tracked: _Tracked, o: dict[str, Any]) -> None:
         """Fold one venue view of an order into events (ack, fills, terminal status)."""
@@ -1311,6 +1429,11 @@ def _discard(task: asyncio.Future[Any]) -> None:
         task.cancel()
     elif not task.cancelled():
         task.exception()
+
+
+def _excerpt(exc: BaseException) -> str:
+    """Exception type and the start of the venue's raw message, for logs and reasons."""
+    return f"{type(exc).__name__}: {str(exc)[:EXCERPT]}"
 
 
 def _reason(exc: Exception) -> str:

@@ -98,13 +98,33 @@ class BinanceStandin(StandinExchange):
             if bad is not None:
                 return params, fault, bad
         if fault is not None:
+            if fault.kind in ("ban", "banned"):
+                # Binance's IP ban: 418 with the seconds left, for every request
+                left = max(1, int(self.ban_left() + 0.999))
+                resp = self.error(-1003, f"Way too many requests; IP banned until "
+                                  f"{self.now_ms() + left * 1000}.", 418)
+                resp.headers["Retry-After"] = str(left)
+                return params, fault, resp
             if fault.kind == "stall_before":
                 return params, fault, self.error(-1000, "Internal error.", 500)
             if fault.kind == "error_before":
-                return params, fault, self.error(-1000, "An unknown error occurred while "
-                                                 "processing the request.", 500)
+                code = int(fault.code or -1000)
+                msg = fault.message or {
+                    -1006: "An unexpected response was received from the message bus. "
+                           "Execution status unknown.",
+                }.get(code, "An unknown error occurred while processing the request.")
+                return params, fault, self.error(code, msg, 500)
+            if fault.kind == "truncated_before":
+                return params, fault, web.Response(
+                    status=200, content_type="application/json",
+                    text=self.truncate({"symbol": params.get("symbol"), "orderId": 0,
+                                        "clientOrderId": params.get("newClientOrderId", ""),
+                                        "status": "NEW", "fills": []}))
             if fault.kind == "rate_limit":
-                return params, fault, self.error(-1003, "Too many requests.", 429)
+                resp = self.error(-1003, "Too many requests.", 429)
+                if fault.retry_after is not None:
+                    resp.headers["Retry-After"] = f"{fault.retry_after:g}"
+                return params, fault, resp
             if fault.kind == "error":
                 return params, fault, self.error(int(fault.code), fault.message)
         return params, fault, None
@@ -246,6 +266,9 @@ class BinanceStandin(StandinExchange):
             # what Binance answers when its backend timed out: executed or not, nobody knows
             return self.error(-1007, "Timeout waiting for response from backend server. "
                               "Send status unknown; execution status unknown.", 503)
+        if fault is not None and fault.kind == "truncated_after":
+            return web.Response(status=200, content_type="application/json",
+                                text=self.truncate(self.order_json(o, full=True)))
         return web.json_response(self.order_json(o, full=True))
 
     async def h_cancel(self, request: web.Request) -> web.Response:

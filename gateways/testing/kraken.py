@@ -166,6 +166,12 @@ class KrakenStandin(StandinExchange):
         params = dict(parse_qsl(body))
         rec = Recorded("POST", request.path, params)
         fault = await self.record_and_fault(method, rec)
+        if fault is not None and fault.kind in ("ban", "banned"):
+            return self.err("EGeneral:Temporary lockout")  # Kraken names no end time
+        if fault is not None and fault.kind == "truncated_before":
+            return web.Response(status=200, content_type="application/json",
+                                text=self.truncate({"error": [], "result": {
+                                    "descr": {"order": "buy"}, "txid": ["OXXXXX-XXXXX-XXXXXX"]}}))
         if fault is not None and fault.kind == "stall_before":
             return self.err("EGeneral:Internal error")  # the caller has long given up
         if fault is not None and fault.kind == "error_before":
@@ -187,6 +193,9 @@ class KrakenStandin(StandinExchange):
             await asyncio.sleep(fault.delay)
         if fault is not None and fault.kind == "error_after":
             return _bad_gateway()  # executed behind the edge proxy, the answer lost
+        if fault is not None and fault.kind == "truncated_after":
+            return web.Response(status=200, content_type="application/json",
+                                text=self.truncate(__import__("json").loads(resp.text)))
         return resp
 
     def order_json(self, o: SOrder) -> dict[str, Any]:

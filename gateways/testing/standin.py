@@ -43,13 +43,19 @@ class Fault:
     times out although the order exists), ``stall_before`` (answer late and do
     nothing: the order never existed), ``error_after`` (execute, then answer
     with the venue's "status unknown" 5xx: the order exists), ``error_before``
-    (the same 5xx, order not executed).
+    (the same 5xx, order not executed; ``code`` picks the venue code, e.g. Binance
+    -1006/-1000), ``rate_limit`` (429; ``retry_after`` adds the header where the
+    venue sends one), ``ban`` (Binance 418 with ``Retry-After``, Kraken
+    ``EGeneral:Temporary lockout``: every request is refused for ``delay`` s on
+    the stand-in's ``ban_clock``), ``truncated_after`` / ``truncated_before``
+    (HTTP 200 whose JSON body is cut in half; the order executed / not).
     """
 
     kind: str
     code: Any = None
     message: str = ""
     delay: float = 0.0
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +130,9 @@ class StandinExchange:
         self.clock_offset_ms = 0
         # a half-open connection: the socket stays up but nothing is sent, pings unanswered
         self.muted = False
+        self.ban_clock: Any = time.monotonic  # tests share a fake clock with the limiter
+        self.ban_until = 0.0
+        self.refused_in_ban = 0  # requests answered with the ban error
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.app = web.Application()
@@ -314,9 +323,30 @@ class StandinExchange:
             bucket.discard(ws)
         return ws
 
+    def ban_left(self) -> float:
+        """Seconds of the ban still to run (0 when none)."""
+        return max(0.0, self.ban_until - self.ban_clock())
+
+    def start_ban(self, seconds: float) -> None:
+        self.ban_until = self.ban_clock() + seconds
+
+    @staticmethod
+    def truncate(payload: Any) -> str:
+        """A JSON document cut in half, as a dropped connection or a proxy leaves it."""
+        import json
+
+        text = json.dumps(payload)
+        return text[: max(1, len(text) // 2)]
+
     async def record_and_fault(self, endpoint: str, rec: Recorded) -> Fault | None:
         self.requests.append(rec)
+        if self.ban_left() > 0:
+            # a banned client gets the ban answer for everything, scripted or not
+            self.refused_in_ban += 1
+            return Fault("banned")
         fault = self.take_fault(endpoint)
+        if fault is not None and fault.kind == "ban":
+            self.start_ban(fault.delay)
         if fault is not None and fault.kind == "stall_before":
             await asyncio.sleep(fault.delay)
         return fault

@@ -1380,7 +1380,7 @@ class CcxtGateway:
         self.health[stream] = state
         log.info("gateway_health", gateway=self.name, stream=stream, state=str(state),
                  reason=reason)
-        self._raw_sink(GatewayHealth(self._now_ms() * _MS, self.name, state, reason))
+        self._raw_sink(GatewayHealth(self._now_ms() * _MS, self.name, state, reason, stream))
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

@@ -177,6 +177,9 @@ class GatewayHealth(Event, frozen=True, tag="gateway_health"):
     gateway: str
     state: HealthState
     reason: str = ""
+    # Which of the gateway's streams: "bars:<symbol>", "orders", "venue" (rate limit or
+    # ban), "time", "gateway"; "" for a gateway with one stream (the replay feed).
+    stream: str = ""
 
 
 class FillCorrection(Event, frozen=True, tag="fill_correction"):

@@ -665,6 +665,7 @@ class Daemon:
                 events=e.kernel.events_dispatched, orders=self._orders,
                 queue_depth=e.kernel.pending(), queue_dropped=e.kernel.dropped,
                 open_orders=len(e.router.active), stale_feeds=len(self.feeds.stale),
+                market_data_failed=bool(self.feeds.failed), health=self.feeds.health,
             )
 
     def _status_line(self) -> str:

@@ -55,10 +55,15 @@ class FeedMonitor:
         return False
 
     def on_health(self, event: GatewayHealth) -> bool:
-        """Record a gateway's health; True if the source's failure began or ended."""
-        self.health[event.gateway] = {"state": str(event.state), "reason": event.reason,
-                                      "ts": ns_to_iso(event.ts) if event.ts else None}
-        if event.gateway != self.source:
+        """Record a gateway's health; True if the source's failure began or ended.
+
+        Only the source's bar streams decide whether market data failed: an order
+        stream or a rate-limit pause of the same gateway is shown, not a feed failure.
+        """
+        key = f"{event.gateway}/{event.stream}" if event.stream else event.gateway
+        self.health[key] = {"state": str(event.state), "reason": event.reason,
+                            "ts": ns_to_iso(event.ts) if event.ts else None}
+        if event.gateway != self.source or not _is_bar_stream(event.stream):
             return False
         failed = self.failed
         if event.state is HealthState.DISCONNECTED:
@@ -91,3 +96,8 @@ class FeedMonitor:
         """Per instrument, the last bar's close time and how long ago it arrived."""
         return {inst: {"ts": ns_to_iso(ts), "age_s": round(now - seen, 3)}
                 for inst, (ts, seen) in sorted(self.last_bar.items())}
+
+
+def _is_bar_stream(stream: str) -> bool:
+    """A stream that carries bars: a gateway's ``bars:<symbol>``, or a one-stream feed."""
+    return stream == "" or stream.startswith("bars")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+_HEALTH_LEVEL = {"connected": 0, "resynced": 0, "degraded": 1, "disconnected": 2}
 
 
 class DaemonMetrics:
@@ -25,6 +28,13 @@ class DaemonMetrics:
                                    registry=r)
         self.open_orders = Gauge("trader_open_orders", "Orders still working", registry=r)
         self.stale_feeds = Gauge("trader_stale_feeds", "Feeds without a recent bar", registry=r)
+        self.market_data_failed = Gauge(
+            "trader_market_data_failed", "1 while the market data source delivers no bars",
+            registry=r)
+        self.gateway_health = Gauge(
+            "trader_gateway_health",
+            "Each gateway stream's health: 0 connected/resynced, 1 degraded (e.g. a rate-limit "
+            "pause or ban), 2 disconnected", ["gateway", "stream"], registry=r)
         self._events_seen = 0
         self._orders_seen = 0
         self._server: Any = None
@@ -36,7 +46,9 @@ class DaemonMetrics:
         return server.server_address[1]
 
     def update(self, *, nav: float, trading: bool, kill_switch: bool, events: int, orders: int,
-               queue_depth: int, queue_dropped: int, open_orders: int, stale_feeds: int) -> None:
+               queue_depth: int, queue_dropped: int, open_orders: int, stale_feeds: int,
+               market_data_failed: bool = False,
+               health: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.nav.set(nav)
         self.trading.set(1 if trading else 0)
         self.kill_switch.set(1 if kill_switch else 0)
@@ -48,6 +60,10 @@ class DaemonMetrics:
         self.queue_dropped.set(queue_dropped)
         self.open_orders.set(open_orders)
         self.stale_feeds.set(stale_feeds)
+        self.market_data_failed.set(1 if market_data_failed else 0)
+        for key, h in (health or {}).items():
+            gateway, _, stream = key.partition("/")
+            self.gateway_health.labels(gateway, stream).set(_HEALTH_LEVEL.get(h["state"], 2))
 
     def close(self) -> None:
         if self._server is not None:

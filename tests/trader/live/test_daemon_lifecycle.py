@@ -50,6 +50,9 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
             assert address.startswith("127.0.0.1:")
             body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
             assert "trader_nav " in body and "trader_trading 1.0" in body
+            # Whether market data failed, and each gateway stream's health, are exported too.
+            assert "trader_market_data_failed 0.0" in body
+            assert "# TYPE trader_gateway_health gauge" in body
 
             t_term = time.monotonic()
             proc.send_signal(signal.SIGTERM)

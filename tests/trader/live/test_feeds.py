@@ -36,3 +36,18 @@ def test_the_source_failing_or_ending_and_other_gateways() -> None:
     assert m.on_health(bad) is True and m.failed == "replay: bad bar: high < low"
     back = GatewayHealth(4, "replay", HealthState.RESYNCED, "")
     assert m.on_health(back) is True and m.failed == ""
+
+
+def test_only_the_sources_bar_streams_decide_a_failure() -> None:
+    m = FeedMonitor({}, 3, source="binance")
+    orders = GatewayHealth(1, "binance", HealthState.DISCONNECTED, "order stream dropped",
+                           "orders")
+    assert m.on_health(orders) is False and m.failed == ""
+    bars = GatewayHealth(2, "binance", HealthState.DISCONNECTED, "stalled", "bars:BTC/USDT")
+    assert m.on_health(bars) is True and m.failed == "binance: stalled"
+    # A rate-limit pause ending on another stream does not clear the bar stream's failure.
+    venue = GatewayHealth(3, "binance", HealthState.RESYNCED, "pause over", "venue")
+    assert m.on_health(venue) is False and m.failed == "binance: stalled"
+    assert set(m.health) == {"binance/orders", "binance/bars:BTC/USDT", "binance/venue"}
+    back = GatewayHealth(4, "binance", HealthState.RESYNCED, "backfilled", "bars:BTC/USDT")
+    assert m.on_health(back) is True and m.failed == ""

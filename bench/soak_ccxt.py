@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateways.testing.soak import run_soak
+from bench.soak import run_soak
 
 
 def main(argv: list[str] | None = None) -> int:

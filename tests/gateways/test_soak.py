@@ -3,7 +3,7 @@
 Thirty minutes of venue time, time compressed, with drops, torn frames, a half-open
 venue, 429/418, stalled and failed order POSTs injected from a seeded RNG; at the end
 the kernel's orders, fills, positions and bars must equal the venue's own record
-(``gateways.testing.soak.check``).  ``pytest -s`` prints the counts;
+(``bench.soak.check``).  ``pytest -s`` prints the counts;
 ``python -m bench.soak_ccxt --minutes 60 --seed N`` runs a longer one.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateways.testing.soak import run_soak
+from bench.soak import run_soak
 
 
 @pytest.mark.parametrize("seed", [7, 2024])

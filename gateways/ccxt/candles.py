@@ -88,11 +88,18 @@ class CandleCloser:
         return CloseResult(closed)
 
     def on_rest(self, candles: Sequence[Candle], now_ms: int) -> list[Candle]:
-        """Candles from REST (ascending): emit those whose end is past, keep the forming one."""
+        """Candles from REST (ascending): emit those whose end is past, keep the forming one.
+
+        A candle is also over once the venue shows a later one (in this answer, or the
+        forming candle of the stream): a lagging estimate of the venue's clock must not
+        keep a gap's candles forming for ever (the next close would skip them).
+        """
         out: list[Candle] = []
+        later = max([int(c[0]) for c in candles]
+                    + ([int(self.current[0])] if self.current is not None else []), default=None)
         for c in candles:
             t = int(c[0])
-            if t + self.tf_ms <= now_ms:
+            if t + self.tf_ms <= now_ms or (later is not None and t < later):
                 if self._take(c):
                     out.append(c)
                 if self.current is not None and int(self.current[0]) <= t:

@@ -44,6 +44,19 @@ def test_gap_after_baseline_is_reported() -> None:
     assert res.closed == [] and (res.gap_from_ms, res.gap_to_ms) == (M, 3 * M)
 
 
+def test_a_gap_is_closed_by_the_later_candle_even_when_the_clock_lags() -> None:
+    """The stream already forms minute 4: minutes 1-3 are over, whatever our estimate of
+    the venue's clock says (it lags: 2 M).  Found by the soak: they were never emitted."""
+    k = CandleCloser(60, last_emitted_ms=0)
+    res = k.on_update(c(4 * M))
+    got = k.on_rest([c(M), c(2 * M), c(3 * M)], now_ms=2 * M)
+    assert (res.gap_from_ms, got) == (M, [c(M), c(2 * M), c(3 * M)])
+    assert k.current == c(4 * M)
+    # a REST answer holding a later candle proves the earlier ones over, too
+    k = CandleCloser(60, last_emitted_ms=0)
+    assert k.on_rest([c(M), c(2 * M)], now_ms=M) == [c(M)] and k.current == c(2 * M)
+
+
 def test_rest_emits_only_finished_candles_and_keeps_forming_one() -> None:
     k = CandleCloser(60)
     out = k.on_rest([c(0), c(M), c(2 * M)], now_ms=2 * M + 10)

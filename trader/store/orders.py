@@ -411,7 +411,8 @@ class OrderQueries:
 
     def positions(self: Store, gateway: str | None = None, *,
                   mode: str | None = None) -> dict[str, float]:
-        """Net position per instrument as the stored fills (of one gateway) add up.
+        """Net position per instrument as the stored fills (of one gateway) add up, net of
+        fees charged in the instrument itself.
 
         With ``mode`` (paper or live): only what a session of that mode holds, as it
         restores it (``session_fills``), never a backtest's fills in the same database.
@@ -424,7 +425,10 @@ class OrderQueries:
             fills = self.session_fills(mode, [gateway] if gateway is not None else names)
         out: dict[str, float] = {}
         for f in fills:
-            out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.quantity * f.side.sign
+            # a fee charged in the instrument itself (a spot buy's base-asset fee) is
+            # not held: positions are net of it, as the kernel books them
+            fee = f.fee_quantity if f.fee_in_instrument else 0.0
+            out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.quantity * f.side.sign - fee
         return {k: v for k, v in out.items() if abs(v) > 1e-12}
 
     def last_fill_ts(self: Store, gateway: str | None = None) -> int | None:

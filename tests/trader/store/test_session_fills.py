@@ -38,3 +38,19 @@ def test_an_unconfigured_instrument_is_a_clear_error(store: Store) -> None:
                                       "asset_class": "equity"}]})
     with pytest.raises(RestoreError, match="'ETHUSD'"):
         restorable_fills(store, cfg, "paper", ["sim"])
+
+
+def test_positions_are_net_of_fees_charged_in_the_instrument(store: Store) -> None:
+    """A spot buy whose fee the venue took in the base asset holds less than it bought."""
+    session = store.begin_session("live", "t", 0)
+    journal = store.journal(session)
+    coid = f"{session.prefix}-1"
+    order = Order(OrderRequest(1, coid, "BTCUSDT", Side.BUY, 2.0, gateway="binance"))
+    journal.order_created(order)
+    journal.fill_received(order, Fill(2, coid, "b-1", "BTCUSDT", Side.BUY, 2.0, 100.0, 0.2, "",
+                                      fee_asset="BTC", fee_quantity=0.002,
+                                      fee_in_instrument=True))
+    journal.fill_received(order, Fill(3, coid, "b-2", "BTCUSDT", Side.SELL, 0.5, 100.0, 0.05, "",
+                                      fee_asset="BNB", fee_quantity=0.0001))
+    assert store.positions(mode="live") == {"BTCUSDT": pytest.approx(1.498)}
+    assert store.positions("binance") == {"BTCUSDT": pytest.approx(1.498)}

@@ -102,7 +102,14 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
     lines = text.split("\n")
     if not text.endswith("\n"):
         lines = lines[:-1]
-    return [json.loads(x) for x in lines if x.strip()]
+    out = []
+    for x in lines:
+        if x.strip():
+            try:
+                out.append(json.loads(x))
+            except json.JSONDecodeError:
+                continue  # a plain-text line (an error on stderr)
+    return out
 
 
 def register_stages(config: Path) -> None:
@@ -140,6 +147,10 @@ def write_config(tmp: Path, venue: VenueThread) -> Path:
         "bar_band": 5.0,
         "credentials": {"api_key_env": "TEST_VENUE_KEY", "secret_env": "TEST_VENUE_SECRET"},
     }
+    if h.venue == "kraken":
+        # Kraken's lockout names no end, so the gateway pauses ``ban_pause_s`` (60 s by
+        # default); time compressed like the stand-in's 1-2 s lockouts
+        section["limits"] = {"ban_pause_s": 2.5}
     cfg = {
         "name": f"soak-{h.venue}",
         "portfolio": {"initial_cash": 100000},
@@ -223,18 +234,32 @@ class Injector:
             if kind == "drop":
                 await s.drop_connections()
             elif kind == "torn_market":
-                text = s.kline_message(self.h.venue_id,  # type: ignore[attr-defined]
-                                       [float(minute_open_ms), price, price, price, price, 1.0],
-                                       False)
+                candle = [float(minute_open_ms), price, price, price, price, 1.0]
+                if self.h.venue == "kraken":
+                    text = json.dumps(s.ohlc_message(self.h.venue_id,  # type: ignore[attr-defined]
+                                                     candle))
+                else:
+                    text = s.kline_message(self.h.venue_id,  # type: ignore[attr-defined]
+                                           candle, False)
                 await s.push_raw(text[: len(text) // 2], private=False)
             elif kind == "torn_order":
-                await s.push_truncated({"subscriptionId": 0, "event": {
-                    "e": "executionReport", "E": s.now_ms(), "s": self.h.venue_id,
-                    "c": "torn", "x": "TRADE", "X": "FILLED"}}, private=True)
+                await s.push_truncated(self.torn_order_event(), private=True)
             elif kind == "mute":
                 s.muted = True
                 await asyncio.sleep(rng.uniform(1.0, 2.5))
                 s.muted = False
+
+    def torn_order_event(self) -> dict[str, Any]:
+        """An order-stream frame (to be cut short) in the venue's shape."""
+        s = self.v.standin
+        if self.h.venue == "kraken":
+            return {"channel": "executions", "type": "update", "sequence": s.next_id(),
+                    "data": [{"order_id": "OTORN-TORN0-TORNKRK", "cl_ord_id": "torn",
+                              "exec_type": "trade", "order_status": "filled",
+                              "symbol": self.h.symbol, "side": "buy"}]}
+        return {"subscriptionId": 0, "event": {
+            "e": "executionReport", "E": s.now_ms(), "s": self.h.venue_id,
+            "c": "torn", "x": "TRADE", "X": "FILLED"}}
 
     def injected(self) -> Counter[str]:
         """Order faults actually consumed by a request, plus the stream faults."""
@@ -267,7 +292,8 @@ def run_soak(tmp: Path, *, venue: str = "binance", minutes: int = 12, seed: int 
     v = VenueThread(venue, [spec])
     s = v.standin
     quote = spec.quote
-    s.balances.update({quote: 10_000_000.0, "BTC": 0.0})
+    # Kraken's quote is the kernel's cash currency (USD): it must match the portfolio's
+    s.balances.update({quote: 10_000_000.0 if quote != "USD" else 100_000.0, "BTC": 0.0})
     if venue == "binance":
         s.fee_mode = "received"  # Binance without BNB: a buy's fee comes out of the base
     closes = prices(minutes, rng)
@@ -280,6 +306,8 @@ def run_soak(tmp: Path, *, venue: str = "binance", minutes: int = 12, seed: int 
     env = {k: val for k, val in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     env.update({"TEST_VENUE_KEY": s.api_key, "TEST_VENUE_SECRET": s.secret})
     inj = Injector(v, rng)
+    # Kraken has no closed flag: its bars close at the next candle or on the venue's clock
+    clocked = venue == "kraken"
     with open(log_path, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trader.cli", "run", "--config", str(cfg), "--mode", "live",
@@ -295,6 +323,10 @@ def run_soak(tmp: Path, *, venue: str = "binance", minutes: int = 12, seed: int 
         prev = history_px[-1]
         for k, close in enumerate(closes):
             t_ms = ANCHOR_MS + k * MINUTE_MS
+            if clocked:
+                # no closed flag: the venue's clock reaches the candle's open as it starts
+                # (so the previous one is over by the clock too), and stays inside it
+                s.set_clock(t_ms)
             v.call(s.stream_forming(v.h.venue_id, forming(t_ms, prev, close, updates),
                                     every_s=every_s))
             prev = close
@@ -306,6 +338,8 @@ def run_soak(tmp: Path, *, venue: str = "binance", minutes: int = 12, seed: int 
         # the last candle stays forming: one more update opens the next minute, so the
         # stream (not only the x flag) has closed every pushed minute
         t_end = ANCHOR_MS + minutes * MINUTE_MS
+        if clocked:
+            s.set_clock(t_end)
         v.call(s.push_candle(v.h.venue_id, forming(t_end, prev, prev, 1)[0]))
         data_dir = tmp / "data"
         wait_for(lambda: _settled(data_dir, minutes, t_end), 60,

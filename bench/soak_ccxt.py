@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=30, help="venue minutes to push (>= 10)")
     ap.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
-    ap.add_argument("--venue", default="binance", choices=["binance"])
+    ap.add_argument("--venue", default="binance", choices=["binance", "kraken"])
     ap.add_argument("--keep", type=Path, default=None, help="keep the run's files here")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)

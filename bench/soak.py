@@ -461,6 +461,8 @@ def check(report: SoakReport, v: VenueThread, tmp: Path, closes: list[float],
         "venue_orders": len(venue_orders), "fills": len(fills), "venue_trades": len(s.trades),
         "position_btc": round(held, 6), "bars": len(live), "warmup_bars": len(bars) - len(live),
         "order_posts": len(h.creates()), "refused_in_ban": s.refused_in_ban,
+        # Kraken refuses a private request whose nonce is not above the last one it saw
+        "nonce_refusals": getattr(s, "nonce_refusals", 0),
         "private_subscriptions": s.private_subscriptions(),  # type: ignore[attr-defined]
     }
     report.health = Counter(x["event"] for x in lines if x.get("event") in HEALTH_EVENTS)

@@ -139,6 +139,9 @@ class VenueLimiter:
         self._until = 0.0  # clock time the pause ends
         self._banned = False
         self._watch: asyncio.Task[None] | None = None
+        # Kraken refuses a private request whose nonce is not above the last one it saw:
+        # requests signed in order must reach it in order, so they go one at a time.
+        self._ordered = asyncio.Lock()
 
     def use_clock(self, clock: Callable[[], float],
                   sleep: Callable[[float], Awaitable[Any]]) -> None:
@@ -258,6 +261,7 @@ class VenueLimiter:
         fetch = ex.fetch
         on_rest_response = ex.on_rest_response
         limiter = self
+        nonce_ordered = getattr(ex, "id", "") == "kraken"
 
         def hooked_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
                             body: Any, *rest: Any) -> Any:
@@ -275,6 +279,14 @@ class VenueLimiter:
 
         async def limited_fetch(url: str, method: str = "GET", headers: Any = None,
                                 body: Any = None) -> Any:
+            if nonce_ordered and "/private/" in url:
+                # Taken on entry, i.e. in signing (nonce) order, and held to the answer:
+                # requests released together after a pause cannot overtake each other.
+                async with limiter._ordered:
+                    return await send(url, method, headers, body)
+            return await send(url, method, headers, body)
+
+        async def send(url: str, method: str, headers: Any, body: Any) -> Any:
             await limiter.wait()
             resp = _Response()
             token = _last.set(resp)

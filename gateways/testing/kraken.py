@@ -58,6 +58,7 @@ class KrakenStandin(StandinExchange):
         ])
         self.balances = {"USD": 100_000.0, "BTC": 0.0, "ETH": 0.0}
         self.last_nonce = 0
+        self.nonce_refusals = 0  # private requests refused for a nonce not above the last
         self.tokens: set[str] = set()
         self.subscriptions: list[dict[str, Any]] = []
         self.interval_min = 1
@@ -156,6 +157,7 @@ class KrakenStandin(StandinExchange):
                                    headers.get("API-Sign", "")):
             return "EAPI:Invalid key"  # what Kraken answers to a bad signature
         if int(nonce) <= self.last_nonce:
+            self.nonce_refusals += 1
             return "EAPI:Invalid nonce"
         self.last_nonce = int(nonce)
         return None

@@ -23,6 +23,8 @@ from bench.soak import run_soak
     ("binance", 30, 7, 4),
     ("binance", 30, 2024, 4),
     ("kraken", 20, 1, 3),
+    # lockouts: private requests released together by a pause must keep their nonce order
+    ("kraken", 20, 15, 0),
 ])
 def test_soak_ends_with_the_venues_record(tmp_path: Path, venue: str, minutes: int,
                                           seed: int, min_fills: int) -> None:
@@ -32,3 +34,4 @@ def test_soak_ends_with_the_venues_record(tmp_path: Path, venue: str, minutes: i
     assert c["bars"] == minutes and c["fills"] >= min_fills, c
     assert sum(report.faults.values()) >= 8, report.faults
     assert report.health["health:resynced"] >= 1, report.health
+    assert c["nonce_refusals"] == 0 and c["refused_in_ban"] == 0, c

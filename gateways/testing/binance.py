@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,9 +33,11 @@ def _fmt(x: float | str | None) -> str:
 class BinanceStandin(StandinExchange):
     """Binance spot, as far as a spot trading daemon uses it."""
 
-    def __init__(self, api_key: str = "test-key", secret: str = "test-secret",
+    def __init__(self, api_key: str | None = None, secret: str | None = None,
                  markets: list[MarketSpec] | None = None) -> None:
-        super().__init__(api_key, secret, markets or [
+        # A fresh key pair per stand-in: nothing that looks like a credential is committed.
+        super().__init__(api_key or secrets.token_hex(16), secret or secrets.token_hex(32),
+                         markets or [
             MarketSpec("BTCUSDT", "BTC", "USDT", 0.01, 0.00001, 0.00001, 5.0, 50_000.0),
             MarketSpec("ETHUSDT", "ETH", "USDT", 0.01, 0.0001, 0.0001, 5.0, 3_000.0),
         ])

@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,10 +50,13 @@ class KrakenStandin(StandinExchange):
 
     fee_rate = 0.0026
 
-    def __init__(self, api_key: str = "test-key",
-                 secret: str = base64.b64encode(b"kraken-test-secret").decode(),
+    def __init__(self, api_key: str | None = None, secret: str | None = None,
                  markets: list[MarketSpec] | None = None) -> None:
-        super().__init__(api_key, secret, markets or [
+        # A fresh key pair per stand-in (Kraken secrets are base64): nothing that looks
+        # like a credential is committed.
+        super().__init__(api_key or secrets.token_hex(16),
+                         secret or base64.b64encode(secrets.token_bytes(64)).decode(),
+                         markets or [
             MarketSpec("XXBTZUSD", "BTC", "USD", 0.1, 0.00000001, 0.0001, 0.5, 50_000.0),
             MarketSpec("XETHZUSD", "ETH", "USD", 0.01, 0.00000001, 0.002, 0.5, 3_000.0),
         ])

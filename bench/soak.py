@@ -25,7 +25,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +34,14 @@ from typing import Any
 
 import yaml
 
-from gateways.testing.harness import ANCHOR_MS, FAST_TIMING, HARNESSES, MINUTE_MS
+from gateways.testing.harness import (
+    ANCHOR_MS,
+    FAST_TIMING,
+    HARNESSES,
+    MINUTE_MS,
+    VenueThread,
+    wait_for,
+)
 from gateways.testing.standin import Fault, MarketSpec
 
 WARMUP_BARS = 8
@@ -45,27 +51,6 @@ HEALTH_EVENTS = ("bar_stream_error", "bar_stream_stalled", "order_stream_error",
                  "order_stream_stalled", "submit_outcome_unknown", "submit_rate_limited",
                  "order_lost", "bad_candle_skipped", "bad_candle_update", "stream_loop_crashed",
                  "submit_task_error", "gateway_task_failed")
-
-
-class VenueThread:
-    """A stand-in on its own event loop in a thread (the caller waits on a child process)."""
-
-    def __init__(self, venue: str, markets: list[MarketSpec]) -> None:
-        self.h = HARNESSES[venue]()
-        self.h.standin = type(self.h.standin)(markets=markets)
-        self.standin = self.h.standin
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(self.h.start())
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
-
-    def close(self) -> None:
-        self.call(self.standin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -89,14 +74,6 @@ class SoakReport:
         return out
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def log_lines(path: Path) -> list[dict[str, Any]]:
     text = path.read_text()
     lines = text.split("\n")
@@ -113,23 +90,19 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def register_stages(config: Path) -> None:
-    """Put each model in the deployment's registry at its YAML stage (live needs it)."""
+    """Promote each model to its YAML stage (live needs it), as an operator does: forced and
+    on record, through ``trader models promote``."""
     from models.lifecycle import STAGES
     from trader.engine.config import load_config, resolve_data_dir
-    from trader.store import open_store
-    from trader.store.lifecycle import Lifecycle
 
     cfg = load_config(config)
-    d = resolve_data_dir(cfg, None)
-    d.mkdir(parents=True, exist_ok=True)
-    store = open_store(cfg.store, d)
-    try:
-        lc = Lifecycle(store)
-        for m in cfg.models:
-            while STAGES.index(lc.stage(m.name)) < STAGES.index(m.stage):
-                lc.promote(m.name, "soak set-up", "soak", confirm=True, force=True)
-    finally:
-        store.close()
+    resolve_data_dir(cfg).mkdir(parents=True, exist_ok=True)  # the deployment starts here
+    for m in cfg.models:
+        for _ in range(STAGES.index(m.stage)):
+            subprocess.run([sys.executable, "-m", "trader.cli", "models", "promote", m.name,
+                            "--config", str(config), "--reason", "soak set-up", "--operator",
+                            "soak", "--confirm", "--force"], check=True,
+                           stdout=subprocess.DEVNULL)
 
 
 def prices(minutes: int, rng: random.Random) -> list[float]:

@@ -9,6 +9,7 @@ deterministic and the gateway's server-time offset is exercised on every run.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from gateways.ccxt import CcxtGateway, CcxtGatewayConfig, CcxtTiming
 from gateways.ccxt.config import Credentials
 from gateways.testing.binance import BinanceStandin
 from gateways.testing.kraken import KrakenStandin
-from gateways.testing.standin import Fault, Recorded, StandinExchange
+from gateways.testing.standin import Fault, MarketSpec, Recorded, StandinExchange
 
 ANCHOR_MS = 1_704_068_400_000  # 2024-01-01T00:20:00Z, a minute boundary
 MINUTE_MS = 60_000
@@ -177,3 +178,40 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
         await asyncio.sleep(0.01)
+
+
+class VenueThread:
+    """A venue's harness on its own event loop in a thread, for a caller that blocks (on a
+    daemon child process, say) while the stand-in keeps serving."""
+
+    def __init__(self, venue: str, markets: list[MarketSpec] | None = None) -> None:
+        self.h = HARNESSES[venue]()
+        if markets is not None:
+            self.h.standin = type(self.h.standin)(markets=markets)
+        self.standin = self.h.standin
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.h.start())
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        """Run ``coro`` on the stand-in's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def push(self, t_ms: int, price: float) -> None:
+        """Stream a candle opening at ``t_ms`` around ``price``."""
+        self.call(self.standin.push_candle(self.h.venue_id, candle(t_ms, price)))
+
+    def close(self) -> None:
+        self.call(self.standin.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Block until ``cond()`` holds (the thread-side twin of ``wait_until``)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)

@@ -11,12 +11,9 @@ identical orders through ``trader backtest --journal``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,14 @@ import pytest
 import yaml
 from daemon_harness import NotifyListener, events, log_lines, register_stages, run_cli, start_daemon
 
-from gateways.testing.harness import ANCHOR_MS, FAST_TIMING, HARNESSES, MINUTE_MS, candle
+from gateways.testing.harness import (
+    ANCHOR_MS,
+    FAST_TIMING,
+    MINUTE_MS,
+    VenueThread,
+    candle,
+    wait_for,
+)
 from gateways.testing.standin import MarketSpec
 from trader.core.events import ns_to_iso
 from trader.engine.config import ConfigError, base_timeframes, load_config, replay_source
@@ -36,39 +40,6 @@ PAGE = 8  # fetch_ohlcv page size: the warm-up needs three pages
 # a fast SmaCross buys on the way up and sells on the way down.
 HISTORY = [130.0 - i for i in range(WARMUP_BARS + 10)]
 LIVE = [104.0, 112.0, 120.0, 128.0, 136.0, 140.0, 120.0, 100.0, 80.0, 70.0, 65.0]
-
-
-class VenueThread:
-    """A stand-in on its own event loop in a thread (the test thread waits on a child)."""
-
-    def __init__(self, venue: str, markets: list[MarketSpec] | None = None) -> None:
-        self.h = HARNESSES[venue]()
-        if markets is not None:
-            self.h.standin = type(self.h.standin)(markets=markets)
-        self.standin = self.h.standin
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(self.h.start())
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def push(self, t_ms: int, price: float) -> None:
-        self.call(self.standin.push_candle(self.h.venue_id, candle(t_ms, price)))
-
-    def close(self) -> None:
-        self.call(self.standin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def write_config(tmp: Path, venue: VenueThread, *, mode: str = "paper",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateways.ccxt import CcxtGateway
-from gateways.testing.harness import HARNESSES, CcxtHarness, wait_until
+from gateways.testing.harness import CcxtHarness, wait_until
 from trader.core.clock import ReplayClock
 from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.engine.portfolio import Portfolio
@@ -24,15 +24,6 @@ from trader.live.reconcile import ReconcilePolicy, reconcile
 from trader.store import Store
 
 CASH = 100_000.0
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-async def harness(request: pytest.FixtureRequest) -> Any:
-    h = await HARNESSES[request.param]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
 
 
 class Life:

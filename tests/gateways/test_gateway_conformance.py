@@ -25,7 +25,6 @@ from gateways.base import (
 from gateways.ccxt import GatewayStartError
 from gateways.testing.harness import (
     ANCHOR_MS,
-    HARNESSES,
     MINUTE_MS,
     CcxtHarness,
     candle,
@@ -45,15 +44,6 @@ from trader.core.events import (
 )
 
 NS = 1_000_000
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-async def harness(request: pytest.FixtureRequest) -> Any:
-    h = await HARNESSES[request.param]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
 
 
 def bars(events: list[Any]) -> list[Bar]:

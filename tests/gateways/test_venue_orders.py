@@ -17,7 +17,7 @@ import pytest
 from gateways.ccxt import CcxtTiming
 from gateways.ccxt.limits import VenueLimits
 from gateways.testing.clock import ManualClock
-from gateways.testing.harness import FAST_TIMING, HARNESSES, CcxtHarness, wait_until
+from gateways.testing.harness import FAST_TIMING, CcxtHarness, wait_until
 from gateways.testing.standin import Fault
 from trader.core.events import (
     Fill,
@@ -29,24 +29,6 @@ from trader.core.events import (
     OrderUpdate,
     Side,
 )
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-async def harness(request: pytest.FixtureRequest) -> Any:
-    h = await HARNESSES[request.param]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
-
-
-@pytest.fixture
-async def binance() -> Any:
-    h = await HARNESSES["binance"]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
 
 
 def order(coid: str, inst: str, qty: float = 0.01, limit: float | None = None) -> OrderRequest:

@@ -21,7 +21,7 @@ import pytest
 from gateways.base import DAY_NS
 from gateways.ccxt import CcxtGateway
 from gateways.ccxt.exchange import dialect_for
-from gateways.testing.harness import HARNESSES, BinanceHarness, CcxtHarness, wait_until
+from gateways.testing.harness import BinanceHarness, CcxtHarness, wait_until
 from trader.core.clock import ReplayClock
 from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.engine.portfolio import Portfolio
@@ -31,24 +31,6 @@ from trader.store import Store
 
 CASH = 100_000.0
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-async def harness(request: pytest.FixtureRequest) -> Any:
-    h = await HARNESSES[request.param]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
-
-
-@pytest.fixture
-async def binance() -> Any:
-    h = await BinanceHarness().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from gateways.testing.harness import (
     ANCHOR_MS,
     HARNESSES,
@@ -26,15 +24,6 @@ from gateways.testing.standin import Fault
 from trader.core.events import Bar, Fill, GatewayHealth, HealthState, OrderRequest, OrderType, Side
 
 NS = 1_000_000
-
-
-@pytest.fixture(params=sorted(HARNESSES))
-async def harness(request: pytest.FixtureRequest) -> Any:
-    h = await HARNESSES[request.param]().start()
-    try:
-        yield h
-    finally:
-        await h.stop()
 
 
 def bars(events: list[Any]) -> list[Bar]:

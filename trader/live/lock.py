@@ -45,21 +45,3 @@ class DataDirLock:
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 
-
-def holder_pid(data_dir: Path) -> int | None:
-    """The PID of the daemon holding ``data_dir``, or None if no daemon holds it."""
-    path = Path(data_dir) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)

@@ -425,10 +425,8 @@ class OrderQueries:
             fills = self.session_fills(mode, [gateway] if gateway is not None else names)
         out: dict[str, float] = {}
         for f in fills:
-            # a fee charged in the instrument itself (a spot buy's base-asset fee) is
-            # not held: positions are net of it, as the kernel books them
-            fee = f.fee_quantity if f.fee_in_instrument else 0.0
-            out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.quantity * f.side.sign - fee
+            # net of a fee charged in the instrument itself, as the kernel books it
+            out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.position_change
         return {k: v for k, v in out.items() if abs(v) > 1e-12}
 
     def last_fill_ts(self: Store, gateway: str | None = None) -> int | None:

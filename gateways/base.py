@@ -57,6 +57,13 @@ class GatewayConfigError(ValueError):
     """
 
 
+class GatewayStartError(RuntimeError):
+    """The gateway cannot start: refused credentials, an unlisted instrument, venue down.
+
+    Every gateway raises this from ``connect``; the daemon reports it and exits.
+    """
+
+
 # -- reports (reconciliation) -----------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class OrderReport:

@@ -48,6 +48,7 @@ from gateways.base import (
     AccountReport,
     EventSink,
     GatewayCapabilities,
+    GatewayStartError,
     History,
     OrderReport,
     PositionReport,
@@ -100,10 +101,6 @@ _EPS = 1e-12
 _SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
 _KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
 _UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
-
-
-class GatewayStartError(RuntimeError):
-    """The gateway cannot start (bad credentials, unknown symbol, exchange down)."""
 
 
 def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapabilities:

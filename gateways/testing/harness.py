@@ -9,6 +9,7 @@ deterministic and the gateway's server-time offset is exercised on every run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from gateways.ccxt.config import Credentials
 from gateways.testing.binance import BinanceStandin
 from gateways.testing.kraken import KrakenStandin
 from gateways.testing.standin import Fault, MarketSpec, Recorded, StandinExchange
+from gateways.testing.venue import Row
 
 ANCHOR_MS = 1_704_068_400_000  # 2024-01-01T00:20:00Z, a minute boundary
 MINUTE_MS = 60_000
@@ -61,10 +63,26 @@ class CcxtHarness:
     second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
     lookup_endpoints: tuple[str, ...] = ()  # where an order is looked up by client order id
 
+    # the conformance suite's view (gateways.testing.venue.VenueHarness)
+    timeframe_s = 60
+    order_qty = 0.01
+    resting_limit = 45_000.0
+    unaffordable_qty = 10.0  # 500k of notional against 100k of cash
+    fills_lookback_ns: int | None = None
+    unsupported_faults: frozenset[str] = frozenset()
+    unlisted_instrument = "DOGEEUR.X"
+    closed_by_next = False  # the venue's stream has no "closed" flag
+    _FAULTS = {"timeout_placed": Fault("stall_after", delay=1.0),
+               "timeout_lost": Fault("stall_before", delay=0.8),
+               "error_placed": Fault("error_after"),
+               "error_lost": Fault("error_before"),
+               "rate_limited": Fault("rate_limit")}
+
     def __init__(self) -> None:
         self.standin: StandinExchange = self.make_standin()
         self.gateways: list[CcxtGateway] = []
         self._private_seen = 0
+        self._subs_at_drop = -1
 
     def make_standin(self) -> StandinExchange:
         raise NotImplementedError
@@ -101,7 +119,14 @@ class CcxtHarness:
         return Credentials(self.standin.api_key, secret or self.standin.secret)
 
     def gateway(self, sink: Callable[[Any], None], *, secret: str | None = None,
+                instruments: tuple[str, ...] | None = None, bad_credentials: bool = False,
                 **overrides: Any) -> CcxtGateway:
+        if instruments is not None:
+            symbols = {self.instrument_id: self.symbol, self.second[2]: self.second[0],
+                       self.unlisted_instrument: "DOGE/EUR"}
+            overrides["symbols"] = {symbols[i]: i for i in instruments}
+        if bad_credentials:
+            secret = base64.b64encode(b"not-the-secret").decode()
         gw = CcxtGateway(self.config(**overrides), credentials=self.credentials(secret))
         gw.bind(sink)
         self.gateways.append(gw)
@@ -116,8 +141,72 @@ class CcxtHarness:
     def creates(self) -> list[Recorded]:
         return self.standin.received(self.create_path, "POST")
 
-    def script_submit(self, fault: Fault, times: int = 1) -> None:
-        self.standin.script(self.create_endpoint, fault, times)
+    def script_submit(self, fault: Fault | str, times: int = 1) -> None:
+        """Script the next ``times`` order submissions: a ``Fault`` or a suite fault name."""
+        self.standin.script(self.create_endpoint,
+                            self._FAULTS[fault] if isinstance(fault, str) else fault, times)
+
+    # -- VenueHarness --------------------------------------------------------------------
+    @property
+    def second_instrument(self) -> str:
+        return self.second[2]
+
+    def _venue_id(self, instrument_id: str) -> str:
+        return self.venue_id if instrument_id == self.instrument_id else self.second[1]
+
+    async def connect(self, gw: CcxtGateway, *, stream: bool = True) -> None:
+        """Connect ``gw``; with ``stream``, wait until its streams have subscribed."""
+        await gw.connect(stream=stream)
+        if stream:
+            await self.wait_market_ws()
+            if gw.config.trading and gw.config.use_websocket:
+                await self.wait_private_ws(gw)
+
+    def now_ns(self) -> int:
+        return self.standin.now_ms() * 1_000_000
+
+    def bar_open(self, k: int = 0) -> int:
+        current = self.standin.now_ms() // MINUTE_MS * MINUTE_MS
+        return (current + k * MINUTE_MS) * 1_000_000
+
+    def install_history(self, instrument_id: str, rows: list[Row]) -> None:
+        self.standin.set_series(self._venue_id(instrument_id),
+                                [[r[0] / 1_000_000, *r[1:]] for r in rows])
+
+    def set_now(self, ts_ns: int) -> None:
+        self.standin.set_clock(ts_ns // 1_000_000)
+
+    async def publish_bar(self, instrument_id: str, bar: Row) -> None:
+        """A forming update first (which must never reach the sink), then the final one."""
+        vid = self._venue_id(instrument_id)
+        # after a drop, the gateway must have subscribed again or the bar goes to nobody
+        await wait_until(lambda: bool(self.standin.market_ws) and len(
+            self.standin.subscriptions) > self._subs_at_drop,  # type: ignore[attr-defined]
+            10.0, "market stream subscribed again")
+        t, o, _h, _l, _c, v = bar
+        await self.standin.push_candle(vid, [t / 1_000_000, o, o, o, o, v / 4])
+        await self.standin.push_candle(vid, [t / 1_000_000, *bar[1:]], closed=True)
+        if self.closed_by_next:  # no closed flag: the next interval's first trade closes it
+            nxt = t / 1_000_000 + MINUTE_MS
+            await self.standin.push_candle(vid, [nxt, bar[4], bar[4], bar[4], bar[4], 0.0])
+
+    async def drop_streams(self) -> None:
+        self._subs_at_drop = len(self.standin.subscriptions)  # type: ignore[attr-defined]
+        await self.standin.drop_connections()
+
+    async def venue_fill(self, client_order_id: str, qty: float | None = None,
+                         price: float | None = None, *, notify: bool = True) -> str:
+        trade = await self.standin.fill(client_order_id, qty, price, notify=notify)
+        return trade.trade_id
+
+    def submissions(self) -> int:
+        return len(self.creates())
+
+    def venue_orders(self) -> dict[str, str]:
+        return {o.client_order_id: o.status for o in self.standin.orders.values()}
+
+    def execution_ids(self) -> list[str]:
+        return [t.trade_id for t in self.standin.trades]
 
     async def wait_market_ws(self, timeout: float = 5.0) -> None:
         await wait_until(lambda: bool(self.standin.market_ws) and bool(
@@ -142,6 +231,7 @@ class BinanceHarness(CcxtHarness):
     create_endpoint = "order"
     lookup_endpoints = ("queryOrder",)
     insufficient_text = "insufficient balance"
+    fills_lookback_ns = 180 * 86_400 * 1_000_000_000  # Binance lists about six months
 
     def make_standin(self) -> StandinExchange:
         return BinanceStandin()
@@ -159,6 +249,7 @@ class KrakenHarness(CcxtHarness):
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
     lookup_endpoints = ("OpenOrders", "ClosedOrders")
+    closed_by_next = True
     insufficient_text = "Insufficient funds"
 
     def make_standin(self) -> StandinExchange:

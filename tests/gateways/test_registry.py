@@ -85,13 +85,19 @@ def test_pinned_extras_are_declared() -> None:
 
 
 def test_daemon_refuses_a_broker_whose_library_is_missing() -> None:
-    if importlib.util.find_spec("alpaca") is not None:
-        pytest.fail("this test expects alpaca-py not to be installed in the dev environment")
+    # the dev install has every broker library, so the missing one is a registered stand-in
+    assert importlib.util.find_spec("trader_no_such_client") is None
     from trader.engine.config import load_config
     from trader.live.daemon import Refused, check_start
 
-    cfg = load_config(ROOT / "config" / "paper.yaml")
-    models = [m.model_copy(update={"gateway": "alp"}) for m in cfg.models]
-    cfg = cfg.model_copy(update={"models": models, "gateways": {"alp": {"broker": "alpaca"}}})
-    with pytest.raises(Refused, match=r"pip install 'trader-daemon\[alpaca\]'"):
-        check_start(cfg, "paper", False)
+    registry.register(registry.BrokerEntry("absent", f"{__name__}:_fake_factory",
+                                           "trader_no_such_client", "absent"))
+    try:
+        cfg = load_config(ROOT / "config" / "paper.yaml")
+        models = [m.model_copy(update={"gateway": "alp"}) for m in cfg.models]
+        cfg = cfg.model_copy(update={"models": models,
+                                     "gateways": {"alp": {"broker": "absent"}}})
+        with pytest.raises(Refused, match=r"pip install 'trader-daemon\[absent\]'"):
+            check_start(cfg, "paper", False)
+    finally:
+        registry.unregister("absent")

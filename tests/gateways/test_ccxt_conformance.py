@@ -1,14 +1,13 @@
-"""Gateway conformance: every real gateway must pass these against its venue stand-in.
+"""What the ccxt gateway does beyond the shared suite (``test_conformance.py``): REST
+polling and its fallbacks, venue precision, exchange time, resolver statistics.
 
-Parametrised over ``gateways.testing.harness.HARNESSES``; a new gateway joins by
-adding a harness.  The real client library (ccxt 4.5.90) is driven over
-loopback; nothing in it is mocked.
+Parametrised over the ccxt venues of ``gateways.testing.harness.HARNESSES``.  The real
+client library (ccxt 4.5.90) is driven over loopback; nothing in it is mocked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from typing import Any
 
@@ -22,7 +21,6 @@ from gateways.base import (
     MarketData,
     check_horizon,
 )
-from gateways.ccxt import GatewayStartError
 from gateways.testing.harness import (
     ANCHOR_MS,
     MINUTE_MS,
@@ -35,7 +33,6 @@ from trader.core.events import (
     Bar,
     Fill,
     GatewayHealth,
-    HealthState,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -74,65 +71,6 @@ def expected_rows(series: list[list[float]]) -> list[tuple[int, float, float, fl
 def order(coid: str, inst: str, side: Side, qty: float, limit: float | None = None) -> OrderRequest:
     kind = OrderType.LIMIT if limit is not None else OrderType.MARKET
     return OrderRequest(time.time_ns(), coid, inst, side, qty, kind, limit)
-
-
-async def test_streams_closed_bars_exactly_once(harness: CcxtHarness) -> None:
-    h = harness
-    h.history(5)
-    events: list[Any] = []
-    gw = h.gateway(events.append, trading=False)
-    await gw.connect()
-    await h.wait_market_ws()
-    series = []
-    for i in range(6):
-        t = ANCHOR_MS + i * MINUTE_MS
-        forming = candle(t, 200.0 + i, 0.5)
-        final = [float(t), 200.0 + i, 205.0 + i, 198.0 + i, 201.5 + i, 2.0 + i]
-        await h.standin.push_candle(h.venue_id, forming)
-        await h.standin.push_candle(h.venue_id, final, closed=True)
-        series.append(final)
-    await h.standin.push_candle(h.venue_id, candle(ANCHOR_MS + 6 * MINUTE_MS, 300.0))
-    await wait_until(lambda: len(bars(events)) >= 6, what="six closed bars")
-    await asyncio.sleep(0.1)  # nothing more may arrive
-    got = bars(events)
-    assert as_rows(got) == expected_rows(series)
-    assert all(b.ts == b.ts_open + 60 * 1_000_000_000 for b in got)
-    assert {b.instrument_id for b in got} == {h.instrument_id}
-
-
-async def test_disconnect_backfills_gap_without_duplicates(harness: CcxtHarness) -> None:
-    h = harness
-    history = h.history(5)
-    events: list[Any] = []
-    gw = h.gateway(events.append, trading=False)
-    await gw.connect()
-    warm = await gw.warm_up((ANCHOR_MS - 5 * MINUTE_MS) * NS)
-    assert as_rows(warm) == expected_rows(history)
-    await h.wait_market_ws()
-    s = h.standin
-    c0 = candle(ANCHOR_MS, 400.0)
-    await s.push_candle(h.venue_id, c0)
-    c1_forming = candle(ANCHOR_MS + MINUTE_MS, 410.0, 0.1)
-    await s.push_candle(h.venue_id, c1_forming)
-    await wait_until(lambda: len(bars(events)) >= 1, what="first streamed bar")
-    # while the client is cut off the venue trades on: the forming candle gets
-    # its final values and four more minutes pass, none of it streamed
-    c1_final = [float(ANCHOR_MS + MINUTE_MS), 410.0, 420.0, 405.0, 415.0, 9.0]
-    missed = [candle(ANCHOR_MS + k * MINUTE_MS, 400.0 + 10 * k) for k in range(2, 6)]
-    s.set_series(h.venue_id, history + [c0, c1_final] + missed)
-    s.set_clock(ANCHOR_MS + 6 * MINUTE_MS + 10_000)
-    await s.drop_connections()
-    await wait_until(lambda: len(bars(events)) >= 6, what="backfilled bars")
-    await h.wait_market_ws()
-    await wait_until(lambda: len(s.market_ws) > 0)
-    await asyncio.sleep(0.1)
-    c6 = candle(ANCHOR_MS + 6 * MINUTE_MS, 470.0)
-    await s.push_candle(h.venue_id, c6)
-    await s.push_candle(h.venue_id, candle(ANCHOR_MS + 7 * MINUTE_MS, 480.0))
-    await wait_until(lambda: len(bars(events)) >= 7, what="bar after reconnect")
-    await asyncio.sleep(0.1)
-    assert as_rows(bars(events)) == expected_rows([c0, c1_final, *missed, c6])
-    assert gw.stats.reconnects >= 1
 
 
 async def test_market_order_fills_with_trade_id(harness: CcxtHarness) -> None:
@@ -178,20 +116,6 @@ async def test_limit_order_then_cancel(harness: CcxtHarness) -> None:
     assert fills(events) == []
 
 
-async def test_insufficient_funds_is_rejected_with_reason(harness: CcxtHarness) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append)
-    await gw.connect()
-    gw.submit(order("T-3", h.instrument_id, Side.BUY, 10.0))  # 500k vs 100k cash
-    await wait_until(lambda: bool(updates(events, "T-3")), what="reject")
-    [upd] = updates(events, "T-3")
-    assert upd.status is OrderStatus.REJECTED
-    assert h.insufficient_text.lower() in upd.reason.lower()
-    assert "InsufficientFunds" in upd.reason
-    assert h.standin.orders == {}
-
-
 async def test_order_below_venue_minimum_never_leaves(harness: CcxtHarness) -> None:
     h = harness
     events: list[Any] = []
@@ -224,22 +148,6 @@ async def test_submit_timeout_is_resolved_by_query_not_resent(harness: CcxtHarne
     assert fills(events, "T-5")[0].trade_id == h.standin.trades[0].trade_id
 
 
-async def test_submit_timeout_without_order_is_rejected_not_resent(harness: CcxtHarness) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append, use_websocket=False)
-    await gw.connect()
-    h.script_submit(Fault("stall_before", delay=0.8))  # never executes
-    gw.submit(order("T-6", h.instrument_id, Side.BUY, 0.01))
-    await wait_until(lambda: OrderStatus.REJECTED in statuses(events, "T-6"), timeout=5,
-                     what="resolution")
-    unknown, upd = updates(events, "T-6")
-    assert unknown.status is OrderStatus.OUTCOME_UNKNOWN and "not re-sent" in unknown.reason
-    assert upd.status is OrderStatus.REJECTED and "not re-sent" in upd.reason
-    await asyncio.sleep(0.5)
-    assert len(h.creates()) == 1 and h.standin.orders == {}
-
-
 async def test_rate_limited_submit_backs_off_then_places_once(harness: CcxtHarness) -> None:
     h = harness
     events: list[Any] = []
@@ -251,54 +159,6 @@ async def test_rate_limited_submit_backs_off_then_places_once(harness: CcxtHarne
     assert len(h.creates()) == 2  # the throttled request and the accepted one
     assert len(h.standin.orders) == 1
     assert gw.stats.rate_limited == 1
-
-
-async def test_reconciliation_after_restart(harness: CcxtHarness) -> None:
-    h = harness
-    t0 = h.standin.now_ms() * NS
-    first: list[Any] = []
-    gw1 = h.gateway(first.append)
-    await gw1.connect()
-    await h.wait_private_ws(gw1)
-    gw1.submit(order("T-8", h.instrument_id, Side.BUY, 0.02, limit=45_000.0))
-    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(first, "T-8"), what="ack")
-    await gw1.close()  # the daemon goes down
-    down_trade = await h.standin.fill("T-8", 0.01, 45_000.0)  # executes while nobody listens
-
-    events: list[Any] = []
-    gw2 = h.gateway(events.append)
-    await gw2.connect()
-    [rep] = await gw2.open_orders()
-    assert rep.client_order_id == "T-8" and rep.instrument_id == h.instrument_id
-    assert rep.status is OrderStatus.PARTIALLY_FILLED
-    assert rep.filled_quantity == pytest.approx(0.01) and rep.quantity == pytest.approx(0.02)
-    status = await gw2.order_status("T-8")
-    assert status is not None and status.broker_order_id == down_trade.order_id
-    assert await gw2.order_status("NOPE-1") is None
-    [missed] = await gw2.fills_since(t0)
-    assert (missed.client_order_id, missed.trade_id) == ("T-8", down_trade.trade_id)
-    assert missed.quantity == pytest.approx(0.01) and missed.price == 45_000.0
-    acct = await gw2.account()
-    assert acct.positions == {h.instrument_id: pytest.approx(0.01)}
-    # the adopted order's next execution streams in under our client order id
-    await h.wait_private_ws(gw2)
-    live_trade = await h.standin.fill("T-8")
-    await wait_until(lambda: live_trade.trade_id in {f.trade_id for f in fills(events, "T-8")},
-                     what="adopted fill")
-    await asyncio.sleep(0.1)
-    # the fill-completeness check may also replay the fill made while down: same trade id,
-    # which the store and router deduplicate; nothing else, nothing twice
-    ids = [f.trade_id for f in fills(events, "T-8")]
-    assert len(ids) == len(set(ids))
-    assert set(ids) <= {down_trade.trade_id, live_trade.trade_id}
-
-
-async def test_wrong_secret_refuses_to_start(harness: CcxtHarness) -> None:
-    h = harness
-    wrong = base64.b64encode(b"not-the-secret").decode()
-    gw = h.gateway(lambda _e: None, secret=wrong)
-    with pytest.raises(GatewayStartError, match="refused the API credentials"):
-        await gw.connect()
 
 
 async def test_rest_polling_when_websocket_disabled(harness: CcxtHarness) -> None:
@@ -390,81 +250,6 @@ async def test_quiet_market_bar_is_closed_through_rest(harness: CcxtHarness) -> 
     assert as_rows(bars(events)) == expected_rows([final])
 
 
-async def test_partial_fill_then_cancel_keeps_event_order(harness: CcxtHarness) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append)
-    await gw.connect()
-    await h.wait_private_ws(gw)
-    gw.submit(order("T-10", h.instrument_id, Side.BUY, 0.02, limit=45_000.0))
-    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "T-10"), what="ack")
-    part = await h.standin.fill("T-10", 0.005, 45_000.0)
-    gw.cancel("T-10")
-    await wait_until(lambda: OrderStatus.CANCELED in statuses(events, "T-10"), what="cancel")
-    mine = [e for e in events if getattr(e, "client_order_id", None) == "T-10"]
-    kinds = [type(e).__name__ if isinstance(e, Fill) else e.status.value for e in mine]
-    assert kinds == ["ACCEPTED", "Fill", "CANCELED"]
-    assert fills(events, "T-10")[0].trade_id == part.trade_id
-
-
-async def test_fill_during_order_stream_outage_is_not_lost(harness: CcxtHarness) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append)
-    await gw.connect()
-    await h.wait_private_ws(gw)
-    gw.submit(order("T-11", h.instrument_id, Side.BUY, 0.01, limit=45_000.0))
-    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "T-11"), what="ack")
-    await h.standin.drop_connections()
-    trade = await h.standin.fill("T-11", notify=False)  # nobody is told
-    await wait_until(lambda: len(fills(events, "T-11")) == 1, what="recovered fill")
-    await asyncio.sleep(0.2)
-    assert [f.trade_id for f in fills(events, "T-11")] == [trade.trade_id]
-
-
-async def test_unlisted_symbol_refuses_to_start(harness: CcxtHarness) -> None:
-    h = harness
-    gw = h.gateway(lambda _e: None, trading=False, symbols={"DOGE/EUR": "DOGE"})
-    with pytest.raises(GatewayStartError, match="'DOGE/EUR' is not listed"):
-        await gw.connect()
-
-
-async def test_duplicate_client_order_id_is_not_sent_twice(harness: CcxtHarness) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append)
-    await gw.connect()
-    gw.submit(order("T-12", h.instrument_id, Side.BUY, 0.01, limit=40_000.0))
-    gw.submit(order("T-12", h.instrument_id, Side.BUY, 0.01, limit=40_000.0))
-    await wait_until(lambda: len(updates(events, "T-12")) >= 2, what="ack and refusal")
-    assert sorted(u.status for u in updates(events, "T-12")) == [
-        OrderStatus.ACCEPTED, OrderStatus.REJECTED]
-    assert len(h.creates()) == 1
-
-
-async def test_two_instruments_stream_independently(harness: CcxtHarness) -> None:
-    h = harness
-    sym2, vid2, inst2 = h.second
-    h.history(2)
-    events: list[Any] = []
-    gw = h.gateway(events.append, trading=False,
-                   symbols={h.symbol: h.instrument_id, sym2: inst2})
-    await gw.connect()
-    await wait_until(lambda: len(h.standin.subscriptions) >= 2, what="two subscriptions")
-    await asyncio.sleep(0.05)
-    for k in range(3):
-        t = ANCHOR_MS + k * MINUTE_MS
-        await h.standin.push_candle(h.venue_id, candle(t, 100.0 + k))
-        await h.standin.push_candle(vid2, candle(t, 10.0 + k))
-    await wait_until(lambda: len(bars(events)) >= 4, what="two bars each")
-    await asyncio.sleep(0.1)
-    by_inst: dict[str, list[float]] = {}
-    for b in bars(events):
-        by_inst.setdefault(b.instrument_id, []).append(b.open)
-    assert by_inst == {h.instrument_id: [100.0, 101.0], inst2: [10.0, 11.0]}
-    assert set(gw.instruments) == {h.instrument_id, inst2}
-
-
 async def test_gateway_runs_on_exchange_time(harness: CcxtHarness) -> None:
     """The stand-in's clock reads 2024; the gateway measures the offset and uses it."""
     h = harness
@@ -522,76 +307,6 @@ async def test_history_is_paginated_and_honest_about_missing_bars(
     h.standin.set_series(h.venue_id, h.standin.candles[h.venue_id] + [candle(ANCHOR_MS, 150.0)])
     now = await gw.history(h.instrument_id, start)
     assert now.bars[-1].ts_open == (ANCHOR_MS - MINUTE_MS) * NS and now.complete
-
-
-@pytest.mark.parametrize("bad", ["spike", "nan"])
-async def test_bad_bar_from_the_stream_never_reaches_the_sink(
-        harness: CcxtHarness, bad: str) -> None:
-    h = harness
-    h.history(3)
-    events: list[Any] = []
-    gw = h.gateway(events.append, trading=False)
-    await gw.connect(stream=False)
-    await gw.warm_up_bars(3)
-    gw.start_streams()
-    await h.wait_market_ws()
-    s = h.standin
-    good = [candle(ANCHOR_MS + k * MINUTE_MS, 103.0 + k) for k in range(3)]
-    poison = list(good[1])
-    if bad == "spike":
-        poison[2] = poison[4] = 1e9  # one fat-fingered tick: high and close 1e9
-    else:
-        poison[4] = float("nan")
-    await s.push_candle(h.venue_id, good[0])
-    await s.push_candle(h.venue_id, poison)
-    await s.push_candle(h.venue_id, good[2])
-    await s.push_candle(h.venue_id, candle(ANCHOR_MS + 3 * MINUTE_MS, 106.0))
-    await wait_until(lambda: any(b.ts_open == good[2][0] * NS for b in bars(events)),
-                     what="the bar after the bad one")
-    await asyncio.sleep(0.05)
-    got = bars(events)
-    assert [b.ts_open // NS for b in got] == [int(good[0][0]), int(good[2][0])]
-    assert all(b.high < 1e6 and b.close == b.close for b in got)
-    [degraded] = [e for e in health(events) if e.state is HealthState.DEGRADED]
-    assert "bad bar rejected" in degraded.reason and h.instrument_id in degraded.reason
-    assert gw.guard is not None and gw.guard.rejected == {h.instrument_id: 1}
-
-
-async def test_stream_drop_and_resync_are_reported(harness: CcxtHarness) -> None:
-    h = harness
-    h.history(3)
-    events: list[Any] = []
-    gw = h.gateway(events.append, trading=False)
-    await gw.connect()
-    await h.wait_market_ws()
-    await h.standin.drop_connections()
-    await wait_until(lambda: any(e.state is HealthState.RESYNCED for e in health(events)),
-                     what="resynced")
-    states = [e.state for e in health(events)]
-    assert states[0] is HealthState.CONNECTED
-    assert states.index(HealthState.DISCONNECTED) < states.index(HealthState.RESYNCED)
-    assert all(e.gateway == h.venue and e.reason for e in health(events))
-
-
-@pytest.mark.parametrize("executed", [True, False])
-async def test_venue_5xx_on_submit_is_resolved_by_client_order_id(
-        harness: CcxtHarness, executed: bool) -> None:
-    h = harness
-    events: list[Any] = []
-    gw = h.gateway(events.append, use_websocket=False)
-    await gw.connect()
-    h.script_submit(Fault("error_after" if executed else "error_before"))
-    gw.submit(order("U-1", h.instrument_id, Side.BUY, 0.01))
-    final = OrderStatus.ACCEPTED if executed else OrderStatus.REJECTED
-    await wait_until(lambda: final in statuses(events, "U-1"), timeout=5, what="resolution")
-    if executed:
-        await wait_until(lambda: len(fills(events, "U-1")) == 1, what="the fill")
-    await asyncio.sleep(0.3)  # a blind re-send would show up now
-    assert statuses(events, "U-1")[0] is OrderStatus.OUTCOME_UNKNOWN
-    assert statuses(events, "U-1")[-1] is final
-    assert len(h.creates()) == 1
-    assert len(h.standin.orders) == (1 if executed else 0)
-    assert gw.resolver.pending == []
 
 
 async def test_unknown_outcome_keeps_being_resolved_while_queries_fail(

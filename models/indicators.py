@@ -101,3 +101,51 @@ class RSI:
             return 100.0 if self._gain > 0 else 50.0
         rs = self._gain / self._loss
         return 100.0 - 100.0 / (1.0 + rs)
+
+
+class EMA:
+    """Exponential moving average with alpha = 2 / (n + 1), seeded by the first ``n``-bar SMA."""
+
+    __slots__ = ("n", "alpha", "_seed", "_value")
+
+    def __init__(self, n: int) -> None:
+        if n <= 0:
+            raise ValueError("window must be positive")
+        self.n = n
+        self.alpha = 2.0 / (n + 1)
+        self._seed = RollingMean(n)
+        self._value: float | None = None
+
+    def update(self, x: float) -> float | None:
+        if self._value is None:
+            self._value = self._seed.update(x)
+            return self._value
+        self._value += self.alpha * (x - self._value)
+        return self._value
+
+
+class ATR:
+    """Wilder's average true range over ``n`` bars (the first value is the mean of ``n``)."""
+
+    __slots__ = ("n", "_prev_close", "_count", "_value")
+
+    def __init__(self, n: int) -> None:
+        if n <= 0:
+            raise ValueError("window must be positive")
+        self.n = n
+        self._prev_close: float | None = None
+        self._count = 0
+        self._value = 0.0
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        prev, self._prev_close = self._prev_close, close
+        if prev is None:
+            return None  # a true range needs the previous close
+        tr = max(high - low, abs(high - prev), abs(low - prev))
+        n = self.n
+        self._count += 1
+        if self._count <= n:
+            self._value += tr / n
+            return self._value if self._count == n else None
+        self._value = (self._value * (n - 1) + tr) / n
+        return self._value

@@ -7,12 +7,14 @@ from models.crypto_momentum import CryptoMomentum
 from models.equity_trend import EquityTrend
 from models.index_mean_reversion import IndexMeanReversion
 from models.sma_cross import SmaCross
+from models.xgboost import XGBoost
 
 MODEL_CLASSES: dict[str, type[Model]] = {
     "SmaCross": SmaCross,
     "EquityTrend": EquityTrend,
     "IndexMeanReversion": IndexMeanReversion,
     "CryptoMomentum": CryptoMomentum,
+    "XGBoost": XGBoost,
 }
 
 

@@ -17,6 +17,7 @@ from trader.cli.deployment import (
     UserError,
     resolve,
 )
+from trader.cli.train import train_cmd
 from trader.core.events import ns_to_iso
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="The model lifecycle: research -> candidate -> paper -> live.")
 console = Console()
+# Training's heavy imports (xgboost, the kernel) load inside the command.
+models_app.command("train")(train_cmd)
 
 def _lifecycle(config: Path | None, data_dir: Path | None) -> tuple[Lifecycle, Deployment]:
     from models.lifecycle import LifecycleConfig

@@ -31,12 +31,14 @@ def run_backtest(
     progress: Callable[[int], None] | None = None,
     store: Any = None,
     persist: bool = False,
+    models: list[Any] | None = None,
 ) -> BacktestResult:
     """Replay history through the kernel and (optionally) write the reports to ``out_dir``.
 
     With a ``store`` the run's summary is recorded there at the end; with
     ``persist`` too, every order, order event and fill is journaled as it happens
-    (open the store with a ``batch_size`` to keep that fast).
+    (open the store with a ``batch_size`` to keep that fast).  ``models``: model objects
+    to run instead of building the config's (their names must be the config's).
     """
     from trader.replay.recording import BacktestRecording
 
@@ -47,7 +49,7 @@ def run_backtest(
         trades_fh = open(out_dir / "trades.csv", "w", newline="")
     recording = BacktestRecording(store, cfg, persist) if store is not None else None
     try:
-        engine = build_engine(cfg, trades_file=trades_fh,
+        engine = build_engine(cfg, trades_file=trades_fh, models=models,
                               id_prefix=recording.id_prefix if recording else "bt",
                               journal=recording.journal if recording else None)
         if recording is not None:

@@ -1,0 +1,1 @@
+"""Machine-learning models: features, labels, purged cross-validation, training, artifacts."""

@@ -53,6 +53,10 @@ class TrainConfig(Params):
     config: str = Field(description="the replay/deployment config whose model is trained")
     model: str = Field(description="the model's name in that config (model: XGBoost)")
     out: str = Field(description="artifact directory to write")
+    start: str | None = Field(None, description="train on bars from this date (ISO; default: "
+                              "the first bar; the config's data.start is its backtest's)")
+    end: str | None = Field(None, description="... and before this one (keep later bars for "
+                            "an out-of-sample backtest)")
     labels: LabelConfig = LabelConfig()
     cv: CVConfig = CVConfig()
     calibration: Method = "isotonic"

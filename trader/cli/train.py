@@ -97,7 +97,7 @@ def oos_signals(frame: FeatureFrame, result: TrainResult, labels: LabelConfig,
 
 
 def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool = False,
-                data_dir: Path | None = None, record: bool = True,
+                data_dir: Path | None = None, record: bool = True, overwrite: bool = False,
                 show: bool = False) -> dict[str, Any]:
     """Train, backtest the out-of-sample signals, write the artifact; return its metadata."""
     from models.ml import artifacts
@@ -105,8 +105,8 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     from models.ml.playback import SignalPlayback
     from models.ml.training import train
     from models.xgboost import XGBoostParams, signal_rule
-    from trader.core.timeframes import parse_timeframe
     from trader.cli.deployment import resolve
+    from trader.core.timeframes import parse_timeframe
     from trader.engine.config import resolve_data_path
     from trader.replay.backtest import run_backtest
     from trader.replay.metrics import compute_metrics
@@ -118,8 +118,14 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     dep = resolve(config_path, data_dir, must_exist=False)
     assert dep.cfg is not None
     cfg, mc = model_entry(dep.cfg, tc.model, f"{train_file}: model")
+    # The training span is the training file's, never the config's backtest span.
+    span = {"start": tc.start, "end": tc.end}
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=span)})
     params = XGBoostParams(**mc.params)
     out_dir = out or Path(tc.out)
+    if (out_dir / artifacts.META).exists() and not overwrite:
+        raise UserError(f"{out_dir}: an artifact is already there (a running model may use it); "
+                        "write the new version elsewhere (--out DIR) or pass --overwrite")
     inst = mc.instruments[0]
 
     def say(text: str) -> None:
@@ -133,7 +139,20 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     frame = batch_features(params.features, tf, bars)
     say(f"[2/4] {len(frame.ts):,} decision bars, {int(frame.ready.sum()):,} with features; "
         f"labels and {tc.cv.folds} purged {tc.cv.scheme} folds")
-    result = train(frame, tc, progress=lambda step: say(f"      trained {step}"))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("      {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True, disable=not show) as bar:
+        task = bar.add_task("fitting folds", total=tc.cv.folds + 1)
+
+        def step(done: str) -> None:
+            bar.advance(task)
+            say(f"      fitted {done}")
+
+        try:
+            result = train(frame, tc, progress=step)
+        except ValueError as exc:
+            raise UserError(f"{train_file}: cannot train {mc.name}: {exc}") from None
 
     labels_meta = tc.labels.model_dump(mode="json")
     rule = signal_rule(params, labels_meta, tf)
@@ -171,7 +190,8 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
         "model": mc.name, "instrument": inst, "timeframe": tf,
         "features": {**params.features.canonical(), "hash": params.features.hash(),
                      "names": list(frame.names)},
-        "data": {"hash": artifacts.data_hash(frame.ts, frame.open, frame.high, frame.low,
+        "data": {"file": cfg.instruments[0].data.path.name if cfg.instruments[0].data else None,
+                 "hash": artifacts.data_hash(frame.ts, frame.open, frame.high, frame.low,
                                              frame.close),
                  "start_ts": int(frame.ts[0]), "end_ts": int(frame.ts[-1]),
                  "bars": len(frame.ts), "samples": len(result.samples.rows)},
@@ -219,7 +239,13 @@ def train_cmd(
     data_dir: Path = DATA_DIR_OPTION,
     record: bool = typer.Option(True, "--record/--no-record",
                                 help="store the out-of-sample backtest for the promotion gate"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing artifact"),
+    log_level: str = typer.Option("warning", "--log-level",
+                                  help="JSON log lines on stderr from this level up"),
 ) -> None:
     """Train an XGBoost model on purged folds and write its artifact."""
+    from trader.core.logging import StderrProxy, configure_logging
+
+    configure_logging(log_level, StderrProxy())
     train_model(train_file, out=out, walk_forward=walk_forward, data_dir=data_dir,
-                record=record, show=True)
+                record=record, overwrite=overwrite, show=True)

@@ -211,7 +211,9 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
         if bt.run_id is not None:
             console.print(f"out-of-sample backtest recorded as run #{bt.run_id} for model "
                           f"{mc.name} (stage research until `trader models promote`)")
+    # For the caller, not the artifact (whose bytes depend on the data only).
     meta["run_id"] = bt.run_id
+    meta["data_path"] = str(cfg.instruments[0].data.path) if cfg.instruments[0].data else None
     return meta
 
 

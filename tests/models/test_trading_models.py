@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from models.crypto_momentum import CryptoMomentum
 from models.equity_trend import EquityTrend
 from models.index_mean_reversion import IndexMeanReversion
-from models.indicators import RSI, Momentum, RollingMean, RollingStd
+from models.indicators import ATR, EMA, RSI, Momentum, RollingMean, RollingStd
 from models.registry import MODEL_CLASSES, model_class
 from models.sma_cross import SmaCross
 from trader.core.events import Bar
@@ -36,13 +36,30 @@ def decisions(model, closes: list[float], inst: str = "X") -> list[tuple[int, fl
 
 def test_registry_knows_every_shipped_model() -> None:
     assert set(MODEL_CLASSES) == {"SmaCross", "EquityTrend", "IndexMeanReversion",
-                                  "CryptoMomentum"}
+                                  "CryptoMomentum", "XGBoost"}
     assert model_class("EquityTrend") is EquityTrend
     with pytest.raises(KeyError, match="unknown model class 'Foo'"):
         model_class("Foo")
 
 
 # -- indicators -----------------------------------------------------------------------
+
+def test_ema_and_atr_against_direct_formulas() -> None:
+    xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0]
+    ema = EMA(3)
+    got = [ema.update(x) for x in xs]
+    want = [None, None, (3 + 1 + 4) / 3]
+    for x in xs[3:]:
+        want.append(want[-1] + 0.5 * (x - want[-1]))
+    assert got[:2] == [None, None] and got[2:] == pytest.approx(want[2:])
+    atr = ATR(2)
+    hlc = [(10, 8, 9), (12, 9, 11), (11, 7, 8), (9, 8, 8.5)]
+    out = [atr.update(*b) for b in hlc]
+    tr = [3.0, 4.0, 1.0]  # max(h-l, |h-prev c|, |l-prev c|) from the second bar
+    assert out[:2] == [None, None]
+    assert out[2] == pytest.approx((tr[0] + tr[1]) / 2)
+    assert out[3] == pytest.approx((out[2] + tr[2]) / 2)
+
 
 def test_rolling_mean_std_and_momentum_against_direct_formulas() -> None:
     xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]

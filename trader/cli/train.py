@@ -214,6 +214,10 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     # For the caller, not the artifact (whose bytes depend on the data only).
     meta["run_id"] = bt.run_id
     meta["data_path"] = str(cfg.instruments[0].data.path) if cfg.instruments[0].data else None
+    meta["oos_signals"] = signals
+    meta["oos_probabilities"] = {
+        fr.fold.index: dict(zip(frame.ts[result.samples.rows[fr.fold.test]].tolist(),
+                                fr.prob.tolist(), strict=True)) for fr in result.folds}
     return meta
 
 

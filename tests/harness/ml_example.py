@@ -29,7 +29,8 @@ def write_example(folder: Path, *, features: dict[str, Any] | None = None,
         "models": [{"name": "xgb", "model": "XGBoost", "budget": 0.5, "instruments": ["BTCUSD"],
                     "timeframe": "4h",
                     "params": {"artifact": str(folder / "artifact"), "features": feats,
-                               "threshold": 0.5, "cost_bps": 0, **(model_params or {})}}],
+                               "threshold": 0.5, "cost_bps": 0, "allow_short": True,
+                               **(model_params or {})}}],
         "risk": {"asset_class_exposure": {"limits": {"crypto": 1.0}}},
     }
     train = {

@@ -150,3 +150,22 @@ def test_paper_flow_status_kill_restart_and_one_daemon_per_data_dir(clone: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_xgboost_flow_trains_backtests_later_bars_and_meets_the_gate(clone: Path) -> None:
+    block = next(b for b in bash_blocks() if "trader models train config/btc_xgb" in b)
+    train, backtest, promote = trader_commands(block)
+    res = run(train, clone)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((clone / "artifacts" / "btc_xgb" / "artifact.json").read_text())
+    assert len(meta["folds"]) == 4 and meta["data"]["end_ts"] <= 1554076800 * 10**9
+    assert "recorded as run #1" in res.stdout
+    res = run(backtest, clone)
+    assert res.returncode == 0, res.stderr[-3000:]
+    equity = (clone / "runs" / "btc-xgb" / "equity.csv").read_text().splitlines()
+    assert equity[1].startswith("2019-04")  # the backtest starts where training stopped
+    res = run(promote, clone)
+    # No edge out of sample: the gate refuses, naming the stored out-of-sample run.
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "gate to candidate for btc_xgb: FAIL" in res.stderr
+    assert "backtest_run: run #" in res.stderr

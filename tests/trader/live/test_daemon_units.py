@@ -32,7 +32,9 @@ def _installed_copy(tmp_path: Path, name: str, as_name: str) -> Path:
 
 
 @pytest.mark.parametrize(("name", "as_name"), [("trader.service", "trader.service"),
-                                               ("trader@.service", "trader@paper.service")])
+                                               ("trader@.service", "trader@paper.service"),
+                                               ("trader-retrain@.service",
+                                                "trader-retrain@btc_xgb.service")])
 def test_systemd_analyze_verify_accepts_the_units(tmp_path, name, as_name):
     exe = _analyze()
     assert (REPO / ".venv" / "bin" / "trader").exists() or shutil.which("trader")
@@ -61,3 +63,19 @@ def test_units_ask_for_notify_watchdog_restart_and_hardening(name):
         assert key in settings, key
     assert "Type=notify" in text and "Restart=on-failure" in text
     assert "ProtectSystem=strict" in text
+
+
+def test_the_retrain_timer_starts_the_retrain_service_weekly(tmp_path):
+    exe = _analyze()
+    service = _installed_copy(tmp_path, "trader-retrain@.service",
+                              "trader-retrain@btc_xgb.service")
+    timer = _installed_copy(tmp_path, "trader-retrain@.timer", "trader-retrain@btc_xgb.timer")
+    res = subprocess.run([exe, "verify", str(timer), str(service)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr.strip() == "", res.stderr
+    text = (UNITS / "trader-retrain@.service").read_text()
+    assert "trader models train /etc/trader/%i.train.yaml --walk-forward" in text
+    assert "--out /var/lib/trader/artifacts/%i/" in text  # a new version, never in place
+    cal = subprocess.run([exe, "calendar", "Sun *-*-* 02:00:00 UTC"], capture_output=True,
+                         text=True, timeout=60)
+    assert cal.returncode == 0 and "Sun" in cal.stdout

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from models.base import Model, Params
 from models.ml.artifacts import Artifact, check_features, load_artifact
 from models.ml.features import FeatureEngine, FeatureSetConfig, warmup_bars
+from models.ml.meta import PrimaryConfig, PrimarySide
 from models.ml.predict import Predictor
 from models.ml.signals import SignalRule, target_weight
 from trader.core.events import Bar
@@ -91,6 +92,11 @@ class XGBoost(Model):
         self._vol = meta["features"]["names"].index("vol")
         self.rule = signal_rule(p, labels, self.timeframe)
         self._engines = {i: FeatureEngine(p.features, self.timeframe) for i in self.instruments}
+        # Meta-labelling: the primary model the artifact was labelled with picks the side.
+        primary = labels.get("primary")
+        self._primary = {i: PrimarySide(PrimaryConfig.model_validate(primary), i,
+                                        self.timeframe) for i in self.instruments} if primary \
+            else None
         self._weight = dict.fromkeys(self.instruments, 0.0)
         self.last_prob: dict[str, float] = {}
 
@@ -103,12 +109,15 @@ class XGBoost(Model):
 
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
         inst = bar.instrument_id
+        side = None
+        if self._primary is not None and bar.timeframe == self.timeframe:
+            side = self._primary[inst].on_bar(bar)  # every decision bar, ready or not
         x = self._engines[inst].on_bar(bar)
         if x is None:
             return None
         p = float(self.predictor.predict(np.array([x]))[0])
         self.last_prob[inst] = p
-        w = target_weight(p, x[self._width], x[self._vol], self.rule)
+        w = target_weight(p, x[self._width], x[self._vol], self.rule, side)
         if w == self._weight[inst]:
             return None
         self._weight[inst] = w

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from models.base import Params
+from models.ml.meta import PrimaryConfig
 
 PROFIT, STOP, VERTICAL = 1, -1, 0
 
@@ -31,6 +32,8 @@ class LabelConfig(Params):
     stop_loss: float = Field(2.0, gt=0)
     barrier: Literal["atr", "vol"] = "atr"
     side: Literal["long", "short"] = "long"
+    primary: PrimaryConfig | None = Field(None, description=(
+        "meta-labelling: label the trades of this model's side instead of ``side``"))
 
 
 @dataclass(frozen=True)

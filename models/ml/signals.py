@@ -44,13 +44,18 @@ def size(vol: float, rule: SignalRule) -> float:
     return steps * rule.weight_step
 
 
-def target_weight(p: float, width: float, vol: float, rule: SignalRule) -> float:
-    """The weight for probability ``p``: signed size, or 0.0 when no side clears both gates."""
+def target_weight(p: float, width: float, vol: float, rule: SignalRule,
+                  primary: int | None = None) -> float:
+    """The weight for probability ``p``: signed size, or 0.0 when no side clears both gates.
+
+    ``primary``: with meta-labels, the primary model's side on this bar; ``p`` is then the
+    probability that its trade wins, and the mirror trade is never taken.
+    """
     ev = expected_return(p, width, rule) * 10_000.0  # bps
     side = 0
     if p >= rule.threshold and ev > rule.cost_bps:
-        side = rule.primary
-    elif 1.0 - p >= rule.threshold and -ev > rule.cost_bps:
+        side = rule.primary if primary is None else primary
+    elif primary is None and 1.0 - p >= rule.threshold and -ev > rule.cost_bps:
         side = -rule.primary
     if side < 0 and not rule.allow_short:
         side = 0

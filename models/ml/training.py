@@ -74,6 +74,7 @@ class Samples:
     y: np.ndarray
     ret: np.ndarray
     weight: np.ndarray
+    side: np.ndarray      # the labelled trade's side (+1/-1)
 
 
 @dataclass
@@ -109,17 +110,24 @@ def barrier_width(frame: FeatureFrame, labels: LabelConfig) -> np.ndarray:
     return frame.column("atr" if labels.barrier == "atr" else "vol")
 
 
-def make_samples(frame: FeatureFrame, cfg: TrainConfig) -> tuple[Labels, Samples]:
-    """Label every bar and keep those with complete features and a decided label."""
+def make_samples(frame: FeatureFrame, cfg: TrainConfig,
+                 sides: np.ndarray | None = None) -> tuple[Labels, Samples]:
+    """Label every bar and keep those with complete features and a decided label.
+
+    ``sides``: the primary model's side per decision bar (meta-labelling); bars where it
+    is flat get no label.
+    """
     width = barrier_width(frame, cfg.labels) * frame.close
-    labels = triple_barrier(frame.close, frame.high, frame.low, width, cfg.labels)
+    labels = triple_barrier(frame.close, frame.high, frame.low, width, cfg.labels, sides)
     rows = np.flatnonzero(frame.ready & labels.valid)
     end = labels.end[rows]
     if cfg.weights == "uniqueness":
         weight = uniqueness_weights(rows, end, len(frame.ts))
     else:
         weight = np.ones(len(rows))
-    return labels, Samples(rows, rows, end, labels.y[rows], labels.ret[rows], weight)
+    side = (np.full(len(rows), 1 if cfg.labels.side == "long" else -1, dtype=np.int8)
+            if sides is None else np.asarray(sides, dtype=np.int8)[rows])
+    return labels, Samples(rows, rows, end, labels.y[rows], labels.ret[rows], weight, side)
 
 
 def fit_calibrated(frame: FeatureFrame, s: Samples, positions: np.ndarray,
@@ -142,9 +150,13 @@ def fit_calibrated(frame: FeatureFrame, s: Samples, positions: np.ndarray,
 
 
 def train(frame: FeatureFrame, cfg: TrainConfig,
-          progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Purged folds (each scored on its test block), then the final fit on every sample."""
-    labels, s = make_samples(frame, cfg)
+          progress: Callable[[str], None] | None = None,
+          sides: np.ndarray | None = None) -> TrainResult:
+    """Purged folds (each scored on its test block), then the final fit on every sample;
+    ``sides``: the primary model's side per decision bar when ``labels.primary`` is set."""
+    if (cfg.labels.primary is None) != (sides is None):
+        raise ValueError("sides are given exactly when labels.primary is configured")
+    labels, s = make_samples(frame, cfg, sides)
     if len(s.rows) < 10 * (cfg.cv.folds + 1):
         raise ValueError(f"only {len(s.rows)} labelled samples with complete features; "
                          "more history (or shorter feature windows / horizon) is needed")

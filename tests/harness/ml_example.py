@@ -14,7 +14,8 @@ START, END = "2018-01-01", "2018-06-01"
 
 def write_example(folder: Path, *, features: dict[str, Any] | None = None,
                   data_path: Path = BTC_1H, start: str = START, end: str = END,
-                  model_params: dict[str, Any] | None = None) -> tuple[Path, Path]:
+                  model_params: dict[str, Any] | None = None,
+                  labels: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """A deployment config running model ``xgb`` and its training file; (train, config)."""
     folder.mkdir(parents=True, exist_ok=True)
     feats = features or {"name": "technical", "params": {"slow_timeframe": "1d"}}
@@ -36,7 +37,7 @@ def write_example(folder: Path, *, features: dict[str, Any] | None = None,
     train = {
         "config": "config.yaml", "model": "xgb", "out": str(folder / "artifact"),
         "start": start, "end": end,
-        "labels": {"horizon": 6, "profit_take": 1.5, "stop_loss": 1.5},
+        "labels": {"horizon": 6, "profit_take": 1.5, "stop_loss": 1.5, **(labels or {})},
         "cv": {"scheme": "walk_forward", "folds": 3, "embargo": 2, "calibration_fraction": 0.2},
         "calibration": "platt",
         "xgboost": {"n_estimators": 25, "max_depth": 3, "seed": 3, "nthread": 1},

@@ -86,3 +86,20 @@ def test_the_model_reads_its_features_from_closed_bars_of_both_timeframes(
     (model,) = build_models(load_config(example["config"]))
     assert sorted(model.subscriptions()) == [("BTCUSD", 4 * 3600), ("BTCUSD", 86_400)]
     assert model.warmup_bars() >= 22 * 6  # 20-day slow windows on 4-hour decisions
+
+
+def test_meta_labelled_model_trades_the_primary_side_as_training_did(tmp_path: Path) -> None:
+    from ml_example import write_example
+
+    from trader.cli.train import train_model
+
+    primary = {"model": "SmaCross", "params": {"fast": 5, "slow": 20, "allow_short": True}}
+    train, config = write_example(tmp_path, labels={"primary": primary})
+    meta = train_model(train, record=False)
+    assert meta["labels"]["primary"] == primary
+    expected = meta["oos_signals"][1]
+    weights, _ = _replay_weights(config, fold=1)
+    assert {ts: weights[ts] for ts in expected} == expected
+    # Both sides occur, each only where the classifier agreed to act.
+    assert min(expected.values()) < 0 < max(expected.values())
+    assert 0.0 in expected.values()

@@ -90,9 +90,11 @@ def oos_signals(frame: FeatureFrame, result: TrainResult, labels: LabelConfig,
     out: dict[int, dict[int, float]] = {}
     for fr in result.folds:
         rows = s.rows[fr.fold.test]
-        out[fr.fold.index] = {int(frame.ts[r]): target_weight(float(p), float(width[r]),
-                                                             float(vol[r]), rule)
-                              for r, p in zip(rows, fr.prob, strict=True)}
+        sides = s.side[fr.fold.test] if labels.primary is not None else [None] * len(rows)
+        out[fr.fold.index] = {
+            int(frame.ts[r]): target_weight(float(p), float(width[r]), float(vol[r]), rule,
+                                            None if side is None else int(side))
+            for r, p, side in zip(rows, fr.prob, sides, strict=True)}
     return out
 
 
@@ -149,8 +151,14 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
             bar.advance(task)
             say(f"      fitted {done}")
 
+        sides = None
+        if tc.labels.primary is not None:
+            from models.ml.meta import primary_sides
+
+            sides = primary_sides(tc.labels.primary, inst, tf,
+                                  [b for b in bars if b.timeframe == tf])
         try:
-            result = train(frame, tc, progress=step)
+            result = train(frame, tc, progress=step, sides=sides)
         except ValueError as exc:
             raise UserError(f"{train_file}: cannot train {mc.name}: {exc}") from None
 

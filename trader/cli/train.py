@@ -111,8 +111,6 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     from trader.core.timeframes import parse_timeframe
     from trader.engine.config import resolve_data_path
     from trader.replay.backtest import run_backtest
-    from trader.replay.metrics import compute_metrics
-
     tc = load_train_config(train_file)
     if walk_forward:
         tc = tc.model_copy(update={"cv": tc.cv.model_copy(update={"scheme": "walk_forward"})})
@@ -174,25 +172,7 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     finally:
         if db is not None:
             db.close()
-    eq = bt.engine.recorder.equity
-    folds_meta = []
-    for fr in result.folds:
-        test_ts = frame.ts[result.samples.rows[fr.fold.test]]
-        lo, hi = int(test_ts[0]), int(test_ts[-1])
-        pts = [p for p in eq if lo <= p.ts <= hi]
-        bt_fold: dict[str, Any] = {}
-        if len(pts) > 1:
-            m = compute_metrics([p.ts for p in pts], [p.nav for p in pts], trades=0, wins=0,
-                                losses=0, gross_profit=0.0, gross_loss=0.0, exposure=0.0)
-            bt_fold = {k: m[k] for k in ("total_return", "sharpe", "max_drawdown")}
-        folds_meta.append({
-            "index": fr.fold.index, "file": artifacts.fold_file(fr.fold.index),
-            "test_start_ts": lo, "test_end_ts": hi,
-            "train_samples": len(fr.fold.train), "test_samples": len(fr.fold.test),
-            "fit_samples": fr.fit.fit_n, "calibration_samples": fr.fit.calibration_n,
-            "calibration": fr.fit.calibrator.to_dict(),
-            "metrics": fr.metrics, "backtest": bt_fold,
-        })
+    folds_meta = fold_records(frame, result, bt.engine.recorder.equity)
     keys = ("total_return", "cagr", "sharpe", "max_drawdown", "trades", "exposure")
     meta = {
         "model": mc.name, "instrument": inst, "timeframe": tf,
@@ -218,7 +198,8 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
         console.print(fold_table(meta))
         if bt.run_id is not None:
             console.print(f"out-of-sample backtest recorded as run #{bt.run_id} for model "
-                          f"{mc.name} (stage research until `trader models promote`)")
+                          f"{mc.name}: the promotion gate reads it (`trader models promote "
+                          f"{mc.name} --config {config_path}`)", highlight=False)
     # For the caller, not the artifact (whose bytes depend on the data only).
     meta["run_id"] = bt.run_id
     meta["data_path"] = str(cfg.instruments[0].data.path) if cfg.instruments[0].data else None
@@ -227,6 +208,34 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
         fr.fold.index: dict(zip(frame.ts[result.samples.rows[fr.fold.test]].tolist(),
                                 fr.prob.tolist(), strict=True)) for fr in result.folds}
     return meta
+
+
+def fold_records(frame: FeatureFrame, result: TrainResult,
+                 equity: list[Any]) -> list[dict[str, Any]]:
+    """Per fold, for the artifact: its span, sizes, calibration, scores, and the return,
+    Sharpe and drawdown of the out-of-sample replay's equity over its test span."""
+    from models.ml.artifacts import fold_file
+    from trader.replay.metrics import compute_metrics
+
+    out = []
+    for fr in result.folds:
+        test_ts = frame.ts[result.samples.rows[fr.fold.test]]
+        lo, hi = int(test_ts[0]), int(test_ts[-1])
+        pts = [p for p in equity if lo <= p.ts <= hi]
+        backtest: dict[str, Any] = {}
+        if len(pts) > 1:
+            m = compute_metrics([p.ts for p in pts], [p.nav for p in pts], trades=0, wins=0,
+                                losses=0, gross_profit=0.0, gross_loss=0.0, exposure=0.0)
+            backtest = {k: m[k] for k in ("total_return", "sharpe", "max_drawdown")}
+        out.append({
+            "index": fr.fold.index, "file": fold_file(fr.fold.index),
+            "test_start_ts": lo, "test_end_ts": hi,
+            "train_samples": len(fr.fold.train), "test_samples": len(fr.fold.test),
+            "fit_samples": fr.fit.fit_n, "calibration_samples": fr.fit.calibration_n,
+            "calibration": fr.fit.calibrator.to_dict(),
+            "metrics": fr.metrics, "backtest": backtest,
+        })
+    return out
 
 
 def fold_table(meta: dict[str, Any]) -> Table:

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 from models.base import Model
-from models.crypto_momentum import CryptoMomentum
-from models.equity_trend import EquityTrend
-from models.index_mean_reversion import IndexMeanReversion
-from models.sma_cross import SmaCross
+from models.rules import RULE_MODELS
 from models.xgboost import XGBoost
 
-MODEL_CLASSES: dict[str, type[Model]] = {
-    "SmaCross": SmaCross,
-    "EquityTrend": EquityTrend,
-    "IndexMeanReversion": IndexMeanReversion,
-    "CryptoMomentum": CryptoMomentum,
-    "XGBoost": XGBoost,
-}
+MODEL_CLASSES: dict[str, type[Model]] = {**RULE_MODELS, "XGBoost": XGBoost}
 
 
 def model_class(name: str) -> type[Model]:

@@ -55,7 +55,8 @@ def to_utc_ns(col: pa.ChunkedArray | pa.Array, *, row0: int = 0, tz: str | None 
         raise TimestampError(f"column {column!r} has type {t}; {_EXPECTED}")
     if out.null_count:
         first = int(np.flatnonzero(pc.is_null(out).to_numpy(zero_copy_only=False))[0])
-        raise TimestampError(f"row {row0 + first + 1}: column {column!r} is empty")
+        raise TimestampError(f"row {row0 + first + 1}: missing {column} "
+                             f"(column {column!r} is empty)")
     return out.to_numpy(zero_copy_only=False)
 
 
@@ -105,5 +106,5 @@ def _one(text: str, tz: str | None, row: int, column: str) -> int:
         if target.tz is None and tz not in (None, "UTC"):
             v = pc.assume_timezone(v, tz)
         return int(v.cast(pa.int64())[0].as_py())
-    raise TimestampError(f"row {row}: column {column!r} has unreadable value {text!r}; "
-                         f"{_EXPECTED}")
+    raise TimestampError(f"row {row}: unreadable {column} {text!r} (column {column!r}; "
+                         f"{_EXPECTED})")

@@ -37,12 +37,22 @@ class Strict(BaseModel):
 
 
 class DataSource(Strict):
-    """Where an instrument's history lives (Parquet or CSV) and its bar length."""
+    """Where an instrument's history lives and its bar length: a file (Parquet or CSV), or
+    an entry of the data catalog (``venue/symbol`` or a symbol only one venue holds)."""
 
-    path: Path
+    path: Path | None = None
+    catalog: str | None = None
     timeframe: str = "1m"
     # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
     _searched: tuple[Path, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        # both may be set: load_config resolves a catalog entry to its file's path
+        if self.path is None and self.catalog is None:
+            raise ValueError("give either path (a bar file) or catalog (an entry of the data "
+                             "catalog, e.g. binance/BTCUSDT)")
+        return self
 
     @field_validator("timeframe")
     @classmethod
@@ -57,6 +67,8 @@ class InstrumentConfig(Instrument):
 
 class DataConfig(Strict):
     on_bad_row: Literal["error", "skip"] = "error"
+    # root of the Parquet catalog (trader data ...); relative: looked up like data paths
+    catalog: Path = Path("data/catalog")
     batch_size: int = Field(65_536, gt=0)
     start: str | None = None
     end: str | None = None
@@ -495,9 +507,26 @@ def load_config(path: str | Path) -> AppConfig:
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",
                                       *(f"  at {x}" for x in problems)]))
-    for inst in cfg.instruments:
-        if inst.data is not None:
+    root, _ = _data_path_candidates(cfg.data.catalog, p)
+    object.__setattr__(cfg.data, "catalog", root)
+    for idx, inst in enumerate(cfg.instruments):
+        if inst.data is not None and inst.data.catalog is not None:
+            object.__setattr__(inst.data, "path", _catalog_path(cfg, idx, p))
+        elif inst.data is not None and inst.data.path is not None:
             resolved, searched = _data_path_candidates(inst.data.path, p)
             object.__setattr__(inst.data, "path", resolved)
             inst.data._searched = searched
     return cfg
+
+
+def _catalog_path(cfg: AppConfig, idx: int, config_file: Path) -> Path:
+    """The file of ``instruments[idx].data.catalog`` in the config's catalog."""
+    from trader.data.catalog import Catalog, CatalogError
+
+    data = cfg.instruments[idx].data
+    assert data is not None and data.catalog is not None
+    catalog = Catalog(cfg.data.catalog)
+    try:
+        return catalog.path(catalog.find(data.catalog, data.timeframe))
+    except (CatalogError, ValueError) as exc:
+        raise ConfigError(f"{config_file}: instruments.{idx}.data.catalog: {exc}") from None

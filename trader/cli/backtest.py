@@ -66,7 +66,16 @@ def backtest(
         db.close()
     print_summary(result.metrics, out_dir)
     console.print(f"run #{result.run_id} recorded in {db.safe_url}")
+    for inst_id, info in sorted(result.metrics.get("data", {}).items()):
+        if "ended_early" in info:
+            end = info["ended_early"]
+            err_console.print(f"warning: {inst_id}: data ends {end['last_bar']}, before the run "
+                              f"({end['run_end']}); its position ({end['position_at_end']:g}) "
+                              f"is held at the last price ({end['on_data_end']})",
+                              highlight=False)
     for inst_id, stats in sorted(result.feed_stats.items()):
+        for a, b in stats.get("gaps", []):
+            err_console.print(f"warning: {inst_id}: no bars from {a} to {b}", highlight=False)
         if stats["skipped"]:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
             err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "

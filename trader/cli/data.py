@@ -142,7 +142,7 @@ def _run_downloads(config: Path, gateway: str, timeframe: str,
         await _connect(source)
         try:
             with _progress() as bar:
-                for _sym, inst, start in jobs:
+                for sym, inst, start in jobs:
                     key = catalog.key(gateway, inst, timeframe)
                     task = bar.add_task(key.name, total=None, rows=0)
 
@@ -151,7 +151,8 @@ def _run_downloads(config: Path, gateway: str, timeframe: str,
                                    rows=(catalog.manifest(key).rows
                                          if catalog.manifest(key) else 0))
                     results.append(await download(source, catalog, key, inst, start, end_ns,
-                                                  chunk_bars=chunk, progress=tick))
+                                                  chunk_bars=chunk, progress=tick,
+                                                  venue_symbol=sym))
         finally:
             await source.close()
 
@@ -166,6 +167,10 @@ def _run_downloads(config: Path, gateway: str, timeframe: str,
     except KeyError as exc:
         raise UserError(f"gateways.{gateway}: {exc.args[0] if exc.args else exc}") from None
     except Exception as exc:  # a venue that keeps failing: keep what is stored, say how to resume
+        from gateways.base import GatewayStartError
+
+        if isinstance(exc, GatewayStartError):  # a symbol it does not list, bad credentials
+            raise UserError(f"gateways.{gateway}: {exc}") from None
         kept = ", ".join(f"{k.name} to {m.last}" for k, m in catalog.iter_keys()
                          if m is not None and k.venue == gateway) or "nothing"
         err_console.print(f"error: download from {gateway} failed: {type(exc).__name__}: "
@@ -251,9 +256,7 @@ def update_cmd(
             err_console.print(f"skipped {key.name}: gateway {gw!r} is not in {config}",
                               highlight=False)
             continue
-        section = cfg.gateways[gw]
-        ids = _instrument_ids(section, [key.symbol])
-        sym = next(iter(ids))
+        sym = man.venue_symbol or next(iter(_instrument_ids(cfg.gateways[gw], [key.symbol])))
         start = catalog.last_open(key) or 0
         groups.setdefault((gw, format_timeframe(key.timeframe)), []).append(
             (sym, key.symbol, start))

@@ -78,6 +78,7 @@ class Manifest:
     last: str | None
     sha256: str
     adjustments: list[dict[str, Any]] = field(default_factory=list)
+    venue_symbol: str | None = None  # the venue's own name of the symbol (e.g. BTC/USDT)
 
 
 def table_from_bars(bars: list[Bar]) -> pa.Table:
@@ -100,6 +101,17 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def manifest_of_file(path: Path) -> Manifest | None:
+    """The manifest beside a catalog file; None for a file that is not in a catalog."""
+    side = Path(path).with_suffix(".json")
+    if Path(path).suffix != ".parquet" or not side.exists():
+        return None
+    try:
+        return Manifest(**json.loads(side.read_text()))
+    except (ValueError, TypeError):
+        return None
 
 
 class Catalog:
@@ -189,7 +201,8 @@ class Catalog:
 
     # -- writing --------------------------------------------------------------------------
     def write(self, key: EntryKey, table: pa.Table, *, source: str,
-              adjustments: list[dict[str, Any]] | None = None) -> Manifest:
+              adjustments: list[dict[str, Any]] | None = None,
+              venue_symbol: str | None = None) -> Manifest:
         """Replace an entry with ``table`` (sorted by ``ts``, no duplicates), atomically."""
         table = table.select(SCHEMA.names).cast(SCHEMA)
         ts = ts_ns(table)
@@ -211,13 +224,15 @@ class Catalog:
             sha256=_sha256(path),
             adjustments=adjustments if adjustments is not None else
             (old.adjustments if old is not None else []),
+            venue_symbol=venue_symbol or (old.venue_symbol if old is not None else None),
         )
         mtmp = self.manifest_path(key).with_suffix(".json.tmp")
         mtmp.write_text(json.dumps(asdict(man), indent=2) + "\n")
         os.replace(mtmp, self.manifest_path(key))
         return man
 
-    def append(self, key: EntryKey, new: pa.Table, *, source: str) -> int:
+    def append(self, key: EntryKey, new: pa.Table, *, source: str,
+               venue_symbol: str | None = None) -> int:
         """Add the bars of ``new`` that open after the last stored bar; return how many."""
         new = new.select(SCHEMA.names).cast(SCHEMA)
         last = self.last_open(key)
@@ -227,7 +242,8 @@ class Catalog:
         if new.num_rows == 0:
             return 0
         old = self.read(key)
-        self.write(key, pa.concat_tables([old, new]) if old.num_rows else new, source=source)
+        self.write(key, pa.concat_tables([old, new]) if old.num_rows else new, source=source,
+                   venue_symbol=venue_symbol)
         return new.num_rows
 
     def verify(self, key: EntryKey) -> str | None:

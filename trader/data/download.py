@@ -78,6 +78,7 @@ async def download(
     backoff_s: float = 1.0,
     now_ns: Callable[[], int] = time.time_ns,
     progress: Callable[[int, int], None] | None = None,
+    venue_symbol: str | None = None,
 ) -> DownloadResult:
     """Fetch ``instrument_id``'s closed bars from ``source`` into ``key``'s entry."""
     tf_s = key.timeframe
@@ -96,7 +97,8 @@ async def download(
     def flush() -> None:
         nonlocal added, pending
         if pending:
-            added += catalog.append(key, table_from_bars(pending), source=label)
+            added += catalog.append(key, table_from_bars(pending), source=label,
+                                    venue_symbol=venue_symbol)
             pending = []
 
     try:

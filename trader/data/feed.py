@@ -278,7 +278,8 @@ def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppCon
         if inst.data is None:
             continue
         if inst.data.path is None:
-            raise DataError(f"instrument {inst.id}: catalog entry {inst.data.catalog!r} was "
+            raise DataError(getattr(inst.data, "_missing", None) or
+                            f"instrument {inst.id}: catalog entry {inst.data.catalog!r} was "
                             "not resolved to a file (load the config with load_config)")
         searched = getattr(inst.data, "_searched", ())
         if searched and not inst.data.path.exists():

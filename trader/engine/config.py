@@ -45,6 +45,9 @@ class DataSource(Strict):
     timeframe: str = "1m"
     # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
     _searched: tuple[Path, ...] = PrivateAttr(default=())
+    # Why ``catalog`` names no file (set by ``load_config``; the feed reports it when the
+    # bars are needed, so ``trader data download`` can still read this config to fill it).
+    _missing: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSource:
@@ -511,7 +514,7 @@ def load_config(path: str | Path) -> AppConfig:
     object.__setattr__(cfg.data, "catalog", root)
     for idx, inst in enumerate(cfg.instruments):
         if inst.data is not None and inst.data.catalog is not None:
-            object.__setattr__(inst.data, "path", _catalog_path(cfg, idx, p))
+            _resolve_catalog(cfg, idx, p)
         elif inst.data is not None and inst.data.path is not None:
             resolved, searched = _data_path_candidates(inst.data.path, p)
             object.__setattr__(inst.data, "path", resolved)
@@ -519,14 +522,14 @@ def load_config(path: str | Path) -> AppConfig:
     return cfg
 
 
-def _catalog_path(cfg: AppConfig, idx: int, config_file: Path) -> Path:
-    """The file of ``instruments[idx].data.catalog`` in the config's catalog."""
+def _resolve_catalog(cfg: AppConfig, idx: int, config_file: Path) -> None:
+    """Point ``instruments[idx].data.path`` at its catalog entry's file, or note why not."""
     from trader.data.catalog import Catalog, CatalogError
 
     data = cfg.instruments[idx].data
     assert data is not None and data.catalog is not None
     catalog = Catalog(cfg.data.catalog)
     try:
-        return catalog.path(catalog.find(data.catalog, data.timeframe))
+        object.__setattr__(data, "path", catalog.path(catalog.find(data.catalog, data.timeframe)))
     except (CatalogError, ValueError) as exc:
-        raise ConfigError(f"{config_file}: instruments.{idx}.data.catalog: {exc}") from None
+        data._missing = f"{config_file}: instruments.{idx}.data.catalog: {exc}"

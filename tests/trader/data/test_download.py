@@ -89,7 +89,8 @@ async def test_an_interrupted_download_resumes_after_the_last_stored_bar(
     try:
         with pytest.raises(Exception):  # noqa: B017 - whatever the venue's error type is
             await download(gw, cat, key, venue.instrument_id, DAY0_MS * 1_000_000,
-                           chunk_bars=20, retries=1, backoff_s=0.01, progress=fail_after_first_chunk,
+                           chunk_bars=20, retries=1, backoff_s=0.01,
+                           progress=fail_after_first_chunk,
                            now_ns=lambda: venue.standin.now_ms() * 1_000_000)
     finally:
         await gw.close()

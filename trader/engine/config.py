@@ -510,8 +510,7 @@ def load_config(path: str | Path) -> AppConfig:
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",
                                       *(f"  at {x}" for x in problems)]))
-    root, _ = _data_path_candidates(cfg.data.catalog, p)
-    object.__setattr__(cfg.data, "catalog", root)
+    object.__setattr__(cfg.data, "catalog", _catalog_root(cfg.data.catalog, p))
     for idx, inst in enumerate(cfg.instruments):
         if inst.data is not None and inst.data.catalog is not None:
             _resolve_catalog(cfg, idx, p)
@@ -520,6 +519,16 @@ def load_config(path: str | Path) -> AppConfig:
             object.__setattr__(inst.data, "path", resolved)
             inst.data._searched = searched
     return cfg
+
+
+def _catalog_root(root: Path, config_file: Path) -> Path:
+    """The catalog root: looked up like a data path; one that does not exist yet (a first
+    download) goes where its parent folder exists, so ``config/*.yaml`` naming
+    ``data/catalog`` fills the repository's ``data/``."""
+    found, searched = _data_path_candidates(root, config_file)
+    if not searched:
+        return found
+    return next((c for c in searched if c.parent.is_dir()), found)
 
 
 def _resolve_catalog(cfg: AppConfig, idx: int, config_file: Path) -> None:

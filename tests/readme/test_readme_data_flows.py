@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+# the shared fixture (``clone``) and helpers of the README flows
 from test_readme_flows import bash_blocks, clone, run, trader_commands  # noqa: F401
 
 from gateways.testing.harness import FAST_TIMING, VenueThread, candle
@@ -19,7 +21,7 @@ HOUR_MS = 3_600_000
 DAY0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
 
-def test_import_validate_resample_and_a_backtest_from_the_catalog(clone: Path) -> None:
+def test_import_validate_resample_and_a_backtest_from_the_catalog(clone: Path) -> None:  # noqa: F811
     block = next(b for b in bash_blocks() if "trader data import" in b)
     cmds = trader_commands(block)
     assert [c[3:5] for c in cmds][:4] == [["data", "import"], ["data", "validate"],
@@ -35,7 +37,7 @@ def test_import_validate_resample_and_a_backtest_from_the_catalog(clone: Path) -
     assert metrics["data"]["SPY"]["prices"] == "back_adjusted" and metrics["trades"] > 0
 
 
-def test_download_and_update_through_the_gateway(clone: Path) -> None:
+def test_download_and_update_through_the_gateway(clone: Path) -> None:  # noqa: F811
     block = next(b for b in bash_blocks() if "trader data download" in b)
     download, update = trader_commands(block)
     venue = VenueThread("binance")

@@ -96,7 +96,7 @@ def data_report(feed: HistoricalFeed, engine: Engine) -> dict[str, Any]:
         }
         last, tf = ends[inst]
         if last is not None and run_end is not None and last + tf < run_end:
-            qty = engine.portfolio.quantity(inst)
+            qty = engine.portfolio.position(inst)
             entry["ended_early"] = {"last_bar": ns_to_iso(last), "run_end": ns_to_iso(run_end),
                                     "on_data_end": "hold", "position_at_end": qty}
             log.warning("data_ended_early", instrument=inst, last_bar=ns_to_iso(last),

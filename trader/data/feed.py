@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from trader.core.events import Bar, ns_to_iso
+from trader.core.events import Bar, DataEnded, ns_to_iso
 from trader.core.timeframes import NS, parse_timeframe
 from trader.core.validation import BAR_RULES
 from trader.data.timestamps import TimestampError, to_utc_ns
@@ -235,10 +235,15 @@ class BarFile:
 
 
 class HistoricalFeed:
-    """Merges many instruments' bars by close time; ties broken by instrument id."""
+    """Merges many instruments' bars by close time; ties broken by instrument id.
 
-    def __init__(self, files: list[BarFile]) -> None:
+    With ``announce_end`` (a backtest sets it), an instrument whose bars end while others
+    go on gets a ``DataEnded`` event, just before the first later bar of another one.
+    """
+
+    def __init__(self, files: list[BarFile], *, announce_end: bool = False) -> None:
         self.files = sorted(files, key=lambda f: f.spec.instrument_id)
+        self.announce_end = announce_end
 
     def total_rows(self) -> int | None:
         totals = [f.total_rows() for f in self.files]
@@ -253,8 +258,27 @@ class HistoricalFeed:
             return iter(self.files[0])
         # (ts, instrument_id) never ties across files, so tuples compare without
         # ever reaching the Bar itself.
+        if self.announce_end:
+            return self._with_ends()
         keyed = [((b.ts, b.instrument_id, b) for b in f) for f in self.files]
         return (item[2] for item in heapq.merge(*keyed))
+
+    def _with_ends(self) -> Iterator[Bar | DataEnded]:
+        ended: list[Bar] = []  # last bars of files that ran out, oldest first
+
+        def keyed(f: BarFile) -> Iterator[tuple[int, str, Bar]]:
+            last = None
+            for b in f:
+                last = b
+                yield b.ts, b.instrument_id, b
+            if last is not None:
+                ended.append(last)  # runs when the merge asks this file for one more bar
+
+        for ts, _, bar in heapq.merge(*(keyed(f) for f in self.files)):
+            while ended and ended[0].ts < ts:
+                last = ended.pop(0)
+                yield DataEnded(last.ts, last.instrument_id, last.close)
+            yield bar
 
 
 def parse_time(text: str | None) -> int | None:

@@ -72,6 +72,9 @@ class DataConfig(Strict):
     on_bad_row: Literal["error", "skip"] = "error"
     # root of the Parquet catalog (trader data ...); relative: looked up like data paths
     catalog: Path = Path("data/catalog")
+    # an instrument whose data ends before the backtest: keep its position, marked at the
+    # last price (hold), or close it at that price through the pipeline and risk (close)
+    on_data_end: Literal["hold", "close"] = "hold"
     batch_size: int = Field(65_536, gt=0)
     start: str | None = None
     end: str | None = None

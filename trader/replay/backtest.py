@@ -59,6 +59,8 @@ def run_backtest(
         if recording is not None:
             recording.attach(engine)
         source = feed if feed is not None else feed_from_config(cfg)
+        if isinstance(source, HistoricalFeed):
+            source.announce_end = True  # an instrument's early end is an event of the replay
         engine.kernel.run(source, progress)
         engine.recorder.finish()
     finally:
@@ -97,11 +99,13 @@ def data_report(feed: HistoricalFeed, engine: Engine) -> dict[str, Any]:
         last, tf = ends[inst]
         if last is not None and run_end is not None and last + tf < run_end:
             qty = engine.portfolio.position(inst)
+            policy = engine.cfg.data.on_data_end
             entry["ended_early"] = {"last_bar": ns_to_iso(last), "run_end": ns_to_iso(run_end),
-                                    "on_data_end": "hold", "position_at_end": qty}
+                                    "on_data_end": policy, "position_at_end": qty}
             log.warning("data_ended_early", instrument=inst, last_bar=ns_to_iso(last),
-                        run_end=ns_to_iso(run_end), position=qty,
-                        detail="the position is held at its last price to the end of the run")
+                        run_end=ns_to_iso(run_end), position=qty, on_data_end=policy,
+                        detail="the position was closed at the last price" if policy == "close"
+                        else "the position is held at its last price to the end of the run")
         out[inst] = entry
     return out
 

@@ -69,10 +69,10 @@ def backtest(
     for inst_id, info in sorted(result.metrics.get("data", {}).items()):
         if "ended_early" in info:
             end = info["ended_early"]
-            what = ("closed at the last price" if end["on_data_end"] == "close" else
-                    f"({end['position_at_end']:g}) held at the last price")
+            what = ("is closed at the last price" if end["on_data_end"] == "close" else
+                    f"({end['position_at_end']:g}) is held at the last price")
             err_console.print(f"warning: {inst_id}: data ends {end['last_bar']}, before the run "
-                              f"({end['run_end']}); its position is {what} "
+                              f"({end['run_end']}); its position {what} "
                               f"(data.on_data_end: {end['on_data_end']})", highlight=False)
     for inst_id, stats in sorted(result.feed_stats.items()):
         for a, b in stats.get("gaps", []):

@@ -356,7 +356,8 @@ def _calendar_for(venue: str | None, given: str | None) -> tuple[str, str]:
 
 @data_app.command("validate")
 def validate_cmd(
-    targets: list[str] = typer.Argument(..., help="catalog entries (venue/symbol[/tf]) or files"),
+    targets: list[str] = typer.Argument(None, help="catalog entries (venue/symbol[/tf]) or "
+                                        "files (default: every instrument of --config)"),
     calendar: str = typer.Option(None, "--calendar",
                                  help="trading calendar: XNYS (or equity), fx, crypto, a MIC"),
     timeframe: str = typer.Option(None, "--timeframe", "-t",
@@ -379,10 +380,24 @@ def validate_cmd(
 
     catalog = _catalog(catalog_root, config)
     report: list[dict[str, Any]] = []
-    for target in targets:
+    jobs: list[tuple[str, str | None, int | None, str | None, str]] = [
+        (t, None, parse_timeframe(timeframe) if timeframe else None, calendar, "--calendar")
+        for t in targets or []]
+    if not jobs:
+        if config is None:
+            raise UserError("validate needs catalog entries or files, or --config to check "
+                            "every instrument's data")
+        from trader.cli.deployment import resolve
+
+        cfg = resolve(config, None, must_exist=False).cfg
+        assert cfg is not None
+        # each instrument on its own asset class's calendar (equity: NYSE, fx, crypto)
+        jobs = [(str(i.data.path), i.id, parse_timeframe(i.data.timeframe),
+                 calendar or i.asset_class, "--calendar" if calendar else "asset_class")
+                for i in cfg.instruments if i.data is not None and i.data.path is not None]
+    for target, label, tf, cal_given, source in jobs:
         path = Path(target)
         venue = None
-        tf = parse_timeframe(timeframe) if timeframe else None
         if not path.exists():
             try:
                 key = catalog.find(target, timeframe)
@@ -394,11 +409,12 @@ def validate_cmd(
         except BarImportError as exc:
             raise UserError(str(exc)) from None
         tf = tf or _guess_timeframe(bars.ts)
-        cal, why = _calendar_for(venue, calendar)
+        cal, why = _calendar_for(venue, cal_given)
+        why = source if cal_given is not None else why
         found = check_series(bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
                              timeframe_s=tf, calendar=cal, stale_run=stale_run,
                              outlier_sigmas=outlier_sigmas)
-        report.append({"target": target, "path": str(path), "rows": len(bars.ts),
+        report.append({"target": label or target, "path": str(path), "rows": len(bars.ts),
                        "timeframe_s": tf, "calendar": cal, "calendar_from": why,
                        "errors": sum(f.severity == ERROR for f in found),
                        "warnings": sum(f.severity != ERROR for f in found),

@@ -214,3 +214,14 @@ def test_import_errors_name_file_row_and_column(tmp_path, capsys, monkeypatch):
     code, _, err = cli(capsys, monkeypatch, tmp_path, *imp, "cols.csv", "--symbol", "X",
                        "--columns", "when=ts,price=close", "--tz", "Mars/Olympus")
     assert code == 2 and "cols.csv" in err and "Mars/Olympus" in err, err
+
+
+def test_validate_a_config_checks_each_instrument_on_its_calendar(tmp_path, capsys, monkeypatch):
+    code, out, _ = cli(capsys, monkeypatch, tmp_path, "data", "validate", "--config",
+                       str(REPO / "config" / "backtest.yaml"), "--json")
+    report = {r["target"]: r for r in json.loads(out)}
+    assert code == 1  # the shipped QQQ file has a real hole
+    assert report["SPY"]["calendar"] == "equity" and report["SPY"]["errors"] == 0
+    (hole,) = [f for f in report["QQQ"]["findings"] if f["kind"] == "gap"]
+    assert hole["ts"] == "2004-12-01T00:00:00Z" and hole["detail"].startswith("1588 bar(s)")
+    assert report["BTCUSD"]["calendar"] == "crypto" and report["BTCUSD"]["errors"] == 0

@@ -27,7 +27,16 @@ from gateways.base import (
     OrderReport,
     PositionReport,
 )
-from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.events import (
+    Bar,
+    DataEnded,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+)
 from trader.core.instruments import Instrument
 
 SIM_CAPABILITIES = GatewayCapabilities(
@@ -199,6 +208,19 @@ class SimulatedGateway:
                 continue
             del book[coid]
             self._fill(order, price, bar.ts_open)
+
+    def on_data_end(self, event: DataEnded) -> None:
+        """No bar of ``event.instrument_id`` will come: market orders fill at its last close
+        (plus slippage), other orders are cancelled."""
+        book = self._pending.pop(event.instrument_id, {})
+        slip = self.costs.slippage_bps / 10_000.0
+        for coid, order in book.items():
+            if order.order_type is OrderType.MARKET:
+                buy = order.side is Side.BUY
+                self._fill(order, event.last_close * (1 + slip if buy else 1 - slip), event.ts)
+            else:
+                self._set_status(coid, OrderStatus.CANCELED)
+                self._emit_update(coid, OrderStatus.CANCELED, event.ts, "data ended")
 
     def _fill(self, order: OrderRequest, price: float, ts: int) -> None:
         inst = self.instruments[order.instrument_id]

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trader.cli.backtest import backtest
+from trader.cli.data import data_app
 from trader.cli.db import db_app
 from trader.cli.deployment import UserError
 from trader.cli.kill import kill
@@ -36,17 +37,20 @@ app.command("status")(status)
 app.command("kill")(kill)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
 
 
 def _operator_errors() -> tuple[type[BaseException], ...]:
     """Errors printed as one message (exit 2), imported only once something failed."""
     from risk.killswitch import KillSwitchError
+    from trader.data.catalog import CatalogError
     from trader.data.feed import DataError
     from trader.engine.config import ConfigError
     from trader.live.journal import JournalError
     from trader.store.db import StoreError
 
-    return (ConfigError, DataError, UserError, JournalError, StoreError, KillSwitchError)
+    return (ConfigError, DataError, CatalogError, UserError, JournalError, StoreError,
+            KillSwitchError)
 
 
 def main() -> None:

@@ -66,7 +66,17 @@ def backtest(
         db.close()
     print_summary(result.metrics, out_dir)
     console.print(f"run #{result.run_id} recorded in {db.safe_url}")
+    for inst_id, info in sorted(result.metrics.get("data", {}).items()):
+        if "ended_early" in info:
+            end = info["ended_early"]
+            what = ("is closed at the last price" if end["on_data_end"] == "close" else
+                    f"({end['position_at_end']:g}) is held at the last price")
+            err_console.print(f"warning: {inst_id}: data ends {end['last_bar']}, before the run "
+                              f"({end['run_end']}); its position {what} "
+                              f"(data.on_data_end: {end['on_data_end']})", highlight=False)
     for inst_id, stats in sorted(result.feed_stats.items()):
+        for a, b in stats.get("gaps", []):
+            err_console.print(f"warning: {inst_id}: no bars from {a} to {b}", highlight=False)
         if stats["skipped"]:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
             err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "

@@ -78,6 +78,14 @@ class Bar(Event, frozen=True, tag="bar"):
     volume: float
 
 
+class DataEnded(Event, frozen=True, tag="data_ended"):
+    """An instrument's history ended while the replay goes on; ``ts`` is its last bar's
+    close time, ``last_close`` that bar's close.  Published once, by the historical feed."""
+
+    instrument_id: str
+    last_close: float
+
+
 class OrderRequest(Event, frozen=True, tag="order"):
     """An order as the kernel decided it; ``ts`` is the decision time."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SUFFIX = re.compile(r"^(\d+)([smhdw])$", re.IGNORECASE)
@@ -39,3 +40,21 @@ def format_timeframe(seconds: int) -> str:
 
 
 NS = 1_000_000_000
+WEEK_S = 604_800
+_MONDAY_NS = 4 * 86_400 * NS  # 1970-01-05, the first Monday after the epoch
+
+
+def window_offset(timeframe_s: int) -> int:
+    """Where the windows of ``timeframe_s`` are anchored (ns): the UTC epoch, except weekly
+    windows, which start on Monday 00:00 UTC (the epoch fell on a Thursday)."""
+    return _MONDAY_NS if timeframe_s % WEEK_S == 0 else 0
+
+
+def window_start(ts_open: Any, timeframe_s: int) -> Any:
+    """The open of the ``timeframe_s`` window holding a bar that opens at ``ts_open`` (ns).
+
+    Works unchanged on an int and on a numpy array: the kernel's aggregator and
+    ``trader data resample`` cut history into the same windows with it.
+    """
+    tf_ns = timeframe_s * NS
+    return ts_open - (ts_open - window_offset(timeframe_s)) % tf_ns

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from trader.core.events import Bar
+from trader.core.events import Bar, DataEnded, ns_to_iso
 from trader.core.timeframes import NS, parse_timeframe
 from trader.core.validation import BAR_RULES
+from trader.data.timestamps import TimestampError, to_utc_ns
 
 log = structlog.get_logger(__name__)
 
@@ -42,48 +42,27 @@ class FeedSpec:
 
 @dataclass
 class FeedStats:
+    """What reading one file found: rows, skipped bad rows, long gaps, the last bar kept."""
+
     rows: int = 0
     skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # (last open, next open), ns
+    last_open: int | None = None  # open time of the last bar replayed
+
+
+def long_gap_ns(timeframe_s: int) -> int:
+    """A hole between two bars that no trading calendar explains: longer than eight days
+    (the longest market closures, such as NYSE after 9/11, last a week) and than 20 bars."""
+    return max(8 * 86_400 * NS, 20 * timeframe_s * NS)
 
 
 def _ts_to_ns(col: pa.ChunkedArray | pa.Array, path: Path, row0: int = 0) -> np.ndarray:
-    """The ``ts`` column as int64 UTC nanoseconds; ``DataError`` names the first bad row."""
-    t = col.type
-    if pa.types.is_timestamp(t):
-        # Naive timestamps are taken as UTC, as documented in the README.
-        out = col.cast(pa.timestamp("ns", tz=t.tz)).cast(pa.int64())
-    elif pa.types.is_integer(t):
-        out = col.cast(pa.int64())
-        top = pc.max(out).as_py()
-        if top is not None and top < 10**11:  # seconds since epoch
-            out = pc.multiply(out, NS)
-        elif top is not None and top < 10**14:  # milliseconds
-            out = pc.multiply(out, 1_000_000)
-        elif top is not None and top < 10**17:  # microseconds
-            out = pc.multiply(out, 1_000)
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        parsed = pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit="ns", error_is_null=True)
-        if parsed.null_count:
-            try:
-                parsed = pc.cast(col, pa.timestamp("ns", tz="UTC"), safe=False)
-            except pa.ArrowInvalid:
-                for i, text in enumerate(col.to_pylist()):
-                    try:
-                        pc.cast(pa.array([text]), pa.timestamp("ns", tz="UTC"))
-                    except pa.ArrowInvalid:
-                        raise DataError(
-                            f"{path}: row {row0 + i + 1}: unreadable ts {text!r} "
-                            "(expected ISO-8601 UTC or epoch seconds/ms/ns)"
-                        ) from None
-                raise
-        out = parsed.cast(pa.int64())
-    else:
-        raise DataError(f"{path}: column 'ts' has unsupported type {t}")
-    if out.null_count:
-        first = next(i for i, v in enumerate(out.to_pylist()) if v is None)
-        raise DataError(f"{path}: row {row0 + first + 1}: missing ts")
-    return out.to_numpy(zero_copy_only=False)
+    """The ``ts`` column as int64 UTC ns; ``DataError`` names the file and first bad row."""
+    try:
+        return to_utc_ns(col, row0=row0)
+    except TimestampError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
 class BarFile:
@@ -170,6 +149,8 @@ class BarFile:
         inst = spec.instrument_id
         tf = spec.timeframe
         row0 = 0
+        gap_ns = long_gap_ns(tf)
+        prev_open: int | None = None
         for batch in self._batches():
             n = batch.num_rows
             ts = _ts_to_ns(batch.column(0), spec.path, row0)
@@ -189,6 +170,8 @@ class BarFile:
             )
             t_open = arrays[0]
             k = len(t_open)
+            if k:
+                prev_open = self._note_gaps(t_open, prev_open, gap_ns)
             # Bars are built by ``map`` straight into the Bar constructor: no Python
             # frame per row, which is most of what a feed costs.
             yield from map(
@@ -196,6 +179,21 @@ class BarFile:
                 *(a.tolist() for a in arrays[1:]),
             )
             row0 += n
+        if row0 == 0:
+            raise DataError(f"{spec.path}: no bars (the file has a header but no rows); "
+                            f"instrument {inst} needs at least one")
+
+    def _note_gaps(self, t_open: np.ndarray, prev: int | None, gap_ns: int) -> int:
+        """Record holes longer than ``gap_ns`` (vectorised; warned once each)."""
+        edges = t_open if prev is None else np.concatenate(([prev], t_open))
+        for i in np.flatnonzero(np.diff(edges) > gap_ns):
+            a, b = int(edges[i]), int(edges[i + 1])
+            self.stats.gaps.append((a, b))
+            log.warning("data_gap", file=str(self.spec.path), instrument=self.spec.instrument_id,
+                        after=ns_to_iso(a), next=ns_to_iso(b), days=round((b - a) / 86_400e9, 1))
+        last = int(t_open[-1])
+        self.stats.last_open = last
+        return last
 
     def _validate(self, ts, o, h, lo, c, v, row0: int) -> np.ndarray:
         """Mark bad rows of a batch; report each (first) problem per row."""
@@ -237,10 +235,15 @@ class BarFile:
 
 
 class HistoricalFeed:
-    """Merges many instruments' bars by close time; ties broken by instrument id."""
+    """Merges many instruments' bars by close time; ties broken by instrument id.
 
-    def __init__(self, files: list[BarFile]) -> None:
+    With ``announce_end`` (a backtest sets it), an instrument whose bars end while others
+    go on gets a ``DataEnded`` event, just before the first later bar of another one.
+    """
+
+    def __init__(self, files: list[BarFile], *, announce_end: bool = False) -> None:
         self.files = sorted(files, key=lambda f: f.spec.instrument_id)
+        self.announce_end = announce_end
 
     def total_rows(self) -> int | None:
         totals = [f.total_rows() for f in self.files]
@@ -255,8 +258,27 @@ class HistoricalFeed:
             return iter(self.files[0])
         # (ts, instrument_id) never ties across files, so tuples compare without
         # ever reaching the Bar itself.
+        if self.announce_end:
+            return self._with_ends()
         keyed = [((b.ts, b.instrument_id, b) for b in f) for f in self.files]
         return (item[2] for item in heapq.merge(*keyed))
+
+    def _with_ends(self) -> Iterator[Bar | DataEnded]:
+        ended: list[Bar] = []  # last bars of files that ran out, oldest first
+
+        def keyed(f: BarFile) -> Iterator[tuple[int, str, Bar]]:
+            last = None
+            for b in f:
+                last = b
+                yield b.ts, b.instrument_id, b
+            if last is not None:
+                ended.append(last)  # runs when the merge asks this file for one more bar
+
+        for ts, _, bar in heapq.merge(*(keyed(f) for f in self.files)):
+            while ended and ended[0].ts < ts:
+                last = ended.pop(0)
+                yield DataEnded(last.ts, last.instrument_id, last.close)
+            yield bar
 
 
 def parse_time(text: str | None) -> int | None:
@@ -279,6 +301,10 @@ def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppCon
     for inst in cfg.instruments:
         if inst.data is None:
             continue
+        if inst.data.path is None:
+            raise DataError(getattr(inst.data, "_missing", None) or
+                            f"instrument {inst.id}: catalog entry {inst.data.catalog!r} was "
+                            "not resolved to a file (load the config with load_config)")
         searched = getattr(inst.data, "_searched", ())
         if searched and not inst.data.path.exists():
             raise DataError(

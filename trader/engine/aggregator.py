@@ -12,10 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trader.core.events import Bar
-from trader.core.timeframes import NS
-
-_WEEK = 7 * 86_400
-_MONDAY_NS = 4 * 86_400 * NS  # 1970-01-05, the first Monday after the epoch
+from trader.core.timeframes import NS, window_offset
 
 
 class _Window:
@@ -56,8 +53,8 @@ class BarAggregator:
             return
         targets = self._targets.setdefault(instrument_id, [])
         if all(t[0] != timeframe for t in targets):
-            offset = _MONDAY_NS if timeframe % _WEEK == 0 else 0
-            targets.append([timeframe, None, offset])
+            # the windows of trader.core.timeframes.window_start, inlined in on_bar (hot path)
+            targets.append([timeframe, None, window_offset(timeframe)])
             targets.sort(key=lambda t: t[0])
 
     @property

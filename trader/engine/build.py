@@ -23,7 +23,7 @@ from risk.engine import RiskEngine
 from risk.events import RiskDirective
 from risk.killswitch import KillSwitch, MemoryBackend, backend_from_config
 from trader.core.clock import Clock, ReplayClock
-from trader.core.events import Bar, Fill, OrderRequest, OrderUpdate
+from trader.core.events import Bar, DataEnded, Fill, OrderRequest, OrderUpdate
 from trader.core.instruments import Instrument
 from trader.core.kernel import Kernel
 from trader.engine.aggregator import BarAggregator
@@ -195,6 +195,13 @@ def build_engine(
     bus.subscribe(OrderUpdate, router.on_update)
     bus.subscribe(Fill, router.on_fill)
     router.fill_listeners.append(portfolio.on_fill)
+    if cfg.data.on_data_end == "close":
+        # the pipeline plans the closing order first; the simulated exchange then fills
+        # it at the last price, as no later bar of that instrument will come
+        bus.subscribe(DataEnded, pipeline.on_data_end)
+        for gw in gateways.values():
+            if hasattr(gw, "on_data_end"):
+                bus.subscribe(DataEnded, gw.on_data_end)
     if record_orders:
         def record(order: Any) -> None:
             # Kept for parity checks and tests; capped so long replays stay bounded.

@@ -37,12 +37,25 @@ class Strict(BaseModel):
 
 
 class DataSource(Strict):
-    """Where an instrument's history lives (Parquet or CSV) and its bar length."""
+    """Where an instrument's history lives and its bar length: a file (Parquet or CSV), or
+    an entry of the data catalog (``venue/symbol`` or a symbol only one venue holds)."""
 
-    path: Path
+    path: Path | None = None
+    catalog: str | None = None
     timeframe: str = "1m"
     # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
     _searched: tuple[Path, ...] = PrivateAttr(default=())
+    # Why ``catalog`` names no file (set by ``load_config``; the feed reports it when the
+    # bars are needed, so ``trader data download`` can still read this config to fill it).
+    _missing: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        # both may be set: load_config resolves a catalog entry to its file's path
+        if self.path is None and self.catalog is None:
+            raise ValueError("give either path (a bar file) or catalog (an entry of the data "
+                             "catalog, e.g. binance/BTCUSDT)")
+        return self
 
     @field_validator("timeframe")
     @classmethod
@@ -57,6 +70,11 @@ class InstrumentConfig(Instrument):
 
 class DataConfig(Strict):
     on_bad_row: Literal["error", "skip"] = "error"
+    # root of the Parquet catalog (trader data ...); relative: looked up like data paths
+    catalog: Path = Path("data/catalog")
+    # an instrument whose data ends before the backtest: keep its position, marked at the
+    # last price (hold), or close it at that price through the pipeline and risk (close)
+    on_data_end: Literal["hold", "close"] = "hold"
     batch_size: int = Field(65_536, gt=0)
     start: str | None = None
     end: str | None = None
@@ -495,9 +513,35 @@ def load_config(path: str | Path) -> AppConfig:
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",
                                       *(f"  at {x}" for x in problems)]))
-    for inst in cfg.instruments:
-        if inst.data is not None:
+    object.__setattr__(cfg.data, "catalog", _catalog_root(cfg.data.catalog, p))
+    for idx, inst in enumerate(cfg.instruments):
+        if inst.data is not None and inst.data.catalog is not None:
+            _resolve_catalog(cfg, idx, p)
+        elif inst.data is not None and inst.data.path is not None:
             resolved, searched = _data_path_candidates(inst.data.path, p)
             object.__setattr__(inst.data, "path", resolved)
             inst.data._searched = searched
     return cfg
+
+
+def _catalog_root(root: Path, config_file: Path) -> Path:
+    """The catalog root: looked up like a data path; one that does not exist yet (a first
+    download) goes where its parent folder exists, so ``config/*.yaml`` naming
+    ``data/catalog`` fills the repository's ``data/``."""
+    found, searched = _data_path_candidates(root, config_file)
+    if not searched:
+        return found
+    return next((c for c in searched if c.parent.is_dir()), found)
+
+
+def _resolve_catalog(cfg: AppConfig, idx: int, config_file: Path) -> None:
+    """Point ``instruments[idx].data.path`` at its catalog entry's file, or note why not."""
+    from trader.data.catalog import Catalog, CatalogError
+
+    data = cfg.instruments[idx].data
+    assert data is not None and data.catalog is not None
+    catalog = Catalog(cfg.data.catalog)
+    try:
+        object.__setattr__(data, "path", catalog.path(catalog.find(data.catalog, data.timeframe)))
+    except (CatalogError, ValueError) as exc:
+        data._missing = f"{config_file}: instruments.{idx}.data.catalog: {exc}"

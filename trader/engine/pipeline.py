@@ -16,7 +16,7 @@ from models.base import Model
 from risk.engine import RiskAction, RiskEngine
 from risk.events import RiskDirective
 from trader.core.clock import Clock
-from trader.core.events import Bar, OrderRequest, OrderType, Side
+from trader.core.events import Bar, DataEnded, OrderRequest, OrderType, Side
 from trader.engine.allocator import Allocator
 from trader.engine.planner import Planner, to_request
 from trader.engine.router import Router
@@ -54,6 +54,7 @@ class Pipeline:
         self.flattening = False
         self._flatten_ids: set[str] = set()
         self._flatten_attempts: Counter[str] = Counter()
+        self._ended: set[str] = set()  # instruments whose data ended (closed, never traded)
 
     def subscribe(self, active: Iterable[Model]) -> None:
         """Route bars to ``active`` models only (a paused model keeps its targets)."""
@@ -90,6 +91,8 @@ class Pipeline:
         changed: set[str] | None = None  # built only on the rare bar where a view changes
         for model in models:
             weights = model.on_bar(bar)
+            if weights and self._ended:
+                weights = {k: w for k, w in weights.items() if k not in self._ended}
             if weights:
                 moved = self.allocator.set_weights(model.name, weights)
                 if moved:
@@ -158,6 +161,17 @@ class Pipeline:
                     request.reduce_only, request.gateway,
                 )
             self.router.submit(request)
+
+    def on_data_end(self, event: DataEnded) -> None:
+        """An instrument's data ended before the replay: no model trades it again, and its
+        position is closed (a zero target, planned and checked like any order)."""
+        inst = event.instrument_id
+        self._ended.add(inst)
+        for model in self.allocator.weights:
+            if inst in self.allocator.weights[model]:
+                self.allocator.set_weights(model, {inst: 0.0})
+        if self.trading:
+            self.rebalance([inst], event.ts)
 
     # -- risk directives -------------------------------------------------------------
     def on_directive(self, d: RiskDirective) -> None:

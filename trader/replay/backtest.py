@@ -7,12 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trader.core.events import Bar
+import structlog
+
+from trader.core.events import Bar, ns_to_iso
+from trader.core.timeframes import NS
+from trader.data.catalog import manifest_of_file
 from trader.data.feed import HistoricalFeed, feed_from_config
 from trader.engine.build import Engine, build_engine
 from trader.engine.config import AppConfig, replay_source
 from trader.replay.metrics import compute_metrics
 from trader.replay.reports import write_reports
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -55,20 +61,55 @@ def run_backtest(
         if recording is not None:
             recording.attach(engine)
         source = feed if feed is not None else feed_from_config(cfg)
+        if isinstance(source, HistoricalFeed):
+            source.announce_end = True  # an instrument's early end is an event of the replay
         engine.kernel.run(source, progress)
         engine.recorder.finish()
     finally:
         if trades_fh is not None:
             trades_fh.close()
     metrics = summarize(engine)
+    if isinstance(source, HistoricalFeed):
+        metrics["data"] = data_report(source, engine)
     run_id = recording.finish(engine, metrics) if recording is not None else None
     stats = {}
     if isinstance(source, HistoricalFeed):
-        stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason}
+        stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason,
+                     "gaps": [(ns_to_iso(a), ns_to_iso(b)) for a, b in v.gaps]}
                  for k, v in source.stats.items()}
     if out_dir is not None:
         write_reports(engine, metrics, out_dir)
     return BacktestResult(metrics, engine, stats, run_id)
+
+
+def data_report(feed: HistoricalFeed, engine: Engine) -> dict[str, Any]:
+    """Per instrument: where its bars came from (a catalog entry's source and adjustments),
+    its first and last bar, and whether its data ended before the run did (warned once)."""
+    ends = {f.spec.instrument_id: (f.stats.last_open, f.spec.timeframe * NS) for f in feed.files}
+    run_end = max((t + tf for t, tf in ends.values() if t is not None), default=None)
+    out: dict[str, Any] = {}
+    for f in feed.files:
+        inst = f.spec.instrument_id
+        man = manifest_of_file(f.spec.path)
+        entry: dict[str, Any] = {
+            "source": man.source if man else "file",
+            "catalog_entry": f"{man.venue}/{man.symbol}/{man.timeframe}" if man else None,
+            "adjustments": man.adjustments if man else [],
+            "prices": "back_adjusted" if man and man.adjustments else "as in the file",
+            "long_gaps": len(f.stats.gaps),
+        }
+        last, tf = ends[inst]
+        if last is not None and run_end is not None and last + tf < run_end:
+            qty = engine.portfolio.position(inst)
+            policy = engine.cfg.data.on_data_end
+            entry["ended_early"] = {"last_bar": ns_to_iso(last), "run_end": ns_to_iso(run_end),
+                                    "on_data_end": policy, "position_at_end": qty}
+            log.warning("data_ended_early", instrument=inst, last_bar=ns_to_iso(last),
+                        run_end=ns_to_iso(run_end), position=qty, on_data_end=policy,
+                        detail="the position was closed at the last price" if policy == "close"
+                        else "the position is held at its last price to the end of the run")
+        out[inst] = entry
+    return out
 
 
 def summarize(engine: Engine) -> dict[str, Any]:

@@ -142,7 +142,8 @@ def test_the_report_works_offline(tmp_path):
 HEAVY = {"sqlalchemy", "alembic", "ccxt", "pandas", "pyarrow", "numpy"}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["db", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["db", "--help"],
+                                  ["data", "--help"], ["data", "download", "--help"]])
 def test_help_imports_nothing_heavy(args):
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "trader.cli", *args],
                          capture_output=True, text=True, timeout=60)

@@ -76,6 +76,9 @@ class IbTiming(BaseModel):
     pacing_identical_s: float = Field(15.0, ge=0)
     pacing_window_max: int = Field(60, ge=1)
     fill_catch_up_s: float = Field(0.5, ge=0)  # status says filled, no execDetails yet
+    # how long a Fill waits for its commission report before it leaves without it (the
+    # commission then follows as a FillCorrection)
+    commission_wait_s: float = Field(0.25, ge=0)
 
 
 class IbGatewayConfig(BaseModel):

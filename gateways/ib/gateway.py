@@ -51,6 +51,7 @@ from gateways.ib.config import IbGatewayConfig, load_account
 from gateways.ib.contracts import ContractBook, NotListed
 from gateways.ib.errors import Kind
 from gateways.ib.pacing import HistoryPacer
+from gateways.ib.redact import redact_ib_logs
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.validation import BarGuard
 from trader.core.events import (
@@ -108,6 +109,11 @@ class _PendingFill:
     """A Fill in the outbox; its commission is read when it leaves."""
 
     fill: Fill
+    queued: float = 0.0  # loop time it was queued
+
+    def trade_id_fee_unknown(self, fees: dict[str, float]) -> bool:
+        """No commission for this execution yet (IB never charges exactly zero here)."""
+        return not fees.get(self.fill.trade_id)
 
 
 @dataclass(slots=True)
@@ -198,6 +204,7 @@ class IbGateway:
         cfg = self.config
         if self._account is None:
             self._account = load_account(cfg) if cfg.trading else ""
+        redact_ib_logs(self._account)
         try:
             await self._open_session()
         except GatewayStartError:
@@ -567,7 +574,7 @@ class IbGateway:
         self._exec_base[base] = (coid, fill)
         self._commission[exec_id] = commission
         self._last_fill_ns = max(self._last_fill_ns or 0, fill.ts)
-        self._out(_PendingFill(fill))
+        self._out(_PendingFill(fill, asyncio.get_running_loop().time()))
         return True
 
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
@@ -577,8 +584,9 @@ class IbGateway:
         value = float(report.commission or 0.0)
         if abs(value - self._commission[exec_id]) > _EPS:
             self._commission[exec_id] = value
-            if exec_id in self._unsent:
-                return  # the Fill is still in the outbox: it leaves with this commission
+            if exec_id in self._unsent:  # the Fill waits in the outbox: it leaves now, with it
+                asyncio.get_running_loop().call_soon(self._flush)
+                return
             coid = fill.execution.orderRef
             self._out(FillCorrection(self.now_ns(), exec_id, coid, commission=value))
 
@@ -598,12 +606,23 @@ class IbGateway:
             self.ib.reqExecutionsAsync(ExecutionFilter(time=convert.ib_utc(since_ns))),
             self.config.timing.request_timeout_s)
         n = 0
+        fees = self._known_commissions()
         for f in sorted(got, key=lambda f: f.execution.time):
-            if self._apply_execution(f.execution, f.contract,
-                                     float(f.commissionReport.commission or 0.0)):
+            if self._apply_execution(f.execution, f.contract, fees.get(f.execution.execId, 0.0)):
                 n += 1
         self.stats.recovered_fills += n
         return n
+
+    def _known_commissions(self) -> dict[str, float]:
+        """Commission per execId as this session knows it.
+
+        ib_async fills the commission report into the first ``Fill`` object it made for
+        an execution; a later reqExecutions answer carries fresh objects without it.
+        """
+        if self.ib is None:
+            return {}
+        return {f.execution.execId: float(f.commissionReport.commission or 0.0)
+                for f in self.ib.fills()}
 
     # -- reconciliation ---------------------------------------------------------------
     def _need_ib(self) -> Any:
@@ -648,12 +667,12 @@ class IbGateway:
             ib.reqExecutionsAsync(ExecutionFilter(time=convert.ib_utc(ts))),
             self.config.timing.request_timeout_s)
         out = []
+        fees = self._known_commissions()
         for f in got:
             inst = self.book.instrument_of(f.contract)
             if inst is None or not f.execution.orderRef:
                 continue
-            fill = convert.fill_from_ib(f.execution, inst,
-                                        float(f.commissionReport.commission or 0.0))
+            fill = convert.fill_from_ib(f.execution, inst, fees.get(f.execution.execId, 0.0))
             if fill.ts >= ts:
                 out.append(fill)
         return sorted(out, key=lambda x: (x.ts, x.trade_id))
@@ -949,7 +968,19 @@ class IbGateway:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out, self._outbox = self._outbox, []
+        wait = self.config.timing.commission_wait_s
+        now = asyncio.get_running_loop().time()
+        for k, e in enumerate(self._outbox):
+            # IB sends the commission report just after the execution, often in a later
+            # read: hold the Fill (and all after it, to keep the order) a moment for it
+            if isinstance(e, _PendingFill) and e.trade_id_fee_unknown(self._commission) \
+                    and now - e.queued < wait:
+                out, self._outbox = self._outbox[:k], self._outbox[k:]
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_later(wait - (now - e.queued), self._flush)
+                break
+        else:
+            out, self._outbox = self._outbox, []
         for e in out:
             if isinstance(e, _PendingFill):
                 commission = self._commission.get(e.fill.trade_id, e.fill.commission)

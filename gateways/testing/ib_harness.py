@@ -27,7 +27,7 @@ FAST_TIMING = IbTiming(
     connect_timeout_s=2.0, connect_attempts=20, ack_timeout_s=0.4, request_timeout_s=3.0,
     reconnect_initial_s=0.05, reconnect_max_s=0.2, backoff_jitter=0.1, unknown_settle_s=0.3,
     unknown_order_timeout_s=30.0, pacing_backoff_s=0.05, pacing_retries=3,
-    pacing_identical_s=0.05,
+    pacing_identical_s=0.05, commission_wait_s=0.1,
     fill_catch_up_s=0.05)
 
 

@@ -435,10 +435,9 @@ class TwsStandin:
                                      ex.order.client_id != int(client)):
                 continue
             self._send(conn, self._exec_details(conn, req_id, ex))
-        self._send(conn, [55, 1, req_id])
-        for ex in self.execs:
-            if ex.ts_ns >= cutoff and ex not in self._held:
+            if ex not in self._held:  # TWS follows each execution with its commission
                 self._send(conn, self._commission(ex))
+        self._send(conn, [55, 1, req_id])
 
     def _current_time(self, conn: Conn, _m: list[str]) -> None:
         self._send(conn, [49, 1, self.now_ns // NS])
@@ -579,9 +578,11 @@ class TwsStandin:
 
     def _match(self, o: VOrder, *, notify: bool) -> None:
         if o.order_type == "MKT" and o.status == "Submitted" and o.remaining > 0:
-            self._execute(o, o.remaining, self._last(o.listing), notify)
+            self._execute(o, o.remaining, self._last(o.listing), notify and self.connectivity_ok)
 
     def _tell_order(self, o: VOrder) -> None:
+        if not self.connectivity_ok:
+            return  # TWS is cut off from IB: it hears nothing of the order
         for c in self._conns_for(o):
             self._send(c, self._open_order(o))
             self._send(c, self._order_status(o))
@@ -598,9 +599,9 @@ class TwsStandin:
         q1 = q0 + sign * qty
         a1 = (a0 * q0 + price * sign * qty) / q1 if abs(q1) > 1e-12 and q0 * sign >= 0 else a0
         self.positions[o.listing.con_id] = (q1, a1 if abs(q1) > 1e-12 else 0.0)
-        self.cash -= sign * qty * price
         ex = VExec(f"0000e0d5.{next(self._exec_seq):08x}.01.01", o, self.now_ns, qty, price,
                    o.filled, o.avg_price)
+        self.cash -= sign * qty * price + ex.commission
         self.execs.append(ex)
         if self.hold_commissions:
             self._held.append(ex)

@@ -135,9 +135,13 @@ def parse_config(data: Any, where: str = "gateways.ib") -> IbGatewayConfig:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            path = ".".join(str(p) for p in err["loc"]) or "(top)"
+            loc = [str(p) for p in err["loc"]]
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{where}.{path}: {msg}")
+            msg = msg.removeprefix("Value error, ")
+            key, sep, rest = msg.partition(": ")
+            if err["type"] == "value_error" and sep and key.isidentifier():
+                loc, msg = [*loc, key], rest  # a cross-field rule names its key first
+            lines.append(f"{where}.{'.'.join(loc) or '(top)'}: {msg}")
         raise GatewayConfigError("; ".join(lines)) from None
 
 

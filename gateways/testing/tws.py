@@ -181,6 +181,7 @@ class TwsStandin:
         self.connected_ever = 0
         self.pacing_violations = 0
         self.hold_commissions = False
+        self.commission_delay_s = 0.0  # commission reports follow their execution this late
         self.connectivity_ok = True
         self._held: list[VExec] = []
         self._faults: list[SubmitFault] = []
@@ -609,7 +610,12 @@ class TwsStandin:
             for c in self._conns_for(o):
                 self._send(c, self._exec_details(c, -1, ex))
                 self._send(c, self._order_status(o))
-                if ex not in self._held:
+                if ex in self._held:
+                    continue
+                if self.commission_delay_s > 0:
+                    asyncio.get_running_loop().call_later(
+                        self.commission_delay_s, self._send, c, self._commission(ex))
+                else:
                     self._send(c, self._commission(ex))
         if o.status == "Filled":
             self._after_fill(o, notify)

@@ -179,6 +179,18 @@ async def test_commission_with_the_execution_is_in_the_fill(h: IbHarness) -> Non
     assert not [e for e in events if isinstance(e, FillCorrection)]
 
 
+async def test_commission_a_moment_after_the_execution_still_rides_in_the_fill(
+        h: IbHarness) -> None:
+    events: list[Any] = []
+    gw = await trading(h, events)
+    h.tws.commission_delay_s = 0.03  # a later socket read, within the gateway's short wait
+    gw.submit(market(h, "C-3"))
+    await wait_until(lambda: len(fills(events, "C-3")) == 1, what="fill")
+    await asyncio.sleep(0.1)
+    assert fills(events)[0].commission == pytest.approx(1.0)
+    assert not [e for e in events if isinstance(e, FillCorrection)]
+
+
 async def test_commission_after_the_fill_is_a_fill_correction(h: IbHarness) -> None:
     events: list[Any] = []
     gw = await trading(h, events)

@@ -318,6 +318,7 @@ class IbGateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        self._drain()  # a Fill still waiting for its commission leaves now, without it
         await self._drop_ib()
 
     # -- orders -------------------------------------------------------------------------
@@ -408,7 +409,12 @@ class IbGateway:
             o.lmtPrice = float(limit_price)
         if stop_price is not None:
             o.auxPrice = float(stop_price)
-        self.ib.placeOrder(trade.contract, o)
+        try:
+            self.ib.placeOrder(trade.contract, o)
+        except Exception as exc:  # noqa: BLE001 - the socket broke: the order is unchanged
+            log.warning("modify_not_sent", gateway=self.name, client_order_id=client_order_id,
+                        error=f"{type(exc).__name__}: {exc}")
+            return False
         return True
 
     def submit_bracket(self, entry: OrderRequest, take_profit: float,
@@ -966,6 +972,10 @@ class IbGateway:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def _drain(self) -> None:
+        out, self._outbox = self._outbox, []
+        self._emit_all(out)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         wait = self.config.timing.commission_wait_s
@@ -981,6 +991,9 @@ class IbGateway:
                 break
         else:
             out, self._outbox = self._outbox, []
+        self._emit_all(out)
+
+    def _emit_all(self, out: list[Any]) -> None:
         for e in out:
             if isinstance(e, _PendingFill):
                 commission = self._commission.get(e.fill.trade_id, e.fill.commission)

@@ -39,13 +39,19 @@ class IbContract(BaseModel):
     exchange: str = "SMART"  # FX: IDEALPRO; futures: the listing exchange (CME, ...)
     currency: str = "USD"
     primary_exchange: str = ""
-    expiry: str = ""  # futures: YYYYMM or YYYYMMDD of the contract to trade
+    # futures: YYYYMM / YYYYMMDD of the contract to trade, or "front": the nearest expiry
+    # more than ``roll_days`` days away (chosen when the gateway connects)
+    expiry: str = ""
+    roll_days: int = Field(5, ge=0)
     what_to_show: Literal["TRADES", "MIDPOINT", "BID_ASK"] | None = None
 
     @model_validator(mode="after")
     def _futures_need_expiry(self) -> IbContract:
         if self.sec_type == "FUT" and not self.expiry:
-            raise ValueError("expiry: a futures contract needs its expiry (YYYYMM)")
+            raise ValueError("expiry: a futures contract needs its expiry (YYYYMM or front)")
+        if self.expiry and self.expiry != "front" and not (
+                self.expiry.isdigit() and len(self.expiry) in (6, 8)):
+            raise ValueError(f"expiry: {self.expiry!r} is neither YYYYMM, YYYYMMDD nor front")
         if self.sec_type == "CASH" and self.exchange == "SMART":
             raise ValueError("exchange: FX trades on IDEALPRO, not SMART")
         return self

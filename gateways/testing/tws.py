@@ -165,8 +165,9 @@ class TwsStandin:
 
     def __init__(self, listings: list[Listing] | None = None, *,
                  accounts: tuple[str, ...] = (ACCOUNT,), cash: float = 100_000.0) -> None:
-        self.listings = {x.symbol: x for x in (listings or [
-            Listing(265598, "AAPL"), Listing(272093, "MSFT")])}
+        self.listings = {x.symbol + (x.expiry if x.sec_type == "FUT" else ""): x
+                         for x in (listings or [Listing(265598, "AAPL"),
+                                                Listing(272093, "MSFT")])}
         self.accounts = accounts
         self.cash = cash
         self.now_ns = 1_704_068_430 * NS
@@ -448,19 +449,22 @@ class TwsStandin:
 
     # -- contracts and market data ---------------------------------------------------------
     def _contract_details(self, conn: Conn, m: list[str]) -> None:
-        req_id, symbol, sec_type, currency = int(m[2]), m[4], m[5], m[12]
-        x = self.listings.get(symbol)
-        if x is None or (sec_type and sec_type != x.sec_type) or (currency and
-                                                                  currency != x.currency):
+        req_id, symbol, sec_type, expiry, currency = int(m[2]), m[4], m[5], m[6], m[12]
+        found = [x for x in self.listings.values() if x.symbol == symbol
+                 and (not sec_type or sec_type == x.sec_type)
+                 and (not currency or currency == x.currency)
+                 and x.expiry.startswith(expiry)]  # a futures request may name no expiry
+        if not found:
             self._error(conn, req_id, 200, "No security definition has been found for the "
                                            "request")
             return
-        self._send(conn, [
-            10, req_id, x.symbol, x.sec_type, x.expiry, 0.0, "", x.exchange, x.currency,
-            x.symbol, x.symbol, x.symbol, x.con_id, x.min_tick, x.multiplier,
-            "ACTIVETIM,LMT,MKT,STP,STPLMT", "SMART,NASDAQ", 1, 0, f"{x.symbol} INC",
-            x.primary, "", "Technology", "", "", "US/Eastern", "", "", "", "", 0, "1",
-            "", "", "26,26", "", "COMMON", "1", "1", "1"])
+        for x in found:
+            self._send(conn, [
+                10, req_id, x.symbol, x.sec_type, x.expiry, 0.0, "", x.exchange, x.currency,
+                x.symbol, x.symbol, x.symbol, x.con_id, x.min_tick, x.multiplier,
+                "ACTIVETIM,LMT,MKT,STP,STPLMT", "SMART,NASDAQ", 1, 0, f"{x.symbol} INC",
+                x.primary, "", "Technology", "", "", "US/Eastern", "", "", "", "", 0, "1",
+                "", "", "26,26", "", "COMMON", "1", "1", "1"])
         self._send(conn, [52, 1, req_id])
 
     def _historical(self, conn: Conn, m: list[str]) -> None:

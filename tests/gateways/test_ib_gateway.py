@@ -21,8 +21,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateways.base import GatewayStartError
+from gateways.ib.config import IbGatewayConfig
+from gateways.ib.contracts import ContractBook
+from gateways.ib.gateway import IbGateway
 from gateways.testing.harness import wait_until
 from gateways.testing.ib_harness import IbHarness
+from gateways.testing.tws import Listing
 from gateways.testing.venue import row
 from trader.core.events import (
     Bar,
@@ -316,3 +320,29 @@ async def test_recorded_ib_bars_round_trip_with_honest_gaps(h: IbHarness) -> Non
     assert [(b.ts_open, b.open, b.high, b.low, b.close, b.volume) for b in hist.bars] == rows
     assert all(b.ts == b.ts_open + 60 * NS for b in hist.bars)
     assert hist.expected == (end - start) // (60 * NS) and hist.missing == hist.expected - 405
+
+
+async def test_front_month_future_is_qualified_by_the_roll_rule() -> None:
+    today = ContractBook.today()
+    near, far = ((today + dt.timedelta(days=d)).strftime("%Y%m%d") for d in (10, 100))
+    futures = [Listing(495512551, "ES", "FUT", "CME", "", "USD", near, "50", 0.25),
+               Listing(551601561, "ES", "FUT", "CME", "", "USD", far, "50", 0.25),
+               Listing(265598, "AAPL")]
+    h = await IbHarness(futures).start()
+    try:
+        picked = []
+        for roll_days in (5, 15):  # 10 days to the near expiry: kept, then rolled
+            cfg = h.config((h.instrument_id,), trading=False).model_dump()
+            cfg["contracts"] = {"ES": {"symbol": "ES", "sec_type": "FUT", "exchange": "CME",
+                                       "expiry": "front", "roll_days": roll_days}}
+            gw = IbGateway(IbGatewayConfig(**cfg))
+            gw.bind(lambda _e: None)
+            h.gateways.append(gw)
+            await gw.connect(stream=False)
+            c = gw.book.contract("ES")
+            picked.append((c.lastTradeDateOrContractMonth, c.conId))
+            assert gw.book.by_instrument["ES"].min_tick == 0.25
+            await gw.close()
+        assert picked == [(near, 495512551), (far, 551601561)]
+    finally:
+        await h.stop()

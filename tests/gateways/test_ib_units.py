@@ -79,6 +79,19 @@ def test_registry_builds_ib_and_checks_instruments() -> None:
               GatewayContext(instruments={"SPY": spy}))
 
 
+def test_front_month_rolls_before_expiry() -> None:
+    from gateways.ib.contracts import front_expiry
+
+    expiries = ["20261218", "20260918", "202703"]
+    assert front_expiry(expiries, dt.date(2026, 9, 1), 5) == "20260918"
+    assert front_expiry(expiries, dt.date(2026, 9, 14), 5) == "20261218"  # rolled
+    assert front_expiry(expiries, dt.date(2027, 3, 20), 5) == "202703"  # month = its last day
+    assert front_expiry(expiries, dt.date(2027, 3, 28), 5) is None
+    with pytest.raises(GatewayConfigError, match=r"contracts\.ES\.expiry: 'Z6' is neither"):
+        parse_config(section(contracts={"ES": {"symbol": "ES", "sec_type": "FUT",
+                                               "exchange": "CME", "expiry": "Z6"}}))
+
+
 # -- conversions ---------------------------------------------------------------------------
 def test_bar_is_stamped_at_its_close() -> None:
     t = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)

@@ -152,7 +152,7 @@ for _entry in (
     BrokerEntry("kraken", "gateways.ccxt.factory:build", "ccxt", None, "Kraken spot (ccxt)"),
     BrokerEntry("alpaca", "gateways.registry:_not_yet", "alpaca", "alpaca",
                 "Alpaca (alpaca-py)"),
-    BrokerEntry("ib", "gateways.registry:_not_yet", "ib_async", "ib",
+    BrokerEntry("ib", "gateways.ib.factory:build", "ib_async", "ib",
                 "Interactive Brokers (ib_async)"),
     BrokerEntry("mt5", "gateways.registry:_not_yet", "mt5linux", "mt5",
                 "MetaTrader 5 (mt5linux)"),

@@ -749,6 +749,13 @@ def _order_by_comment(comment: str) -> int:
         raise KeyError(comment)
 
 
+def _set_stops(position: int, sl: float = 0.0, tp: float = 0.0) -> None:
+    """Give a position a stop loss / take profit (as a TRADE_ACTION_SLTP would)."""
+    with _T.lock:
+        p = _T.positions[position]
+        p.sl, p.tp = sl, tp
+
+
 def _hit(position: int, which: str) -> int:
     """The position's SL or TP is hit: the server closes it; returns the deal ticket."""
     with _T.lock:

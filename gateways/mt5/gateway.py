@@ -511,7 +511,7 @@ class Mt5Gateway:
         inst = self._inst_of.get(str(d.get("symbol")))
         if inst is None or not cv.is_trade_deal(d):
             return None
-        coid = self._coid_of_ticket(int(d["order"]))
+        coid = self._coid_of_ticket(int(d["order"])) or self._unticketed(d)
         if coid is None:
             if int(d.get("magic", -1)) != self.config.magic and int(
                     d.get("position_id") or 0) not in self._positions:
@@ -711,6 +711,16 @@ class Mt5Gateway:
     def _coid_of(self, o: dict[str, Any]) -> str | None:
         return self._coid_of_ticket(int(o["ticket"])) or next(
             (c for c in self._orders if cv.comment_matches(str(o["comment"]), c)), None)
+
+    def _unticketed(self, d: dict[str, Any]) -> str | None:
+        """Our order a deal belongs to when its ticket never reached us (the answer to
+        ``order_send`` was lost): matched by comment among booked orders without a ticket."""
+        if int(d.get("magic", -1)) != self.config.magic or self.book is None:
+            return None
+        for b in self.book.open_orders():
+            if not b.ticket and cv.comment_matches(str(d.get("comment", "")), b.client_order_id):
+                return b.client_order_id
+        return None
 
     def _coid_of_ticket(self, ticket: int) -> str | None:
         for tracked in self._orders.values():

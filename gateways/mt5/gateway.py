@@ -123,6 +123,7 @@ class Mt5Gateway:
         self._seen_deals: set[int] = set()
         self._positions: dict[int, str] = {}  # position id -> instrument, of our deals
         self._last_open: dict[str, int] = {}  # symbol -> open (UTC ns) of the last bar out
+        self._checked: dict[str, int] = {}  # symbol -> forming open at the last rates look
         self._last_tick: dict[str, tuple[int, float]] = {}  # symbol -> (tick ns, monotonic)
         self._venue_now_ns = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -398,6 +399,9 @@ class Mt5Gateway:
         if last is None:  # the stream continues after what is already closed
             self._last_open[symbol] = forming - tf
             return
+        if self._checked.get(symbol) == forming and last >= forming - tf:
+            return  # no bar closed since the last look: spare the terminal the rates copy
+        self._checked[symbol] = forming
         if forming - last > 2 * tf:  # a gap (down, slow poll): page it in
             fresh = (await self.history(self._inst_of[symbol], last + tf, forming)).bars
             fresh = [b for b in fresh if b.ts_open > last]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -125,7 +126,12 @@ class Mt5Worker:
         try:
             client = Client(host=self.host, port=self.port, timeout=self.timeout_s)
             client.execute(inspect.getsource(plain_values))
-            self._remote_plain = client.eval("plain_values")
+            # the copy is pickled on the server: one round trip and bytes back, where
+            # rpyc's obtain() would walk the netref with several
+            client.execute("import pickle as _pickle\n"
+                           "def plain_pickled(x):\n"
+                           "    return _pickle.dumps(plain_values(x))")
+            self._remote_plain = client.eval("plain_pickled")
         except Exception as exc:
             raise self._lost("connect", exc) from None
         return client
@@ -149,10 +155,10 @@ class Mt5Worker:
     def _plain(self, raw: Any) -> Any:
         if self._remote_plain is not None:
             from rpyc.core.netref import BaseNetref
-            from rpyc.utils.classic import obtain
 
             if isinstance(raw, BaseNetref):
-                return obtain(self._remote_plain(raw))
+                # builtins only (plain_values), from the terminal this worker logged in to
+                return pickle.loads(self._remote_plain(raw))
         return plain_values(raw)
 
     def _last_error(self, mt5: Any) -> tuple[int, str]:

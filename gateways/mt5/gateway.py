@@ -121,6 +121,7 @@ class Mt5Gateway:
         self.symbol_info: dict[str, dict[str, Any]] = {}
         self._orders: dict[str, _Order] = {}
         self._seen_deals: set[int] = set()
+        self._preexisting: set[int] = set()  # deal tickets made before this start
         self._positions: dict[int, str] = {}  # position id -> instrument, of our deals
         self._last_open: dict[str, int] = {}  # symbol -> open (UTC ns) of the last bar out
         self._checked: dict[str, int] = {}  # symbol -> forming open at the last rates look
@@ -190,6 +191,12 @@ class Mt5Gateway:
             assert cfg.state_file is not None  # the config requires it when trading
             self.book = TicketBook(cfg.state_file)
             self._adopt_booked()
+            try:
+                await self._note_preexisting()
+            except (TerminalLost, TerminalError) as exc:
+                await self._close_worker()
+                raise GatewayStartError(f"gateway {self.name}: cannot list the account's "
+                                        f"deals: {exc}") from None
         self._running = True
         self._set_health("gateway", HealthState.CONNECTED,
                          f"connected to the MT5 terminal ({cfg.backend})")
@@ -283,6 +290,8 @@ class Mt5Gateway:
         return cv.order_report(o, client_order_id, inst, working=bool(o.get("_working")))
 
     async def fills_since(self, ts: int) -> list[Fill]:
+        """Our deals since ``ts`` (reconciliation's path): each deal returned here counts
+        as reported and is not streamed again by the poll loop."""
         frm = cv.server_datetime(cv.utc_to_server_s(ts, self._tz) - 1)
         deals = await self._call("history_deals_get", frm, cv.server_datetime(FAR_FUTURE_S))
         out = []
@@ -290,15 +299,36 @@ class Mt5Gateway:
             fill = self._fill_of(d)
             if fill is not None and fill.ts >= ts:
                 out.append(fill)
+                # handed over: the poll loop must not report this deal again
+                if int(d["ticket"]) not in self._seen_deals:
+                    self._seen_deals.add(int(d["ticket"]))
+                    tracked = self._orders.get(fill.client_order_id)
+                    if tracked is not None:
+                        tracked.filled += fill.quantity
+                    if self.book is not None:
+                        self.book.record_deal(int(d["ticket"]), fill.client_order_id,
+                                              int(d["order"]))
         return out
 
     async def account(self) -> AccountReport:
+        """Balance, positions (this deployment's magic) and margin of the account.
+
+        ``cash`` is the kernel's view of a margin account: the balance minus the
+        entry value of the open positions (lots x contract size x open price), which
+        is what the portfolio's cash is after the same fills; the balance itself is
+        ``equity`` minus floating profit.  Both are in the account currency; a
+        symbol whose profit currency differs (USDJPY) is valued unconverted."""
         info = await self._call("account_info")
         details = []
+        entry_value = 0.0
         for p in await self._call("positions_get"):
             inst = self._inst_of.get(str(p["symbol"]))
             if inst is not None and int(p["magic"]) == self.config.magic:
-                details.append(cv.position_report(p, inst))
+                rep = cv.position_report(p, inst)
+                details.append(rep)
+                size = float(self.symbol_info.get(str(p["symbol"]), {}).get(
+                    "trade_contract_size", 1.0))
+                entry_value += rep.quantity * float(p["price_open"]) * size
         positions: dict[str, float] = {}
         for d in details:
             positions[d.instrument_id] = positions.get(d.instrument_id, 0.0) + d.quantity
@@ -308,7 +338,7 @@ class Mt5Gateway:
             if len(mine) == 1 and mine[0].avg_price is not None:
                 avg[inst] = mine[0].avg_price
         return AccountReport(
-            cash={str(info["currency"]): float(info["balance"])},
+            cash={str(info["currency"]): float(info["balance"]) - entry_value},
             positions={k: v for k, v in positions.items() if abs(v) > 1e-12},
             avg_prices=avg, position_details=tuple(details),
             margin_used=float(info["margin"]), margin_available=float(info["margin_free"]),
@@ -382,7 +412,7 @@ class Mt5Gateway:
                 raise
             except (TerminalLost, TerminalError) as exc:
                 failures += 1
-                if not self._down:
+                if not self._down:  # a terminal error (-10004 no IPC) is an outage too
                     self._down = True
                     self._set_health("gateway", HealthState.DISCONNECTED,
                                      f"MT5 terminal unavailable: {exc}")
@@ -504,10 +534,13 @@ class Mt5Gateway:
         if self.book is not None:
             self.book.record_deal(ticket, fill.client_order_id, int(d["order"]))
         if tracked is not None:
-            self._accept(tracked)
             tracked.filled += fill.quantity
         if int(d.get("position_id") or 0):
             self._positions.setdefault(int(d["position_id"]), inst)
+        if ticket in self._preexisting:
+            return  # made before this start: reported by fills_since, not streamed
+        if tracked is not None:
+            self._accept(tracked)
         self._sink(fill)
 
     def _fill_of(self, d: dict[str, Any]) -> Fill | None:
@@ -705,6 +738,20 @@ class Mt5Gateway:
             if not b.ticket:  # sent, never answered: find out before anything else
                 self._spawn(self._adopt_unknown(b.client_order_id), f"adopt:{b.client_order_id}")
 
+    async def _note_preexisting(self) -> None:
+        """Deals of booked orders made before this start are reconciliation's to report
+        (``fills_since``), never the stream's: a fill the daemon adopted at start-up must
+        not arrive a second time as a live event."""
+        assert self.book is not None
+        booked = self.book.open_orders()
+        if not booked:
+            return
+        frm = cv.utc_to_server_s(min(b.sent_ns for b in booked), self._tz) - 86_400
+        deals = await self._call("history_deals_get", cv.server_datetime(frm),
+                                 cv.server_datetime(FAR_FUTURE_S))
+        self._preexisting = {int(d["ticket"]) for d in deals
+                             if int(d.get("magic", -1)) == self.config.magic}
+
     async def _adopt_unknown(self, coid: str) -> None:
         self._resolver.track(coid, time.monotonic() - self.config.timing.unknown_settle_s)
 
@@ -735,7 +782,15 @@ class Mt5Gateway:
     async def _call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         if self.worker is None:
             raise TerminalLost(fn, "gateway not connected")
-        return await self.worker.call(fn, *args, **kwargs)
+        try:
+            return await self.worker.call(fn, *args, **kwargs)
+        except TerminalLost as exc:
+            # whichever path met it: the poll loop reports resynced after a clean cycle
+            if self._running and not self._down:
+                self._down = True
+                self._set_health("gateway", HealthState.DISCONNECTED,
+                                 f"MT5 terminal unavailable: {exc}")
+            raise
 
     async def _close_worker(self) -> None:
         if self.worker is not None:

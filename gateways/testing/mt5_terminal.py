@@ -196,6 +196,7 @@ class Terminal:
     hedging: bool = False
     server_offset_s: int = 2 * 3600
     now: float = 1_704_068_430.0  # UTC seconds; the harness moves it
+    wall_clock: bool = False  # True: the clock is the host's (daemon sessions)
     comment_mode: str = ""  # "" keep, "truncate" to 16 chars, "replace" with the broker's own
     autotrading: bool = True
     down: bool = False  # the terminal lost its trade server / IPC: calls fail with -10004
@@ -220,7 +221,8 @@ class Terminal:
         return self.next_ticket
 
     def server_now(self) -> float:
-        return self.now + self.server_offset_s
+        now = _time.time() if self.wall_clock else self.now
+        return now + self.server_offset_s
 
     def tick_of(self, symbol: str) -> tuple[float, float]:
         s = self.symbols[symbol]

@@ -77,6 +77,9 @@ class Mt5GatewayConfig(BaseModel):
     credentials: Mt5Credentials = Mt5Credentials()
     # the client id <-> order ticket <-> deal tickets map, written before each send
     state_file: Path | None = None
+    # the trading calendar of trader.core.calendars the symbols follow (FX week by
+    # default): no tick while it is closed is not a stale feed; null = always expect ticks
+    calendar: str | None = "fx"
     market_data: bool = True
     trading: bool = True
     bar_band: float | None = Field(0.5, gt=0)
@@ -97,6 +100,18 @@ class Mt5GatewayConfig(BaseModel):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r} (an IANA name such as "
                              "'Europe/Athens' or 'Etc/GMT-2')") from None
+        return v
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, v: str | None) -> str | None:
+        if v is not None:
+            from trader.core.calendars import CalendarError, is_open
+
+            try:
+                is_open(v, 0)
+            except CalendarError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("host")

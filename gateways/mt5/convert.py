@@ -144,7 +144,7 @@ def filling_for(filling_mode: int, market: bool) -> int:
 def order_request(*, symbol: str, side: Side, order_type: OrderType, volume: float,
                   price: float, magic: int, comment: str, deviation: int, filling: int,
                   stop_price: float | None = None, sl: float = 0.0,
-                  tp: float = 0.0) -> dict[str, Any]:
+                  tp: float = 0.0, position: int = 0) -> dict[str, Any]:
     """The ``order_send`` request of a new order (plain values: it travels as source text)."""
     market = order_type is OrderType.MARKET
     stop_limit = order_type is OrderType.STOP and stop_price is not None and price > 0
@@ -164,6 +164,8 @@ def order_request(*, symbol: str, side: Side, order_type: OrderType, volume: flo
     }
     if stop_limit:
         req["stoplimit"] = float(price)
+    if position:  # hedging: close (part of) this position rather than open another
+        req["position"] = int(position)
     return req
 
 

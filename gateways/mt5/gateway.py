@@ -95,6 +95,7 @@ class _Order:
     accepted_sent: bool = False
     terminal_sent: bool = False
     cancel_requested: bool = False
+    position: int = 0  # a close of this position ticket (hedging accounts)
 
 
 class Mt5Gateway:
@@ -235,6 +236,62 @@ class Mt5Gateway:
             self.book = None
 
     def submit(self, order: OrderRequest) -> None:
+        self._submit_order(order, 0)
+
+    def close_position(self, order: OrderRequest, position_id: str) -> None:
+        """Send ``order`` (a market order) as the close of one position by its ticket.
+
+        On a hedging account an opposite market order would open a second position;
+        this reduces the given one.  Outcomes arrive like those of ``submit``."""
+        if order.order_type is not OrderType.MARKET:
+            self._emit_update(order.client_order_id, OrderStatus.REJECTED,
+                              "a position is closed by a market order")
+            return
+        self._submit_order(order, int(position_id))
+
+    async def modify_order(self, client_order_id: str, *, price: float | None = None,
+                           sl: float = 0.0, tp: float = 0.0) -> str | None:
+        """Move a working pending order (``TRADE_ACTION_MODIFY``): its price, SL and TP.
+
+        Returns None when the server did it, else the reason it did not."""
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or not tracked.ticket or tracked.terminal_sent:
+            return f"no working order {client_order_id} on {self.name}"
+        new_price = price if price is not None else (tracked.limit_price or 0.0)
+        req = {"action": cv.TRADE_ACTION_MODIFY, "order": tracked.ticket,
+               "symbol": tracked.symbol, "price": float(new_price), "sl": float(sl),
+               "tp": float(tp), "type_time": cv.ORDER_TIME_GTC, "magic": self.config.magic}
+        why = await self._request(req)
+        if why is None and price is not None:
+            tracked.limit_price = price
+        return why
+
+    async def set_stops(self, position_id: str, *, sl: float = 0.0,
+                        tp: float = 0.0) -> str | None:
+        """Set a position's stop loss and take profit (``TRADE_ACTION_SLTP``; 0 = none).
+
+        Returns None when the server did it, else the reason it did not.  The close
+        the server makes when one is hit arrives as a fill ``mt5-sl-<deal>``."""
+        found = await self._call("positions_get", ticket=int(position_id))
+        if not found:
+            return f"no position {position_id} on {self.name}"
+        req = {"action": cv.TRADE_ACTION_SLTP, "position": int(position_id),
+               "symbol": str(found[0]["symbol"]), "sl": float(sl), "tp": float(tp),
+               "magic": self.config.magic}
+        return await self._request(req)
+
+    async def _request(self, req: dict[str, Any]) -> str | None:
+        """A modifying request: None when done, else why not (nothing is retried)."""
+        try:
+            res = await self._call("order_send", req)
+        except (TerminalLost, TerminalError) as exc:
+            return f"outcome unknown: {exc}"
+        retcode = int(res["retcode"])
+        if verdict(retcode) is Verdict.DONE:
+            return None
+        return describe(retcode, str(res.get("comment", "")))
+
+    def _submit_order(self, order: OrderRequest, position: int) -> None:
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
         refusal = None
@@ -254,7 +311,7 @@ class Mt5Gateway:
         assert symbol is not None and self.book is not None
         tracked = _Order(coid, order.instrument_id, symbol, order.side, order.quantity,
                          order.order_type, order.limit_price, order.stop_price,
-                         self._now_ns())
+                         self._now_ns(), position=position)
         self._orders[coid] = tracked
         # written before the send: a crash after it leaves a record to reconcile from
         self.book.record_submit(coid, order.instrument_id, symbol, str(order.side),
@@ -410,9 +467,21 @@ class Mt5Gateway:
                 await asyncio.sleep(t.poll_interval_s)
             except asyncio.CancelledError:
                 raise
-            except (TerminalLost, TerminalError) as exc:
+            except TerminalError as exc:
+                if exc.code not in UNKNOWN_OUTCOME_ERRORS:  # an answer, not an outage
+                    log.warning("mt5_poll_error", gateway=self.name, error=str(exc))
+                    await asyncio.sleep(t.poll_interval_s)
+                    continue
                 failures += 1
-                if not self._down:  # a terminal error (-10004 no IPC) is an outage too
+                if not self._down:  # no IPC, IPC timeout: the terminal is unreachable
+                    self._down = True
+                    self._set_health("gateway", HealthState.DISCONNECTED,
+                                     f"MT5 terminal unavailable: {exc}")
+                await asyncio.sleep(backoff_delay(failures, t.reconnect_initial_s,
+                                                  t.reconnect_max_s, 0.25))
+            except TerminalLost as exc:
+                failures += 1
+                if not self._down:
                     self._down = True
                     self._set_health("gateway", HealthState.DISCONNECTED,
                                      f"MT5 terminal unavailable: {exc}")
@@ -467,9 +536,21 @@ class Mt5Gateway:
                 self._set_health(f"ticks:{symbol}", HealthState.CONNECTED, "ticks again")
         elif mono - prev[1] > self.config.timing.stale_after_s:
             info = self.symbol_info.get(symbol, {})
-            if int(info.get("trade_mode", 4)) != 0:  # a disabled symbol is closed, not stale
+            # a closed market or a disabled symbol has no ticks: that is not a stale feed
+            if int(info.get("trade_mode", 4)) != 0 and self._session_open(tick_ns):
                 self._set_health(f"ticks:{symbol}", HealthState.DEGRADED,
                                  f"{symbol}: no tick for {mono - prev[1]:.0f} s")
+
+    def _session_open(self, ts_ns: int) -> bool:
+        """Whether ``config.calendar`` says the market trades at ``ts_ns`` (no calendar: yes).
+
+        The Python API does not expose a symbol's trade sessions; FX and most CFDs
+        follow the FX week, which is the default."""
+        if self.config.calendar is None:
+            return True
+        from trader.core.calendars import is_open
+
+        return is_open(self.config.calendar, ts_ns)
 
     def _bars_of(self, symbol: str, rows: list[Any]) -> list[Bar]:
         inst = self._inst_of[symbol]
@@ -578,7 +659,7 @@ class Mt5Gateway:
                 volume=tracked.quantity, price=price, magic=self.config.magic,
                 comment=cv.comment_for(tracked.coid), deviation=self.config.deviation_points,
                 filling=cv.filling_for(int(info.get("filling_mode", 0)), market),
-                stop_price=tracked.stop_price)
+                stop_price=tracked.stop_price, position=tracked.position)
             try:
                 res = await self._call("order_send", req)
             except TerminalError as exc:

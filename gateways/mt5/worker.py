@@ -20,6 +20,10 @@ from typing import Any
 from gateways.mt5.config import Account
 from gateways.mt5.retcodes import AUTH_FAILED
 
+RES_S_OK = 1
+# functions whose None with last_error "success" means an empty answer
+_LISTS = frozenset({"orders_get", "positions_get", "history_orders_get", "history_deals_get"})
+
 
 class TerminalError(RuntimeError):
     """An MT5 function failed; ``code``/``text`` are the terminal's ``last_error``."""
@@ -143,6 +147,8 @@ class Mt5Worker:
             raw = getattr(mt5, fn)(*args, **kwargs)
             if raw is None:
                 code, text = self._last_error(mt5)
+                if code == RES_S_OK and fn in _LISTS:
+                    return []  # "nothing found" without an error: an empty list
                 raise TerminalError(fn, code, text)
             return self._plain(raw)
         except TerminalError:

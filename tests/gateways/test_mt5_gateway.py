@@ -21,9 +21,19 @@ import pytest
 from gateways.base import GatewayStartError
 from gateways.mt5.tickets import TicketBook
 from gateways.testing.harness import wait_until
-from gateways.testing.mt5_harness import NS, SERVER_OFFSET_S, Mt5Harness
+from gateways.testing.mt5_harness import FAST_TIMING, NS, SERVER_OFFSET_S, Mt5Harness
 from gateways.testing.venue import row
-from trader.core.events import Bar, Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.core.events import (
+    Bar,
+    Fill,
+    GatewayHealth,
+    HealthState,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+)
 
 
 @pytest.fixture
@@ -206,7 +216,9 @@ async def test_stop_loss_hit_by_the_server_is_a_fill(mt5: Mt5Harness) -> None:
     gw.submit(order(h, "S-1"))
     await wait_until(lambda: len(fills(events, "S-1")) == 1)
     [(pid, _)] = h.state()["positions"].items()
-    h.control("_set_stops", int(pid), sl=1.05)
+    assert await gw.set_stops(str(pid), sl=1.05, tp=1.3) is None
+    assert h.control("_get", "positions")[int(pid)].sl == 1.05
+    assert "no position" in (await gw.set_stops("12345", sl=1.0) or "")
     deal = h.control("_hit", int(pid), "sl")
     await wait_until(lambda: len(fills(events)) == 2, what="the SL deal")
     sl = fills(events)[1]
@@ -231,3 +243,73 @@ async def test_unreachable_terminal_names_what_to_start(mt5: Mt5Harness) -> None
     gw = mt5.gateway(lambda _e: None, port=1)
     with pytest.raises(GatewayStartError, match="python -m mt5linux"):
         await mt5.connect(gw)
+
+
+async def test_modify_a_resting_order_and_refuse_an_unknown_one(mt5: Mt5Harness) -> None:
+    h = mt5
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await h.connect(gw)
+    gw.submit(order(h, "M-1", kind=OrderType.LIMIT, price=1.0))
+    await wait_until(lambda: OrderStatus.ACCEPTED in statuses(events, "M-1"))
+    assert await gw.modify_order("M-1", price=1.01, sl=0.99) is None
+    [working] = h.control("_get", "orders").values()
+    assert (working.price_open, working.sl) == (1.01, 0.99)
+    assert "no working order" in (await gw.modify_order("NOPE") or "")
+    h.control("_script", "retcode", retcode=10016)
+    assert "10016" in (await gw.modify_order("M-1", price=1.02, sl=1.5) or "")
+
+
+async def test_hedging_close_by_position_ticket() -> None:
+    h = await Mt5Harness(hedging=True).start()
+    try:
+        events: list[Any] = []
+        gw = h.gateway(events.append)
+        await h.connect(gw)
+        gw.submit(order(h, "C-1", Side.BUY, 0.2))
+        await wait_until(lambda: len(fills(events, "C-1")) == 1)
+        gw.submit(order(h, "C-2", Side.BUY, 0.1))
+        await wait_until(lambda: len(fills(events, "C-2")) == 1)
+        first = next(p for p in (await gw.account()).position_details if p.quantity > 0.15)
+        gw.close_position(order(h, "C-3", Side.SELL, 0.2), first.position_id)
+        await wait_until(lambda: len(fills(events, "C-3")) == 1)
+        acct = await gw.account()
+        assert [(p.quantity, p.position_id) for p in acct.position_details] == [
+            (pytest.approx(0.1), next(p.position_id for p in acct.position_details))]
+        assert h.state()["sends"][-1]["position"] == int(first.position_id)
+    finally:
+        await h.stop()
+
+
+async def test_terminal_outage_is_reported_then_resynced(mt5: Mt5Harness) -> None:
+    h = mt5
+    events: list[Any] = []
+    gw = h.gateway(events.append, trading=False)
+    await h.connect(gw)
+    h.control("_set", down=True)  # the terminal lost its IPC link: calls fail with -10004
+    await wait_until(lambda: any(e.state is HealthState.DISCONNECTED for e in health(events)))
+    down = next(e for e in health(events) if e.state is HealthState.DISCONNECTED)
+    assert "-10004" in down.reason
+    h.control("_set", down=False)
+    await wait_until(lambda: health(events)[-1].state is HealthState.RESYNCED)
+
+
+@pytest.mark.parametrize(("clock", "stale"), [(1_704_068_430.0, True),  # a Monday
+                                              (1_704_526_200.0, False)])  # a Saturday
+async def test_stale_ticks_are_degraded_only_while_the_market_trades(
+        mt5: Mt5Harness, clock: float, stale: bool) -> None:
+    h = mt5
+    h.control("_set", now=clock)
+    events: list[Any] = []
+    timing = FAST_TIMING.model_copy(update={"stale_after_s": 0.2})
+    gw = h.gateway(events.append, trading=False, timing=timing)
+    await h.connect(gw)
+    await asyncio.sleep(0.6)  # the terminal's clock stands still: no new tick
+    flagged = [e for e in health(events) if e.stream == "ticks:EURUSD"]
+    assert bool(flagged) is stale
+    if stale:
+        assert flagged[0].state is HealthState.DEGRADED and "no tick" in flagged[0].reason
+
+
+def health(events: list[Any]) -> list[GatewayHealth]:
+    return [e for e in events if isinstance(e, GatewayHealth)]

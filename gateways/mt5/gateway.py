@@ -45,7 +45,13 @@ from gateways.base import (
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.mt5 import convert as cv
 from gateways.mt5.config import Account, Mt5ConfigError, Mt5GatewayConfig, load_account
-from gateways.mt5.retcodes import UNKNOWN_OUTCOME_ERRORS, Verdict, describe, verdict
+from gateways.mt5.retcodes import (
+    AUTH_FAILED,
+    UNKNOWN_OUTCOME_ERRORS,
+    Verdict,
+    describe,
+    verdict,
+)
 from gateways.mt5.tickets import TicketBook
 from gateways.mt5.worker import Mt5Worker, TerminalError, TerminalLost
 from gateways.validation import BarGuard
@@ -170,19 +176,21 @@ class Mt5Gateway:
                 await self._select(symbol)
         except ImportError:
             await self._close_worker()
-            raise GatewayStartError(
-                f"gateway {self.name}: backend 'metatrader5' needs the MetaTrader5 package "
-                "(Windows, next to the terminal): pip install MetaTrader5; on Linux use "
-                "backend: mt5linux with `python -m mt5linux` running under Wine") from None
+            hint = ("the MetaTrader5 package (Windows, next to the terminal): pip install "
+                    "MetaTrader5; on Linux use backend: mt5linux with `python -m mt5linux` "
+                    "running under Wine" if cfg.backend == "metatrader5" else
+                    "the mt5linux client: pip install 'trader-daemon[mt5]'")
+            raise GatewayStartError(f"gateway {self.name}: backend {cfg.backend!r} needs "
+                                    f"{hint}") from None
         except TerminalLost as exc:
             await self._close_worker()
             raise GatewayStartError(
                 f"gateway {self.name}: cannot reach the MT5 terminal at {cfg.host}:{cfg.port} "
                 f"({exc}); start the terminal and its rpyc server (python -m mt5linux) "
-                "or check gateways." f"{self.name}.host/port") from None
+                f"or check gateways.{self.name}.host and .port") from None
         except TerminalError as exc:
             await self._close_worker()
-            what = ("the terminal refused the account credentials" if exc.code == -6
+            what = ("the terminal refused the account credentials" if exc.code == AUTH_FAILED
                     else str(exc))
             raise GatewayStartError(f"gateway {self.name}: {what}") from None
         except GatewayStartError:
@@ -196,6 +204,8 @@ class Mt5Gateway:
                 await self._note_preexisting()
             except (TerminalLost, TerminalError) as exc:
                 await self._close_worker()
+                self.book.close()
+                self.book = None
                 raise GatewayStartError(f"gateway {self.name}: cannot list the account's "
                                         f"deals: {exc}") from None
         self._running = True
@@ -329,9 +339,11 @@ class Mt5Gateway:
     async def open_orders(self) -> list[OrderReport]:
         out = []
         for o in await self._working():
-            coid = self._coid_of(o)
+            # an order of our magic the book does not know keeps its comment (or ticket) as
+            # its id, so reconciliation reports it as an unknown broker order
+            coid = self._coid_of(o) or str(o["comment"] or f"mt5-order-{o['ticket']}")
             inst = self._inst_of.get(str(o["symbol"]))
-            if coid and inst:
+            if inst:
                 out.append(cv.order_report(o, coid, inst, working=True))
         return out
 

@@ -176,8 +176,10 @@ class Mt5Worker:
 
     def _lost(self, fn: str, exc: BaseException) -> TerminalLost:
         timeout = "timeout" in type(exc).__name__.lower() or isinstance(exc, TimeoutError)
+        # a remote error of initialize could quote the call, which carries the password
+        why = type(exc).__name__ if fn == "initialize" else f"{type(exc).__name__}: {exc}"
         detail = (f"no answer within {self.timeout_s:g} s (IPC timeout)" if timeout
-                  else f"connection to the terminal lost ({type(exc).__name__}: {exc})")
+                  else f"connection to the terminal lost ({why})")
         return TerminalLost(fn, detail, timeout=timeout)
 
     def _drop(self, mt5: Any = None) -> None:

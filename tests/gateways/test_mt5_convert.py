@@ -91,3 +91,13 @@ def test_stand_in_constants_match_the_client_library() -> None:
         assert getattr(mt5_terminal, n) == getattr(Constants, n), n
     for n in [n for n in dir(cv) if n.isupper() and hasattr(Constants, n)]:
         assert getattr(cv, n) == getattr(Constants, n), n
+
+
+def test_example_config_validates() -> None:
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "config" / "gateways" / "mt5_demo.yaml"
+    cfg = parse_config(yaml.safe_load(path.read_text())["gateway"], path.name)
+    assert cfg.symbols == {"EURUSD": "EURUSD", "US30": "US30"} and cfg.timeframe_seconds == 60
+    assert cfg.credentials.password_env and "password" not in path.read_text().replace(
+        "password_env", "")

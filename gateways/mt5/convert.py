@@ -169,6 +169,20 @@ def order_request(*, symbol: str, side: Side, order_type: OrderType, volume: flo
     return req
 
 
+def volume_violation(volume: float, info: Mapping[str, Any]) -> str | None:
+    """Why ``volume`` lots break the symbol's volume rules (``symbol_info``), or None."""
+    lo, hi = float(info.get("volume_min") or 0.0), float(info.get("volume_max") or 0.0)
+    step = float(info.get("volume_step") or 0.0)
+    name = info.get("name", "")
+    if volume < lo - 1e-9:
+        return f"{volume} lots of {name} is below the minimum {lo}"
+    if hi and volume > hi + 1e-9:
+        return f"{volume} lots of {name} is above the maximum {hi}"
+    if step and abs(volume / step - round(volume / step)) > 1e-6:
+        return f"{volume} lots of {name} is not a multiple of the volume step {step}"
+    return None
+
+
 def order_status(order: Mapping[str, Any], working: bool) -> OrderStatus:
     """Our status of an MT5 order record (``working``: listed by ``orders_get``)."""
     filled = float(order["volume_initial"]) - float(order["volume_current"])

@@ -315,6 +315,9 @@ class Mt5Gateway:
             refusal = f"duplicate client order id {coid} (not sent)"
         elif (why := self.capabilities.supports(order)) is not None:
             refusal = why
+        elif (why := cv.volume_violation(order.quantity,
+                                         self.symbol_info.get(symbol, {}))) is not None:
+            refusal = f"{why} (not sent)"
         if refusal is not None:
             self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return

@@ -59,7 +59,9 @@ class Mt5Harness:
     unsupported_faults: frozenset[str] = frozenset()
     magic = 246_810
 
-    def __init__(self, *, hedging: bool = False, comment_mode: str = "") -> None:
+    def __init__(self, *, hedging: bool = False, comment_mode: str = "",
+                 shared: bool = True) -> None:
+        self.shared = shared  # reuse the process's stand-in server (its terminal is reset)
         self.hedging = hedging
         self.comment_mode = comment_mode
         self.server: Mt5Server | None = None
@@ -70,7 +72,7 @@ class Mt5Harness:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Mt5Harness:
-        self.server = await asyncio.to_thread(Mt5Server)
+        self.server = await asyncio.to_thread(Mt5Server.shared if self.shared else Mt5Server)
         self.control("_reset", hedging=self.hedging, comment_mode=self.comment_mode,
                      server_offset_s=SERVER_OFFSET_S)
         self.control("_add_symbol", "EURUSD", 1.1, 0.0002)
@@ -82,7 +84,9 @@ class Mt5Harness:
         for gw in self.gateways:
             await gw.close()
         if self.server is not None:
-            await asyncio.to_thread(self.server.close)
+            self.control("_drop_clients")  # nothing of this test stays connected
+            if not self.shared:
+                await asyncio.to_thread(self.server.close)
         self._tmp.cleanup()
 
     def control(self, fn: str, *args: Any, **kwargs: Any) -> Any:

@@ -48,6 +48,19 @@ def serve() -> None:
 class Mt5Server:
     """The stand-in server as a child process, plus a control connection to its terminal."""
 
+    _shared: Mt5Server | None = None
+
+    @classmethod
+    def shared(cls) -> Mt5Server:
+        """One server for the whole test process (each harness resets its terminal):
+        spares a child process start per test.  Closed when the process exits."""
+        if cls._shared is None or cls._shared.proc.poll() is not None:
+            import atexit
+
+            cls._shared = cls()
+            atexit.register(cls._shared.close)
+        return cls._shared
+
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(

@@ -101,3 +101,11 @@ def test_example_config_validates() -> None:
     assert cfg.symbols == {"EURUSD": "EURUSD", "US30": "US30"} and cfg.timeframe_seconds == 60
     assert cfg.credentials.password_env and "password" not in path.read_text().replace(
         "password_env", "")
+
+
+def test_volume_rules_of_the_symbol() -> None:
+    info = {"name": "US30", "volume_min": 0.1, "volume_max": 50.0, "volume_step": 0.1}
+    assert cv.volume_violation(0.3, info) is None
+    assert "minimum" in (cv.volume_violation(0.05, info) or "")
+    assert "maximum" in (cv.volume_violation(51.0, info) or "")
+    assert "volume step" in (cv.volume_violation(0.25, info) or "")

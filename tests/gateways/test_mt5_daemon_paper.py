@@ -16,7 +16,6 @@ identical orders.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -170,6 +169,5 @@ def test_paper_session_on_mt5_survives_disconnect_and_crash_and_replays(
             outcome = replay_journal(journal)
             assert [order_key(o) for o in outcome.session_orders] == [
                 order_key(o) for o in outcome.replay_orders], journal
-        assert json.loads(json.dumps(rec))  # the reconciliation record is plain JSON
     finally:
         server.close()

@@ -154,7 +154,7 @@ for _entry in (
                 "Alpaca (alpaca-py)"),
     BrokerEntry("ib", "gateways.ib.factory:build", "ib_async", "ib",
                 "Interactive Brokers (ib_async)"),
-    BrokerEntry("mt5", "gateways.registry:_not_yet", "mt5linux", "mt5",
+    BrokerEntry("mt5", "gateways.mt5.factory:build", "mt5linux", "mt5",
                 "MetaTrader 5 (mt5linux)"),
 ):
     register(_entry)

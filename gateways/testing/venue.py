@@ -43,6 +43,7 @@ VENUES: dict[str, str] = {
     "binance": "gateways.testing.harness:BinanceHarness",
     "kraken": "gateways.testing.harness:KrakenHarness",
     "ib": "gateways.testing.ib_harness:IbHarness",
+    "mt5": "gateways.testing.mt5_harness:Mt5Harness",
 }
 
 

@@ -150,7 +150,7 @@ for _entry in (
     BrokerEntry("ccxt", "gateways.ccxt.factory:build", "ccxt", None, "crypto exchanges (ccxt)"),
     BrokerEntry("binance", "gateways.ccxt.factory:build", "ccxt", None, "Binance spot (ccxt)"),
     BrokerEntry("kraken", "gateways.ccxt.factory:build", "ccxt", None, "Kraken spot (ccxt)"),
-    BrokerEntry("alpaca", "gateways.registry:_not_yet", "alpaca", "alpaca",
+    BrokerEntry("alpaca", "gateways.alpaca.factory:build", "alpaca", "alpaca",
                 "Alpaca (alpaca-py)"),
     BrokerEntry("ib", "gateways.registry:_not_yet", "ib_async", "ib",
                 "Interactive Brokers (ib_async)"),

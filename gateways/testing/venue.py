@@ -42,6 +42,7 @@ SUBMIT_FAULTS = ("timeout_placed", "timeout_lost", "error_placed", "error_lost",
 VENUES: dict[str, str] = {
     "binance": "gateways.testing.harness:BinanceHarness",
     "kraken": "gateways.testing.harness:KrakenHarness",
+    "alpaca": "gateways.testing.alpaca_harness:AlpacaHarness",
 }
 
 

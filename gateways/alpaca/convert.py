@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -170,11 +171,14 @@ def session_close_ns(day_open_ns: int, mic: str = "XNYS") -> int | None:
     import pandas as pd
 
     ny = pd.Timestamp(day_open_ns, unit="ns", tz="UTC").tz_convert("America/New_York")
-    cal = _calendar(mic)
     day = pd.Timestamp(ny.date())
-    if not cal.is_session(day):
-        return None
-    return int(cal.session_close(day).value)
+    with warnings.catch_warnings():  # exchange_calendars trips pandas deprecations: theirs
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        cal = _calendar(mic)
+        if not cal.is_session(day):
+            return None
+        return int(cal.session_close(day).value)
 
 
 def bar_close_ns(ts_open: int, timeframe_s: int, *, equity_daily: bool = False,

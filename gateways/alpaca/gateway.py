@@ -67,7 +67,7 @@ from gateways.base import (
     PositionReport,
     expected_bars,
 )
-from gateways.ccxt.config import Credentials, load_credentials
+from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.validation import BarGuard
 from trader.core.calendars import is_open
@@ -210,8 +210,11 @@ class AlpacaGateway:
                 self.start_streams()
             return
         cfg = self.config
-        creds = self._credentials if self._credentials is not None else load_credentials(
-            cfg.credentials)
+        try:
+            creds = self._credentials if self._credentials is not None else load_credentials(
+                cfg.credentials)
+        except CcxtConfigError as exc:  # names the env var or file, never a value
+            raise GatewayStartError(f"gateway {self.name}: {exc}") from None
         if not creds:
             raise GatewayStartError(
                 f"gateway {self.name}: no Alpaca API credentials are configured "

@@ -181,6 +181,28 @@ def session_close_ns(day_open_ns: int, mic: str = "XNYS") -> int | None:
         return int(cal.session_close(day).value)
 
 
+def sessions_closed(start_ns: int, end_ns: int, mic: str = "XNYS") -> int:
+    """How many sessions have their daily bar (opening at midnight New York) in
+    ``[start_ns, end_ns)`` and closed by ``end_ns``: the daily bars a range can hold."""
+    import pandas as pd
+
+    if end_ns <= start_ns:
+        return 0
+    first = pd.Timestamp(start_ns, unit="ns", tz="UTC").tz_convert("America/New_York")
+    last = pd.Timestamp(end_ns, unit="ns", tz="UTC").tz_convert("America/New_York")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        cal = _calendar(mic)
+        lo = pd.Timestamp(first.date()) + (pd.Timedelta(days=1) if first != first.normalize()
+                                           else pd.Timedelta(0))
+        hi = pd.Timestamp(last.date())
+        if hi < lo:
+            return 0
+        sessions = cal.sessions_in_range(lo, hi)
+        return sum(1 for s in sessions if int(cal.session_close(s).value) <= end_ns)
+
+
 def bar_close_ns(ts_open: int, timeframe_s: int, *, equity_daily: bool = False,
                  mic: str = "XNYS") -> int:
     """When the bar opening at ``ts_open`` closes: the grid, or the session close."""

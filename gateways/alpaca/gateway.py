@@ -51,6 +51,7 @@ from gateways.alpaca.convert import (
     order_request,
     order_status,
     plain_symbol,
+    sessions_closed,
     utc,
     word,
 )
@@ -384,7 +385,7 @@ class AlpacaGateway:
                 fills.append(fill_from_activity(act, coid, self._inst_of[symbol]))
             except AlpacaMessageError as exc:
                 log.error("bad_fill_activity", gateway=self.name, error=str(exc))
-        fills.sort(key=lambda f: (f.ts, f.trade_id))
+        fills.sort(key=lambda f: f.ts)  # stable: the venue's order within one timestamp
         return fills
 
     async def account(self) -> AccountReport:
@@ -425,7 +426,10 @@ class AlpacaGateway:
                            f"(configured: {sorted(self._symbol_of)})")
         now = self.now_ns()
         tf = self._tf_s * NS
-        closed_end = now - now % tf
+        session_daily = self._tf_s >= 86_400 and not is_crypto(symbol)
+        # intraday: up to the open of the forming bar; daily stocks: a day is closed at
+        # its session close, which is not on a UTC grid
+        closed_end = now if session_daily else now - now % tf
         end = closed_end if end_ns is None else min(end_ns, closed_end)
         bars: list[Bar] = []
         if end > start_ns:
@@ -440,8 +444,10 @@ class AlpacaGateway:
                     bars.append(bar)
         if self.guard is not None:
             bars = self.guard.filter(bars)
-        return History(instrument_id, bars, start_ns, max(end, start_ns),
-                       expected_bars(start_ns, max(end, start_ns), self._tf_s))
+        end = max(end, start_ns)
+        expected = (sessions_closed(start_ns, end, self.config.calendar) if session_daily
+                    else expected_bars(start_ns, end, self._tf_s))
+        return History(instrument_id, bars, start_ns, end, expected)
 
     async def warm_up_bars(self, count: int) -> list[Bar]:
         """The last ``count`` closed bars of every instrument; streaming continues after them."""
@@ -451,16 +457,22 @@ class AlpacaGateway:
         now = self.now_ns()
         since = now - now % tf - count * tf
         out: list[Bar] = []
-        for inst in self._symbol_of:
-            hist = await self.history(inst, since)
-            if not hist.complete:
-                log.warning("history_incomplete", gateway=self.name, instrument=inst,
-                            expected=hist.expected, got=len(hist.bars), missing=hist.missing)
+        for inst, symbol in self._symbol_of.items():
+            if self._tf_s >= 86_400 and not is_crypto(symbol):
+                # sessions, not calendar days: reach back far enough, keep the last ``count``
+                hist = await self.history(inst, now - (count * 7 // 5 + 10) * tf)
+                got = hist.bars[-count:]
+            else:
+                hist = await self.history(inst, since)
+                got = hist.bars
+                if not hist.complete:
+                    log.warning("history_incomplete", gateway=self.name, instrument=inst,
+                                expected=hist.expected, got=len(got), missing=hist.missing)
             if self.guard is not None:
-                self.guard.seed(hist.bars)
-            if hist.bars:
-                self._last_open[inst] = max(self._last_open.get(inst, 0), hist.bars[-1].ts_open)
-            out.extend(hist.bars)
+                self.guard.seed(got)
+            if got:
+                self._last_open[inst] = max(self._last_open.get(inst, 0), got[-1].ts_open)
+            out.extend(got)
         out.sort(key=lambda b: (b.ts, b.instrument_id))
         return out
 
@@ -732,14 +744,15 @@ class AlpacaGateway:
             try:
                 fill = fill_from_update(update, tracked.client_order_id, tracked.instrument_id)
             except (AlpacaMessageError, ValueError) as exc:
-                # not marked seen: the activities still deliver it whole
+                # not marked seen: the order view below is ahead of our fills, so the
+                # activities deliver it whole
                 log.error("bad_trade_update", gateway=self.name, error=str(exc))
                 self.stats.bad_frames += 1
-                return
-            if not tracked.broker_order_id:
-                tracked.broker_order_id = str(o.id)
-                self._coid_by_broker[str(o.id)] = coid
-            self._on_fill(tracked, fill)
+            else:
+                if not tracked.broker_order_id:
+                    tracked.broker_order_id = str(o.id)
+                    self._coid_by_broker[str(o.id)] = coid
+                self._on_fill(tracked, fill)
         await self._apply_order(tracked, o)
 
     async def _find(self, coid: str) -> Any:
@@ -952,8 +965,10 @@ class AlpacaGateway:
                 await self._sync_clock()
                 last = self._last_open.get(inst)
                 if last is None:
-                    now = self.now_ns()
-                    self._last_open[inst] = now - now % (86_400 * NS) - 86_400 * NS
+                    # first contact: the last closed day is history, not news
+                    recent = await self.history(inst, self.now_ns() - 10 * 86_400 * NS)
+                    self._last_open[inst] = (recent.bars[-1].ts_open if recent.bars
+                                             else self.now_ns() - 86_400 * NS)
                 else:
                     hist = await self.history(inst, last + 1)
                     for bar in hist.bars:

@@ -251,7 +251,7 @@ class AlpacaGateway:
             crypto = [s for s in cfg.symbols if is_crypto(s)]
             if self._tf_s >= 86_400:
                 for s in cfg.symbols:  # daily bars: read after each session close
-                    self._spawn(self._daily_loop(s), f"daily:{s}")
+                    self._spawn(self._daily_loop(s), f"bars:daily:{s}")
             else:
                 if stocks:
                     self._start_data_stream("bars:stocks", stocks, crypto=False)
@@ -271,6 +271,9 @@ class AlpacaGateway:
                           tasks=sorted(t.get_name() for t in late))
         self._running = False
         self._streaming = False
+        for runner in self._runners:
+            await runner.stop()
+        self._runners.clear()
         await self._resolver.close()
         tasks = list(self._tasks)
         for t in tasks:
@@ -897,7 +900,9 @@ class AlpacaGateway:
                               backoff=(t.backoff_initial_s, t.backoff_max_s, t.backoff_jitter),
                               rng=self._rng)
         self._runners.append(runner)
-        self._spawn(runner.run(), f"stream:{label}")
+        task = runner.start(f"{self.name}:stream:{label}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     async def _on_stream_bar(self, b: Any) -> None:
         """A closed minute bar ``b``: emitted once, after the last one emitted."""
@@ -959,6 +964,7 @@ class AlpacaGateway:
         """Daily bars: after each session close, read the closed day over REST and emit it."""
         inst = self._inst_of[symbol]
         t = self.config.timing
+        label = f"bars:daily:{symbol}"  # a bar stream for the daemon's feed monitor
         attempt = 0
         while self._running:
             try:
@@ -977,14 +983,14 @@ class AlpacaGateway:
                             self.stats.bars += 1
                             self._raw_sink(bar)
                 attempt = 0
-                if self.health.get(f"daily:{symbol}") in _UNHEALTHY:
-                    self._set_health(f"daily:{symbol}", HealthState.RESYNCED, "daily bars read")
+                if self.health.get(label) in _UNHEALTHY:
+                    self._set_health(label, HealthState.RESYNCED, "daily bars read")
                 await asyncio.sleep(t.poll_interval_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep polling, loudly
                 attempt += 1
-                self._set_health(f"daily:{symbol}", HealthState.DEGRADED,
+                self._set_health(label, HealthState.DEGRADED,
                                  f"daily bar read failed: {message_of(exc)}")
                 await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
                                                   t.backoff_jitter, self._rng))

@@ -8,7 +8,10 @@ becomes a health report, the gateway backfills before consuming again, and a
 frame that cannot be decoded is counted and skipped without closing a healthy
 connection.  Handlers are registered before the runner starts (subscribing on a
 running alpaca-py stream blocks the loop's own thread).  Shutdown cancels the
-task and closes the socket at once (``stop_ws`` would wait for a 5 s receive).
+task and closes the socket at once (``stop_ws`` would wait for a 5 s receive); as
+``asyncio.wait_for`` in Python 3.11 can swallow a cancellation that meets a frame just
+received, ``stop`` also marks the runner stopped and closes the socket, so the loop
+ends whichever way the cancellation went.
 """
 
 from __future__ import annotations
@@ -56,12 +59,33 @@ class StreamRunner:
         self.connects = 0
         self.failures = 0
         self.bad_frames = 0
+        self._stopped = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, name: str) -> asyncio.Task[None]:
+        """Run the stream as a task of the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self.run(), name=name)
+        return self._task
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """End the stream now: no reconnect, socket closed, task finished."""
+        self._stopped = True
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(Exception):
+            await self.stream.close()  # a receive in progress fails at once
+        _done, pending = await asyncio.wait({task}, timeout=grace_s)
+        for t in pending:
+            log.error("stream_did_not_stop", stream=self.label)
+            t.cancel()
 
     async def run(self) -> None:
-        """Connect, consume, reconnect for ever; only cancellation ends it."""
+        """Connect, consume, reconnect until stopped or cancelled."""
         attempt = 0
         try:
-            while True:
+            while not self._stopped:
                 try:
                     await self.stream._start_ws()  # connect, authenticate (trading: listen)
                     if self._subscribe:
@@ -70,6 +94,8 @@ class StreamRunner:
                 except asyncio.CancelledError:
                     raise
                 except _CONNECT_ERRORS as exc:
+                    if self._stopped:
+                        return
                     attempt += 1
                     await self._failed(f"{self.label} connect failed: {_why(exc)}", attempt)
                     continue
@@ -82,6 +108,8 @@ class StreamRunner:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the socket or the backfill broke
+                    if self._stopped:
+                        return
                     attempt += 1
                     await self._failed(f"{self.label} dropped: {_why(exc)}", attempt)
         finally:
@@ -90,7 +118,7 @@ class StreamRunner:
 
     async def _consume(self) -> None:
         """Consume until the connection fails; a frame that breaks decoding is skipped."""
-        while True:
+        while not self._stopped:
             try:
                 await self.stream._consume()
                 return  # only a stop request ends the library's loop; not used here

@@ -47,6 +47,12 @@ _OPEN = ("new", "accepted", "partially_filled", "pending_new", "pending_cancel",
          "pending_replace")
 
 
+def _s(x: float) -> str:
+    """A decimal as Alpaca writes one: a string, up to nine places, no float noise."""
+    text = f"{x:.9f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def iso(ms: int) -> str:
     """RFC 3339 with microseconds and a Z, as Alpaca writes times."""
     t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
@@ -182,7 +188,7 @@ class AlpacaStandin(StandinExchange):
             return self.error(429, 42910000, "rate limit exceeded", {
                 "X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
                 "X-RateLimit-Reset": str(reset),
-                **({"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after else {})}), None
+                **({"Retry-After": _s(fault.retry_after)} if fault.retry_after else {})}), None
         if fault is not None and fault.kind in ("error_before", "stall_before"):
             return self.error(500, 50010000, "internal server error"), None
         if fault is not None and fault.kind == "error":
@@ -234,13 +240,13 @@ class AlpacaStandin(StandinExchange):
             "replaced_at": ms(x.updated_ms) if o.status == "replaced" else None,
             "replaced_by": x.replaced_by, "replaces": x.replaces,
             "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, o.symbol)), "symbol": o.symbol,
-            "asset_class": x.asset_class, "notional": None, "qty": f"{o.qty:g}",
-            "filled_qty": f"{o.filled:g}",
-            "filled_avg_price": None if avg is None else f"{avg:g}",
+            "asset_class": x.asset_class, "notional": None, "qty": _s(o.qty),
+            "filled_qty": _s(o.filled),
+            "filled_avg_price": None if avg is None else _s(avg),
             "order_class": "simple", "order_type": x.order_type, "type": x.order_type,
             "side": o.side, "time_in_force": x.time_in_force,
-            "limit_price": None if o.price is None else f"{o.price:g}",
-            "stop_price": None if x.stop_price is None else f"{x.stop_price:g}",
+            "limit_price": None if o.price is None else _s(o.price),
+            "stop_price": None if x.stop_price is None else _s(x.stop_price),
             "status": o.status, "extended_hours": x.extended_hours, "legs": None,
             "trail_percent": None, "trail_price": None, "hwm": None,
             "position_intent": "buy_to_open" if o.side == "buy" else "sell_to_close",
@@ -309,10 +315,10 @@ class AlpacaStandin(StandinExchange):
                 "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, sym)),
                 "symbol": sym.replace("/", ""), "exchange": "CRYPTO" if crypto else "NASDAQ",
                 "asset_class": "crypto" if crypto else "us_equity",
-                "avg_entry_price": f"{avg:g}", "qty": f"{qty:g}",
+                "avg_entry_price": _s(avg), "qty": _s(qty),
                 "side": "long" if qty > 0 else "short",
-                "market_value": f"{qty * spec.price:g}", "cost_basis": f"{qty * avg:g}",
-                "current_price": f"{spec.price:g}", "qty_available": f"{qty:g}",
+                "market_value": _s(qty * spec.price), "cost_basis": _s(qty * avg),
+                "current_price": _s(spec.price), "qty_available": _s(qty),
             })
         return web.json_response(out)
 
@@ -349,7 +355,7 @@ class AlpacaStandin(StandinExchange):
             return self.error(403, 40310000, "insufficient buying power")
         if body.get("side") == "sell" and not self.affordable(spec, "sell", qty, px):
             return self.error(403, 40310000, f"insufficient qty available for order "
-                                             f"(requested: {qty:g})")
+                                             f"(requested: {_s(qty)})")
         now = self.now_ms()
         o = SOrder(str(uuid.uuid4()), coid, sym, str(body["side"]), kind, qty, limit, now,
                    status="accepted" if kind == "market" else "new")
@@ -473,9 +479,9 @@ class AlpacaStandin(StandinExchange):
         t = a.trade
         return {"id": a.id, "activity_type": "FILL", "transaction_time": iso(t.ts_ms),
                 "type": "fill" if a.leaves_qty <= 1e-12 else "partial_fill",
-                "price": f"{t.price:g}", "qty": f"{t.qty:g}", "side": t.side,
-                "symbol": t.symbol, "leaves_qty": f"{a.leaves_qty:g}", "order_id": t.order_id,
-                "cum_qty": f"{a.cum_qty:g}", "order_status": a.order_status}
+                "price": _s(t.price), "qty": _s(t.qty), "side": t.side,
+                "symbol": t.symbol, "leaves_qty": _s(a.leaves_qty), "order_id": t.order_id,
+                "cum_qty": _s(a.cum_qty), "order_status": a.order_status}
 
     # -- REST: bars --------------------------------------------------------------------------
     async def h_stock_bars(self, request: web.Request) -> web.Response:
@@ -643,8 +649,8 @@ class AlpacaStandin(StandinExchange):
         pos = self.balances.get(self.markets[order.symbol].base, 0.0)
         await self.push_update({"stream": "trade_updates", "data": {
             "event": event, "execution_id": trade.trade_id, "order": self.order_json(order),
-            "timestamp": iso(trade.ts_ms), "price": f"{trade.price:g}",
-            "qty": f"{trade.qty:g}", "position_qty": f"{pos:g}"}})
+            "timestamp": iso(trade.ts_ms), "price": _s(trade.price),
+            "qty": _s(trade.qty), "position_qty": _s(pos)}})
 
     # -- book -------------------------------------------------------------------------------
     def trade_id(self) -> str:

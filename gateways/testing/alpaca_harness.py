@@ -9,7 +9,9 @@ venue-clock measurement is exercised on every run.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -157,3 +159,39 @@ class AlpacaHarness:
 
     def execution_ids(self) -> list[str]:
         return [t.trade_id for t in self.standin.trades]
+
+
+class AlpacaThread:
+    """The Alpaca stand-in on its own event loop in a thread, for a test that blocks on a
+    daemon child process while the venue keeps serving (``VenueThread``'s Alpaca twin)."""
+
+    def __init__(self, markets: list[MarketSpec] | None = None) -> None:
+        self.h = AlpacaHarness(markets)
+        self.standin = self.h.standin
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.h.start())
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        """Run ``coro`` on the stand-in's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run a plain function on the stand-in's loop (its state is the loop's to change)."""
+        async def go() -> Any:
+            return fn()
+        return self.call(go())
+
+    def push(self, symbol: str, t_ms: int, price: float) -> None:
+        """Close the minute opening at ``t_ms`` around ``price``: the venue's clock moves past
+        it, then the bar goes out on the stream (and into the venue's history)."""
+        def bar() -> list[float]:
+            self.standin.set_clock(t_ms + MINUTE_MS + 1_000)
+            return [float(t_ms), price, price + 2.0, price - 1.0, price + 1.0, 1.0]
+        self.call(self.standin.push_candle(symbol, self.run(bar), closed=True))
+
+    def close(self) -> None:
+        self.call(self.standin.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)

@@ -230,3 +230,20 @@ async def test_unaffordable_sell_is_refused_with_the_venue_words(alpaca: AlpacaH
     await wait_until(lambda: bool(statuses(events, "Q-1")), what="refusal")
     assert statuses(events, "Q-1") == [OrderStatus.REJECTED]
     assert "insufficient qty available" in reason(events, "Q-1")
+
+
+async def test_a_truncated_submit_answer_is_resolved_by_client_order_id(
+        alpaca: AlpacaHarness) -> None:
+    """HTTP 200 with half a JSON body: the order exists; it is found, never sent again."""
+    h = alpaca
+    events: list[Any] = []
+    gw = h.gateway(events.append, market_data=False)
+    await h.connect(gw)
+    h.standin.script("orders", Fault("truncated_after"))
+    gw.submit(order("T-1", BTC, 0.01))
+    await wait_until(lambda: len(fills(events, "T-1")) == 1
+                     and OrderStatus.ACCEPTED in statuses(events, "T-1"), what="resolved")
+    await asyncio.sleep(0.3)
+    assert h.submissions() == 1 and len(h.venue_orders()) == 1
+    assert statuses(events, "T-1")[-1] is OrderStatus.ACCEPTED
+    assert OrderStatus.REJECTED not in statuses(events, "T-1")

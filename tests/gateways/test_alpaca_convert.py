@@ -80,6 +80,9 @@ def test_order_report_from_recorded_orders() -> None:
     assert rep.limit_price == float(o.limit_price)
     market = Order(**body("test_order_routes__test_market_order__1"))
     assert order_report(market, "AAPL.ALPACA").quantity == 1.0
+    replaced = Order(**body("test_order_routes__test_replace_order__1"))  # PATCH's answer
+    rep = order_report(replaced, "AAPL.ALPACA")
+    assert rep.status is OrderStatus.ACCEPTED and rep.client_order_id == replaced.client_order_id
 
 
 def test_every_alpaca_order_state_maps_and_unknown_ones_are_named() -> None:

@@ -155,6 +155,18 @@ class AlpacaStandin(StandinExchange):
         r.add_get("/v1beta3/crypto/us", self.h_data_ws)
         r.add_get("/stream", self.h_trading_ws)
 
+    async def restart(self, down_s: float = 0.2) -> None:
+        """The venue goes away (every socket closed, the port refusing) and comes back on
+        the same port, as after a deployment on its side."""
+        port = self.port
+        await self.stop()
+        await asyncio.sleep(down_s)
+        self.app = web.Application()
+        self.routes(self.app)
+        self._runner = web.AppRunner(self.app, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+
     def urls(self) -> dict[str, str]:
         """The endpoint overrides of a gateway pointed at this stand-in."""
         return {"trading": self.http, "data": self.http,

@@ -154,3 +154,27 @@ async def test_close_stops_every_stream_at_once(alpaca: AlpacaHarness) -> None:
     gw.submit(OrderRequest(time.time_ns(), "Z-1", BTC, Side.BUY, 0.01, OrderType.MARKET))
     [upd] = of(events, OrderUpdate)
     assert upd.status is OrderStatus.REJECTED and "not connected" in upd.reason
+
+
+async def test_venue_restart_is_survived_with_the_gap_backfilled(alpaca: AlpacaHarness) -> None:
+    h = alpaca
+    events: list[Any] = []
+    gw = h.gateway(events.append)
+    await h.connect(gw)
+    t = [h.bar_open(k) for k in range(4)]
+    await h.publish_bar(BTC, row(t[0], 100.0))
+    await wait_until(lambda: len(of(events, Bar)) == 1, what="the first bar")
+    subs = len(h.standin.subscriptions)
+    await h.standin.restart()
+    # while the venue was away one minute closed; its bar is in the venue's history
+    h.standin.candles["BTC/USD"].append([t[1] / 1e6, 101.0, 103.0, 100.0, 102.0, 1.0])
+    h.set_now(t[2] + NS)
+    await wait_until(lambda: len(h.standin.subscriptions) > subs
+                     and gw.health.get("orders") is HealthState.RESYNCED, timeout=10,
+                     what="streams back after the restart")
+    await h.publish_bar(BTC, row(t[2], 104.0))
+    await wait_until(lambda: len(of(events, Bar)) == 3, what="backfilled and next bar")
+    await asyncio.sleep(0.2)
+    assert [b.ts_open for b in of(events, Bar)] == t[:3]
+    assert health(events, "bars:crypto", HealthState.DISCONNECTED)
+    assert health(events, "bars:crypto", HealthState.RESYNCED)

@@ -123,12 +123,6 @@ def build(name: str, section: Mapping[str, Any] | None, context: GatewayContext)
 
 
 # -- the brokers of this installation -------------------------------------------------------
-def _not_yet(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any:  # noqa: ARG001
-    """Placeholder factory of a broker whose gateway is not written yet."""
-    raise GatewayConfigError(f"gateways.{name}: this broker's gateway is not implemented in "
-                             "this version yet")
-
-
 def build_sim(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any:
     """The simulated exchange; the section may set ``slippage_bps``, ``commission_bps``,
     ``fee_per_order``."""
@@ -150,7 +144,7 @@ for _entry in (
     BrokerEntry("ccxt", "gateways.ccxt.factory:build", "ccxt", None, "crypto exchanges (ccxt)"),
     BrokerEntry("binance", "gateways.ccxt.factory:build", "ccxt", None, "Binance spot (ccxt)"),
     BrokerEntry("kraken", "gateways.ccxt.factory:build", "ccxt", None, "Kraken spot (ccxt)"),
-    BrokerEntry("alpaca", "gateways.registry:_not_yet", "alpaca", "alpaca",
+    BrokerEntry("alpaca", "gateways.alpaca.factory:build", "alpaca", "alpaca",
                 "Alpaca (alpaca-py)"),
     BrokerEntry("ib", "gateways.ib.factory:build", "ib_async", "ib",
                 "Interactive Brokers (ib_async)"),

@@ -44,6 +44,7 @@ VENUES: dict[str, str] = {
     "kraken": "gateways.testing.harness:KrakenHarness",
     "ib": "gateways.testing.ib_harness:IbHarness",
     "mt5": "gateways.testing.mt5_harness:Mt5Harness",
+    "alpaca": "gateways.testing.alpaca_harness:AlpacaHarness",
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gateways.testing.alpaca_harness import AlpacaHarness
 from gateways.testing.harness import HARNESSES, CcxtHarness
 
 
@@ -23,6 +24,16 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[CcxtHarness]:
 async def binance() -> AsyncIterator[CcxtHarness]:
     """The Binance stand-in alone, for habits only Binance has."""
     h = await HARNESSES["binance"]().start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+@pytest.fixture
+async def alpaca() -> AsyncIterator[AlpacaHarness]:
+    """The Alpaca stand-in and gateway factory, for habits only Alpaca has."""
+    h = await AlpacaHarness().start()
     try:
         yield h
     finally:

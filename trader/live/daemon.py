@@ -337,10 +337,15 @@ class Daemon:
         kernel.queue_size = self.dcfg.queue_size
         kernel.bind_loop(loop)
         source = market_data_gateway(self.cfg)
+        # A live source's silence outside its market's session is not staleness.
+        markets = {} if source is None else {
+            i.id: str(i.asset_class) for i in self.cfg.instruments
+            if str(i.asset_class) in ("equity", "fx")}
         self.feeds = FeedMonitor(base_timeframes(self.cfg), self.dcfg.stale_after_intervals,
                                  # The replay-as-live feed is named after its source key.
                                  source=source or REPLAY,
-                                 normal_end=FEED_ENDED if source is None else "")
+                                 normal_end=FEED_ENDED if source is None else "",
+                                 markets=markets)
         # A halt the risk engine decides is persisted before its orders are planned:
         # the kill switch's listeners run before the halt's directive is published.
         engine.risk.kill_switch.listeners.append(self._persist_risk_halt)
@@ -647,7 +652,8 @@ class Daemon:
         speed = self._feed_speed()
         if speed is None:
             return
-        for st in self.feeds.newly_stale(speed, time.monotonic()):
+        wall = time.time_ns() if self.source is not None else None  # live: market hours
+        for st in self.feeds.newly_stale(speed, time.monotonic(), wall):
             log.warning("feed_stale", instrument=st.instrument_id,
                         last_bar=ns_to_iso(st.last_bar_ts), silent_s=round(st.silent_s, 3),
                         limit_s=round(st.limit_s, 3))

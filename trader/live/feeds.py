@@ -33,7 +33,10 @@ class FeedMonitor:
 
     ``bases``: each instrument's bar length (s); ``source``: the name of the
     gateway bars come from; ``normal_end``: the reason with which that source
-    reports the regular end of its data (not a failure).
+    reports the regular end of its data (not a failure); ``markets``: the
+    trading calendar (``trader.core.calendars`` key: ``equity``, ``fx``, a MIC)
+    of instruments whose market closes, so that a closed market is never called
+    stale (live sources only: the wall clock is the market's clock there).
     """
 
     bases: Mapping[str, int]
@@ -44,6 +47,8 @@ class FeedMonitor:
     stale: set[str] = field(default_factory=set)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: str = ""  # why the market data source stopped ("" while it delivers)
+    markets: Mapping[str, str] = field(default_factory=dict)
+    closed: set[str] = field(default_factory=set)  # instruments whose market was closed
 
     def on_bar(self, bar: Bar, now: float) -> bool:
         """Record a bar; True if its instrument was stale and is fresh again."""
@@ -75,17 +80,30 @@ class FeedMonitor:
         self.failed = failed
         return changed
 
-    def newly_stale(self, speed: float, now: float) -> list[Stale]:
+    def newly_stale(self, speed: float, now: float, wall_ns: int | None = None) -> list[Stale]:
         """Instruments silent for ``stale_after_intervals`` bar lengths of feed time.
 
         ``speed``: feed time per wall time (1.0 for a live venue, the replay speed
-        for the replay-as-live feed).
+        for the replay-as-live feed).  With ``wall_ns`` (UTC ns, live sources), an
+        instrument whose market (``markets``) is closed is not stale, and its
+        silence counts again from the first check after the market reopened.
         """
+        from trader.core.calendars import is_open
+
         out = []
         for inst, (ts, seen) in self.last_bar.items():
             tf = self.bases.get(inst)
             if tf is None or inst in self.stale:
                 continue
+            market = self.markets.get(inst)
+            if wall_ns is not None and market is not None:
+                if not is_open(market, wall_ns):
+                    self.closed.add(inst)  # a closed market is quiet, not stale
+                    continue
+                if inst in self.closed:  # it just reopened: the silence starts now
+                    self.closed.discard(inst)
+                    self.last_bar[inst] = (ts, now)
+                    continue
             limit = self.stale_after_intervals * tf / speed
             if now - seen > limit:
                 self.stale.add(inst)

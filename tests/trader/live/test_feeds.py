@@ -51,3 +51,23 @@ def test_only_the_sources_bar_streams_decide_a_failure() -> None:
     assert set(m.health) == {"binance/orders", "binance/bars:BTC/USDT", "binance/venue"}
     back = GatewayHealth(4, "binance", HealthState.RESYNCED, "backfilled", "bars:BTC/USDT")
     assert m.on_health(back) is True and m.failed == ""
+
+
+def test_a_closed_equity_market_is_quiet_not_stale() -> None:
+    m = FeedMonitor({"SPY": 60, "BTC": 60}, stale_after_intervals=3,
+                    markets={"SPY": "equity"})
+    saturday = 1_704_499_200 * 10**9  # 2024-01-06 00:00 UTC: NYSE closed, crypto trades
+    monday_open = 1_704_724_200 * 10**9  # 2024-01-08 14:30 UTC: the NYSE open
+    m.on_bar(bar("SPY", saturday), now=0.0)
+    m.on_bar(bar("BTC", saturday), now=0.0)
+    stale = m.newly_stale(1.0, now=1000.0, wall_ns=saturday + 1000 * 10**9)
+    assert [s.instrument_id for s in stale] == ["BTC"]  # silent crypto is stale, SPY is not
+    # once the market opens, SPY's silence counts from then on
+    assert m.newly_stale(1.0, now=2000.0, wall_ns=monday_open) == []
+    assert m.newly_stale(1.0, now=2100.0, wall_ns=monday_open + 100 * 10**9) == []
+    later = m.newly_stale(1.0, now=2200.0, wall_ns=monday_open + 200 * 10**9)
+    assert [s.instrument_id for s in later] == ["SPY"]
+    # without the wall clock (a replay), the calendar is not consulted
+    m2 = FeedMonitor({"SPY": 60}, stale_after_intervals=3, markets={"SPY": "equity"})
+    m2.on_bar(bar("SPY", saturday), now=0.0)
+    assert [s.instrument_id for s in m2.newly_stale(1.0, now=1000.0)] == ["SPY"]

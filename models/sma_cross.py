@@ -14,6 +14,8 @@ class SmaCrossParams(Params):
     fast: int = Field(10, gt=0)
     slow: int = Field(30, gt=0)
     allow_short: bool = False
+    # True: enter only on an actual cross, not on the first bar that finds fast above slow.
+    enter_on_cross: bool = False
 
     @model_validator(mode="after")
     def _order(self) -> SmaCrossParams:
@@ -62,8 +64,8 @@ class SmaCross(Model):
         if above == last:
             return None
         st[3] = above
-        if last is None and not above:
-            return None  # no position to leave before the first cross
+        if last is None and (not above or self.params.enter_on_cross):
+            return None  # no position to leave (or no cross yet) on the first view
         if above:
             w = 1.0
         else:

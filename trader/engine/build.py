@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from gateways.base import GatewayContext
 from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
+from models.checks import subscription_problems
 from models.registry import model_class
 from risk.engine import RiskEngine
 from risk.events import RiskDirective
@@ -26,6 +27,7 @@ from trader.core.clock import Clock, ReplayClock
 from trader.core.events import Bar, Fill, OrderRequest, OrderUpdate
 from trader.core.instruments import Instrument
 from trader.core.kernel import Kernel
+from trader.core.timeframes import format_timeframe
 from trader.engine.aggregator import BarAggregator
 from trader.engine.allocator import Allocator
 from trader.engine.config import AppConfig, ConfigError, base_timeframes
@@ -48,7 +50,7 @@ def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Mod
         if wanted is not None and mc.name not in wanted:
             continue
         try:
-            cls = model_class(mc.model)
+            cls = model_class(mc.model, cfg.strategies)
             out.append(cls(mc.name, mc.instruments, mc.timeframe, mc.params))
         except KeyError as exc:
             raise ConfigError(f"models[{idx}] ({mc.name}).model: {exc.args[0]}") from None
@@ -166,12 +168,21 @@ def build_engine(
             gateway_of[inst] = name
     pipeline = Pipeline(models, allocator, planner, risk, router, clock, gateway_of=gateway_of,
                         trading=not trading_session)
+    given = {mc.name: mc.given_timeframes() for mc in cfg.models}
+    for m in models:
+        problems = subscription_problems(m, given.get(m.name, [m.timeframe]))
+        if problems:
+            raise ConfigError("; ".join(problems))
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in pipeline.subscriptions():
         if inst_id not in bases:
             raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
                               "data (set its data.path and data.timeframe, or stream it from "
                               "a gateway with daemon.market_data)")
+        if tf % bases[inst_id]:
+            raise ConfigError(f"instruments: {inst_id!r}: a model asks for timeframe "
+                              f"{format_timeframe(tf)}, which is not a multiple of its data "
+                              f"timeframe {format_timeframe(bases[inst_id])}")
         aggregator.add(inst_id, bases[inst_id], tf)
     recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
     engine = Engine(cfg, mode, kernel, instruments, portfolio, allocator, router, risk, pipeline,

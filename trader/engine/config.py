@@ -84,12 +84,25 @@ class ModelConfig(Strict):
     timeframe: str = "1d"
     params: dict[str, Any] = Field(default_factory=dict)
     gateway: str = "sim"
+    # Timeframes the model may subscribe to besides ``timeframe`` (slow features, e.g. 1d).
+    extra_timeframes: list[str] = Field(default_factory=list)
 
     @field_validator("timeframe")
     @classmethod
     def _tf(cls, v: str) -> str:
         parse_timeframe(v)
         return v
+
+    @field_validator("extra_timeframes")
+    @classmethod
+    def _tfs(cls, v: list[str]) -> list[str]:
+        for tf in v:
+            parse_timeframe(tf)
+        return v
+
+    def given_timeframes(self) -> list[int]:
+        """The timeframes (s) this model was given: its own and its extra ones."""
+        return [parse_timeframe(t) for t in (self.timeframe, *self.extra_timeframes)]
 
 
 class PortfolioConfig(Strict):
@@ -212,6 +225,9 @@ class AppConfig(Strict):
     daemon: DaemonConfig = DaemonConfig()
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    # A folder of the user's model files (``models[].model``: ``Class`` or ``file:Class``);
+    # relative to the config file's folder, then its parent, then the working directory.
+    strategies: Path | None = None
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -406,14 +422,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def model_problems(cfg: AppConfig) -> list[str]:
     """What is wrong with the models section beyond its shape: unknown classes, bad
     params, timeframes the instrument's data cannot build; as ``key.path: problem``."""
-    from models.registry import MODEL_CLASSES
+    from models.registry import model_class
 
     problems = []
     for idx, mc in enumerate(cfg.models):
-        cls = MODEL_CLASSES.get(mc.model)
-        if cls is None:
-            problems.append(f"models.{idx}.model: unknown model class {mc.model!r}; "
-                            f"known: {sorted(MODEL_CLASSES)}")
+        try:
+            cls = model_class(mc.model, cfg.strategies)
+        except KeyError as exc:
+            problems.append(f"models.{idx}.model: {exc.args[0]}")
             continue
         try:
             cls.Params(**mc.params)
@@ -491,6 +507,12 @@ def load_config(path: str | Path) -> AppConfig:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(str(p), err)) from None
+    if cfg.strategies is not None:
+        folder, searched = _data_path_candidates(cfg.strategies, p)
+        if not folder.is_dir():
+            raise ConfigError(f"{p}: strategies: no folder {cfg.strategies} (looked in "
+                              f"{', '.join(map(str, searched)) or folder})")
+        cfg.strategies = folder
     problems = model_problems(cfg)
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",

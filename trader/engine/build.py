@@ -31,6 +31,7 @@ from trader.core.timeframes import format_timeframe
 from trader.engine.aggregator import BarAggregator
 from trader.engine.allocator import Allocator
 from trader.engine.config import AppConfig, ConfigError, base_timeframes
+from trader.engine.exits import ExitEmulator
 from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
@@ -141,7 +142,11 @@ def build_engine(
     if models is None:
         models = build_models(cfg)
     budgets = {m.name: mc.budget for mc in cfg.models for m in models if m.name == mc.name}
-    allocator = Allocator(portfolio, budgets)
+    policies = {mc.name: mc.orders for mc in cfg.models
+                if not mc.orders.is_default and mc.name in budgets}
+    allocator = Allocator(portfolio, budgets,
+                          sizing={n: p.sizing for n, p in policies.items()},
+                          min_trade_value={n: p.min_trade_value for n, p in policies.items()})
     portfolio.set_attribution(allocator.attribute)
     replay_sim = gateways is None
     if gateways is None:
@@ -166,8 +171,9 @@ def build_engine(
                               f"available: {sorted(gateways)}")
         for inst in mc.instruments:
             gateway_of[inst] = name
+    exits = ExitEmulator(policies, portfolio) if policies else None
     pipeline = Pipeline(models, allocator, planner, risk, router, clock, gateway_of=gateway_of,
-                        trading=not trading_session)
+                        trading=not trading_session, exits=exits)
     given = {mc.name: mc.given_timeframes() for mc in cfg.models}
     for m in models:
         problems = subscription_problems(m, given.get(m.name, [m.timeframe]))

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.intents import OrderPolicy
 from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
 from trader.core.instruments import Instrument
@@ -84,6 +85,8 @@ class ModelConfig(Strict):
     timeframe: str = "1d"
     params: dict[str, Any] = Field(default_factory=dict)
     gateway: str = "sim"
+    # Entries, protective exits, sizing, cooldown (models.intents.OrderPolicy).
+    orders: OrderPolicy = OrderPolicy()
     # Timeframes the model may subscribe to besides ``timeframe`` (slow features, e.g. 1d).
     extra_timeframes: list[str] = Field(default_factory=list)
 

@@ -13,11 +13,13 @@ from collections.abc import Iterable
 import structlog
 
 from models.base import Model
+from models.intents import Intent
 from risk.engine import RiskAction, RiskEngine
 from risk.events import RiskDirective
 from trader.core.clock import Clock
 from trader.core.events import Bar, OrderRequest, OrderType, Side
 from trader.engine.allocator import Allocator
+from trader.engine.exits import ExitEmulator, limit_price
 from trader.engine.planner import Planner, to_request
 from trader.engine.router import Router
 
@@ -41,6 +43,7 @@ class Pipeline:
         *,
         gateway_of: dict[str, str] | None = None,
         trading: bool = True,
+        exits: ExitEmulator | None = None,
     ) -> None:
         self.models = list(models)
         self.allocator = allocator
@@ -54,6 +57,12 @@ class Pipeline:
         self.flattening = False
         self._flatten_ids: set[str] = set()
         self._flatten_attempts: Counter[str] = Counter()
+        # Order intents: emulated exits, cooldown and limit entries of models with a policy.
+        self.exits = exits
+        self._emulated = frozenset(exits.policies) if exits is not None else frozenset()
+        # client order id -> why it was sent; orders of a model's own signal are not kept
+        # ("signal" is the default), so this stays as small as the exceptions.
+        self.reasons: dict[str, str] = {}
 
     def subscribe(self, active: Iterable[Model]) -> None:
         """Route bars to ``active`` models only (a paused model keeps its targets)."""
@@ -88,9 +97,25 @@ class Pipeline:
         if models is None:
             return
         changed: set[str] | None = None  # built only on the rare bar where a view changes
+        why: dict[str, str] | None = None
+        limits: dict[str, tuple[str, float]] | None = None
+        emulated = self._emulated
         for model in models:
+            if emulated and model.name in emulated:
+                reason = self._emulate(model.name, bar)
+                if reason is not None:
+                    changed = changed or set()
+                    changed.add(bar.instrument_id)
+                    why = why or {}
+                    why[bar.instrument_id] = reason
             weights = model.on_bar(bar)
             if weights:
+                if emulated and model.name in emulated:
+                    limits = limits or {}
+                    weights = self._intents(model.name, weights, limits)
+                elif any(isinstance(w, Intent) for w in weights.values()):
+                    weights = {i: w.weight if isinstance(w, Intent) else w
+                               for i, w in weights.items()}
                 moved = self.allocator.set_weights(model.name, weights)
                 if moved:
                     if changed is None:
@@ -105,7 +130,51 @@ class Pipeline:
             # decision is stamped with it, never earlier than the data it used.
             ts = bar.ts
             seen = self.planner.portfolio.last_bar_ts.get(bar.instrument_id, ts)
-            self.rebalance(sorted(changed), seen if seen > ts else ts)
+            self.rebalance(sorted(changed), seen if seen > ts else ts, why, limits)
+
+    def _emulate(self, model: str, bar: Bar) -> str | None:
+        """The emulated-order rules on a model's closed bar: expire its limit entries, and
+        turn a triggered exit into a flat target; the exit's reason, if one fired."""
+        exits = self.exits
+        assert exits is not None
+        inst = bar.instrument_id
+        for coid in exits.expired(model, inst):
+            if coid in self.router.active:
+                self.router.cancel(coid)
+                self.allocator.hold(model, inst,
+                                    self.planner.portfolio.model_book(model).quantity(inst))
+        reason = exits.on_bar(model, bar)
+        if reason is not None:
+            self.allocator.set_weights(model, {inst: 0.0})
+        return reason
+
+    def _intents(self, model: str, weights: dict, limits: dict[str, tuple[str, float]]
+                 ) -> dict[str, float]:
+        """Weights of a model with an order policy: cooldown, levels and limit entries."""
+        exits = self.exits
+        assert exits is not None
+        policy = exits.policies[model]
+        book = self.planner.portfolio.model_book(model)
+        out: dict[str, float] = {}
+        for inst, w in weights.items():
+            intent = w if isinstance(w, Intent) else None
+            weight = intent.weight if intent is not None else w
+            entry = weight != 0 and abs(book.quantity(inst)) < 1e-12
+            if entry and not exits.allows_entry(model, inst):
+                continue  # cooling down after an exit
+            if weight != 0 and exits.exiting(model, inst):
+                continue  # an emulated exit is on its way: the signal does not undo it
+            if intent is not None:
+                exits.remember_levels(model, inst, intent)
+            if entry and policy.entry.type == "limit":
+                mark = self.planner.portfolio.marks.get(inst)
+                price = intent.limit_price if intent and intent.limit_price else (
+                    limit_price(1 if weight > 0 else -1, mark, policy.entry.limit_offset_bps,
+                                self.planner.instruments[inst].tick_size) if mark else None)
+                if price is not None:
+                    limits[inst] = (model, price)
+            out[inst] = weight
+        return out
 
     def start_trading(self, *, trade_standing_targets: bool = True) -> None:
         """READY: trade from now on, and (by default) trade the targets formed in warm-up.
@@ -130,20 +199,31 @@ class Pipeline:
         if todo:
             self.rebalance(todo, max(last_bar.values()))
 
-    def rebalance(self, instrument_ids: list[str], ts: int | None = None) -> None:
+    def rebalance(self, instrument_ids: list[str], ts: int | None = None,
+                  reasons: dict[str, str] | None = None,
+                  limits: dict[str, tuple[str, float]] | None = None) -> None:
         """Plan, check and route orders for the given instruments.
 
         ``ts`` is the time of the event that caused the decision (a bar's close):
         stamping orders with it rather than the wall clock is what makes a live
-        session's orders identical to the replay of its journal.
+        session's orders identical to the replay of its journal.  ``reasons``: why an
+        instrument trades when it is not a model's signal (stop, target, risk, ...);
+        ``limits``: entries a model's policy sends as limit orders (model, price).
         """
         if ts is None:
             ts = self.clock.now()
         for planned in self.planner.plan(instrument_ids):
+            limit = limits.get(planned.instrument_id) if limits else None
+            if limit is not None and planned.reduce_only:
+                limit = None  # only entries wait at a limit; reductions go at market
             request = to_request(
                 planned, self.router.next_client_order_id(), ts,
                 self.gateway_of.get(planned.instrument_id, "sim"),
+                limit[1] if limit is not None else None,
             )
+            if limit is not None:
+                assert self.exits is not None
+                self.exits.entry_sent(request.client_order_id, limit[0], planned.instrument_id)
             decision = self.risk.check(request)
             if decision.action is RiskAction.REJECT:
                 continue
@@ -157,6 +237,10 @@ class Pipeline:
                     qty, request.order_type, request.limit_price, request.stop_price,
                     request.reduce_only, request.gateway,
                 )
+            if reasons:
+                reason = reasons.get(request.instrument_id)
+                if reason is not None:
+                    self.reasons[request.client_order_id] = reason
             self.router.submit(request)
 
     # -- risk directives -------------------------------------------------------------
@@ -165,7 +249,7 @@ class Pipeline:
         if d.budget_scale is not None:
             changed = self.allocator.rescale(d.budget_scale)
             if changed and self.trading and not d.flatten:
-                self.rebalance(changed, d.ts)
+                self.rebalance(changed, d.ts, dict.fromkeys(changed, "risk"))
         if d.cancel_open:
             self._cancel_all_but_flatten()
         if d.flatten:
@@ -210,6 +294,7 @@ class Pipeline:
                                    OrderType.MARKET, None, None, True, self._gateway_for(iid))
             if self.risk.check(request, flatten=True).action is RiskAction.APPROVE:
                 self._flatten_ids.add(request.client_order_id)
+                self.reasons[request.client_order_id] = "halt"
                 router.submit(request)
 
     def _gateway_for(self, inst_id: str) -> str:

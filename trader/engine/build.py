@@ -70,12 +70,20 @@ def instruments_of(cfg: AppConfig) -> dict[str, Instrument]:
 
 def make_sim(cfg: AppConfig, name: str = SIM) -> SimulatedGateway:
     """The simulated exchange with the config's costs and starting account."""
-    e = cfg.execution
+    base, per_instrument = sim_costs(cfg)
     return SimulatedGateway(
-        instruments_of(cfg), SimCosts(e.slippage_bps, e.commission_bps, e.fee_per_order),
+        instruments_of(cfg), base,
         base_timeframes=base_timeframes(cfg), initial_cash=cfg.portfolio.initial_cash,
-        currency=cfg.portfolio.currency, name=name,
+        currency=cfg.portfolio.currency, name=name, costs_by_instrument=per_instrument,
     )
+
+
+def sim_costs(cfg: AppConfig) -> tuple[SimCosts, dict[str, SimCosts]]:
+    """The simulated exchange's costs: the config's, and per instrument where it differs."""
+    given = cfg.execution.given()
+    per = {iid: SimCosts(**{**given, **o.given()})
+           for iid, o in cfg.execution.instruments.items()}
+    return SimCosts(**given), per
 
 
 def gateway_context(cfg: AppConfig, *, trading: bool = True) -> GatewayContext:

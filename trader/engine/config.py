@@ -68,12 +68,43 @@ class DataConfig(Strict):
         return _iso_time(v)
 
 
-class ExecutionConfig(Strict):
-    """Simulated execution costs."""
+class CostOverrides(Strict):
+    """Cost settings of the simulated exchange (``gateways.sim_costs.SimCosts``); in
+    ``execution.instruments.<id>`` only the keys given override ``execution``'s."""
+
+    slippage_bps: float | None = Field(None, ge=0)
+    commission_bps: float | None = Field(None, ge=0)
+    fee_per_order: float | None = Field(None, ge=0)
+    spread_bps: float | None = Field(None, ge=0)
+    spread_range_fraction: float | None = Field(None, ge=0, le=1)
+    slippage_model: Literal["fixed", "volatility", "sqrt_impact"] | None = None
+    slippage_vol_mult: float | None = Field(None, ge=0)
+    impact_coef: float | None = Field(None, ge=0)
+    max_participation: float | None = Field(None, gt=0, le=1)
+    latency_bars: int | None = Field(None, ge=0)
+    latency_fraction: float | None = Field(None, ge=0, le=1)
+    commission_schedule: Literal["bps", "per_share", "maker_taker"] | None = None
+    per_share: float | None = Field(None, ge=0)
+    per_share_min: float | None = Field(None, ge=0)
+    per_share_max_pct: float | None = Field(None, gt=0, le=1)
+    maker_bps: float | None = Field(None, ge=-10)  # a maker rebate is a negative fee
+    taker_bps: float | None = Field(None, ge=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ExecutionConfig(CostOverrides):
+    """Simulated execution costs; the defaults are the original exchange's."""
 
     slippage_bps: float = Field(1.0, ge=0)
     commission_bps: float = Field(1.0, ge=0)
     fee_per_order: float = Field(0.0, ge=0)
+    # per instrument id: cost settings that differ from the ones above
+    instruments: dict[str, CostOverrides] = Field(default_factory=dict)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"instruments"})
 
 
 class ModelConfig(Strict):
@@ -253,6 +284,10 @@ class AppConfig(Strict):
                         f"models.{idx}.instruments: unknown instrument {inst!r} in model "
                         f"{m.name!r}; configured instruments are {sorted(known)}"
                     )
+        for iid in self.execution.instruments:
+            if iid not in known:
+                raise ValueError(f"execution.instruments.{iid}: unknown instrument; "
+                                 f"configured instruments are {sorted(known)}")
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
             raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")

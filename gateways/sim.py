@@ -96,7 +96,7 @@ class SimulatedGateway:
         self._costs_of = dict(costs_by_instrument or {})
         # The original rules (open +- slippage, bps + fee) run unless something else is
         # configured: existing results stay byte for byte what they were.
-        self._realistic = not costs.is_default or any(
+        self.realistic = not costs.is_default or any(
             not c.is_default for c in self._costs_of.values())
         # trade id -> (spread, slippage) paid by that fill, in account currency; read
         # (and popped) by the recorder for the cost split of trades.csv
@@ -200,7 +200,7 @@ class SimulatedGateway:
         base = self._base.get(inst_id)
         if base is not None and bar.timeframe != base:
             return
-        if self._realistic:
+        if self.realistic:
             self._on_bar_realistic(bar)
             return
         self._last[inst_id] = bar
@@ -259,12 +259,13 @@ class SimulatedGateway:
             else:
                 self._remaining[coid] = left
                 self._charged[coid] = self._charged.get(coid, 0.0) + fee
-            trade_id = self._fill(order, ex.price, bar.ts_open, qty, fee, done)
             m = qty * inst.multiplier
-            self.cost_split[trade_id] = (ex.spread_cost * m, ex.slippage_cost * m)
+            self._fill(order, ex.price, bar.ts_open, qty, fee, done,
+                       (ex.spread_cost * m, ex.slippage_cost * m))
 
     def _fill(self, order: OrderRequest, price: float, ts: int, qty: float | None = None,
-              fee: float | None = None, done: bool = True) -> str:
+              fee: float | None = None, done: bool = True,
+              split: tuple[float, float] | None = None) -> None:
         inst = self.instruments[order.instrument_id]
         if qty is None:
             qty = order.quantity
@@ -298,8 +299,9 @@ class SimulatedGateway:
         self.fills.append(fill)
         if done:
             self._forget_old(order.client_order_id)
+        if split is not None:
+            self.cost_split[fill.trade_id] = split  # before the fill is published
         self._sink(fill)
-        return fill.trade_id
 
     def _forget_old(self, coid: str) -> None:
         limit = self.history_limit

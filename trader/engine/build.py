@@ -35,7 +35,7 @@ from trader.engine.exits import ExitEmulator
 from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
-from trader.engine.recorder import Recorder
+from trader.engine.recorder import Recorder, TradeDetails
 from trader.engine.router import OrderJournal, Router
 
 ORDER_RECORD_LIMIT = 100_000
@@ -198,7 +198,14 @@ def build_engine(
                               f"{format_timeframe(tf)}, which is not a multiple of its data "
                               f"timeframe {format_timeframe(bases[inst_id])}")
         aggregator.add(inst_id, bases[inst_id], tf)
-    recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
+    details = None
+    sims = [g for g in gateways.values() if isinstance(g, SimulatedGateway)]
+    costed = any(g.realistic for g in sims)
+    if policies or costed:
+        # One cost-split map: the simulated exchange's (other venues report commission only).
+        split = sims[0].cost_split if sims else {}
+        details = TradeDetails(pipeline.reasons, split)
+    recorder = Recorder(portfolio, trades_file, base_timeframes=bases, details=details)
     engine = Engine(cfg, mode, kernel, instruments, portfolio, allocator, router, risk, pipeline,
                     aggregator, recorder, gateways, models)
 

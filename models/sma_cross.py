@@ -40,6 +40,14 @@ class SmaCross(Model):
     def warmup_bars(self) -> int:
         return self.params.slow
 
+    def score(self, instrument_id: str) -> float | None:
+        """Fast SMA over slow SMA minus one (None until the slow window is full)."""
+        st = self._state[instrument_id]
+        n = len(st[0])
+        if n < self.params.slow:
+            return None
+        return (st[1] / self.params.fast) / (st[2] / self.params.slow) - 1
+
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
         st = self._state[bar.instrument_id]
         buf = st[0]

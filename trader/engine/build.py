@@ -19,6 +19,7 @@ from gateways.base import GatewayContext
 from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
 from models.checks import subscription_problems
+from models.gates import Gates
 from models.registry import model_class
 from risk.engine import RiskEngine
 from risk.events import RiskDirective
@@ -180,8 +181,13 @@ def build_engine(
         for inst in mc.instruments:
             gateway_of[inst] = name
     exits = ExitEmulator(policies, portfolio) if policies else None
+    gate_cfg = {mc.name: mc.gates for mc in cfg.models if not mc.gates.is_default}
+    try:
+        gates = {m.name: Gates(gate_cfg[m.name], m) for m in models if m.name in gate_cfg}
+    except ValueError as exc:
+        raise ConfigError(f"models[].gates: {exc}") from None
     pipeline = Pipeline(models, allocator, planner, risk, router, clock, gateway_of=gateway_of,
-                        trading=not trading_session, exits=exits)
+                        trading=not trading_session, exits=exits, gates=gates)
     given = {mc.name: mc.given_timeframes() for mc in cfg.models}
     for m in models:
         problems = subscription_problems(m, given.get(m.name, [m.timeframe]))

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.gates import GateConfig
 from models.intents import OrderPolicy
 from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
@@ -118,6 +119,8 @@ class ModelConfig(Strict):
     gateway: str = "sim"
     # Entries, protective exits, sizing, cooldown (models.intents.OrderPolicy).
     orders: OrderPolicy = OrderPolicy()
+    # Execution gates an entry must pass (models.gates.GateConfig).
+    gates: GateConfig = GateConfig()
     # Timeframes the model may subscribe to besides ``timeframe`` (slow features, e.g. 1d).
     extra_timeframes: list[str] = Field(default_factory=list)
 

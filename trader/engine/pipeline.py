@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import structlog
 
 from models.base import Model
+from models.gates import Gates
 from models.intents import Intent
 from risk.engine import RiskAction, RiskEngine
 from risk.events import RiskDirective
@@ -44,6 +45,7 @@ class Pipeline:
         gateway_of: dict[str, str] | None = None,
         trading: bool = True,
         exits: ExitEmulator | None = None,
+        gates: dict[str, Gates] | None = None,
     ) -> None:
         self.models = list(models)
         self.allocator = allocator
@@ -60,6 +62,7 @@ class Pipeline:
         # Order intents: emulated exits, cooldown and limit entries of models with a policy.
         self.exits = exits
         self._emulated = frozenset(exits.policies) if exits is not None else frozenset()
+        self.gates = gates or {}
         # client order id -> why it was sent; orders of a model's own signal are not kept
         # ("signal" is the default), so this stays as small as the exceptions.
         self.reasons: dict[str, str] = {}
@@ -79,6 +82,9 @@ class Pipeline:
     def replace_model(self, old: Model, new: Model) -> None:
         """Swap a model for a fresh one (a reload with new parameters)."""
         self.models[self.models.index(old)] = new
+        gate = self.gates.get(new.name)
+        if gate is not None:
+            gate.model = new  # its score comes from the model that now runs
         for models in self._subs.values():
             for i, m in enumerate(models):
                 if m is old:
@@ -109,6 +115,10 @@ class Pipeline:
                     why = why or {}
                     why[bar.instrument_id] = reason
             weights = model.on_bar(bar)
+            if self.gates:
+                gate = self.gates.get(model.name)
+                if gate is not None:
+                    weights = gate.on_bar(bar, weights)
             if weights:
                 if emulated and model.name in emulated:
                     limits = limits or {}

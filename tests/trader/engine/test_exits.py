@@ -42,13 +42,13 @@ def flat(i: int, p: float = 100.0) -> Bar:
     return bar(i, p, p + 0.5, p - 0.5, p)
 
 
-def run(orders: dict, script: dict[int, Any], bars: list[Bar]):
+def run(orders: dict, script: dict[int, Any], bars: list[Bar], gates: dict | None = None):
     cfg = AppConfig.model_validate({
         "execution": {"slippage_bps": 0, "commission_bps": 0},
         "instruments": [{"id": "X", "symbol": "X", "venue": "V", "asset_class": "equity",
                          "data": {"path": "x.csv", "timeframe": "1d"}}],
         "models": [{"name": "m", "model": "SmaCross", "budget": 0.5, "instruments": ["X"],
-                    "timeframe": "1d", "orders": orders}],
+                    "timeframe": "1d", "orders": orders, "gates": gates or {}}],
     })
     model = type("S", (Scripted,), {"script": script})("m", ["X"], "1d")
     engine = build_engine(cfg, models=[model])
@@ -181,3 +181,11 @@ def test_sizing_by_notional_and_a_minimum_trade_size() -> None:
     assert [f.quantity for f in fills] == [25]
     engine, fills, _ = run({**by_notional, "min_trade_value": 3_000}, {0: 1.0}, bars)
     assert fills == [] and engine.orders == []
+
+
+def test_gates_sit_between_the_model_and_the_orders() -> None:
+    bars = [flat(i) for i in range(8)]
+    engine, fills, _ = run(QTY, {0: 1.0, 5: 0.0}, bars, gates={"persistence": 3})
+    # Long said at 0, released at 2 (three bars standing), filled at 3; the exit said at 5
+    # goes at once and fills at 6.
+    assert [(day(f.ts), f.side) for f in fills] == [(3, Side.BUY), (6, Side.SELL)]

@@ -42,7 +42,8 @@ def flat(i: int, p: float = 100.0) -> Bar:
     return bar(i, p, p + 0.5, p - 0.5, p)
 
 
-def run(orders: dict, script: dict[int, Any], bars: list[Bar], gates: dict | None = None):
+def run(orders: dict, script: dict[int, Any], bars: list[Bar], gates: dict | None = None,
+        prepare=None):
     cfg = AppConfig.model_validate({
         "execution": {"slippage_bps": 0, "commission_bps": 0},
         "instruments": [{"id": "X", "symbol": "X", "venue": "V", "asset_class": "equity",
@@ -56,6 +57,8 @@ def run(orders: dict, script: dict[int, Any], bars: list[Bar], gates: dict | Non
     updates: list[OrderUpdate] = []
     engine.kernel.bus.subscribe(Fill, fills.append)
     engine.kernel.bus.subscribe(OrderUpdate, updates.append)
+    if prepare is not None:
+        prepare(engine)
     engine.kernel.run(bars)
     return engine, fills, updates
 
@@ -189,3 +192,20 @@ def test_gates_sit_between_the_model_and_the_orders() -> None:
     # Long said at 0, released at 2 (three bars standing), filled at 3; the exit said at 5
     # goes at once and fills at 6.
     assert [(day(f.ts), f.side) for f in fills] == [(3, Side.BUY), (6, Side.SELL)]
+
+
+def test_every_emulated_exit_passes_the_risk_engine() -> None:
+    checked: list[str] = []
+
+    def spy(engine) -> None:
+        real = engine.risk.check
+
+        def check(request, **kw):
+            checked.append(request.client_order_id)
+            return real(request, **kw)
+
+        engine.risk.check = check
+
+    bars = [flat(0), flat(1), flat(2), bar(3, 100, 101, 94, 99), flat(4, 97), flat(5, 97)]
+    engine, fills, _ = run({**QTY, "exits": {"stop_pct": 0.05}}, {0: 1.0}, bars, prepare=spy)
+    assert len(engine.orders) == 2 and [o.client_order_id for o in engine.orders] == checked

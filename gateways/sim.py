@@ -208,6 +208,8 @@ class SimulatedGateway:
         if not book:
             return
         for coid, order in list(book.items()):
+            if coid not in book:
+                continue  # cancelled by a fill of this bar (a bracket's other child)
             if order.ts > bar.ts_open:
                 # Decided on this very bar, or while it was open (an order placed at
                 # another instrument's bar, e.g. by the risk engine): it cannot take
@@ -231,6 +233,8 @@ class SimulatedGateway:
         inst = self.instruments[inst_id]
         used = 0.0  # units filled on this bar: the participation cap is per bar
         for coid, order in list(book.items()):
+            if coid not in book:
+                continue  # cancelled by a fill of this bar (a bracket's other child)
             if order.ts > bar.ts_open:
                 continue  # decided on this bar or while it was open (see on_bar)
             if costs.latency_bars:

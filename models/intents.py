@@ -101,6 +101,12 @@ class OrderPolicy(_Strict):
     cooldown_bars: int = Field(0, ge=0)
     # a change of target worth less than this (account currency) is not traded
     min_trade_value: float = Field(0.0, ge=0)
+    # send the stop to the venue as a reduce-only STOP order (without a stop: the
+    # take-profit as a reduce-only LIMIT) instead of emulating it; the gateway must
+    # declare stop orders in its capabilities.  A target next to a native stop,
+    # trailing stops and timed exits stay emulated, and the emulated exit cancels the
+    # venue's child (one cancels the other).
+    native: bool = False
 
     @property
     def is_default(self) -> bool:

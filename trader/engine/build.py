@@ -25,7 +25,7 @@ from risk.engine import RiskEngine
 from risk.events import RiskDirective
 from risk.killswitch import KillSwitch, MemoryBackend, backend_from_config
 from trader.core.clock import Clock, ReplayClock
-from trader.core.events import Bar, Fill, OrderRequest, OrderUpdate
+from trader.core.events import Bar, Fill, OrderRequest, OrderType, OrderUpdate
 from trader.core.instruments import Instrument
 from trader.core.kernel import Kernel
 from trader.core.timeframes import format_timeframe
@@ -180,7 +180,16 @@ def build_engine(
                               f"available: {sorted(gateways)}")
         for inst in mc.instruments:
             gateway_of[inst] = name
-    exits = ExitEmulator(policies, portfolio) if policies else None
+    native = frozenset(n for n, p in policies.items() if p.native)
+    for idx, mc in enumerate(cfg.models):
+        if mc.name in native:
+            gw = gateways[gateway_of[mc.instruments[0]]]
+            caps = getattr(gw, "capabilities", None)
+            # A journal replay's stand-in declares nothing: the session was checked.
+            if caps is not None and OrderType.STOP not in caps.order_types:
+                raise ConfigError(f"models.{idx}.orders.native: gateway {gw.name!r} does not "
+                                  "declare stop orders; leave native off to emulate them")
+    exits = ExitEmulator(policies, portfolio, native) if policies else None
     gate_cfg = {mc.name: mc.gates for mc in cfg.models if not mc.gates.is_default}
     try:
         gates = {m.name: Gates(gate_cfg[m.name], m) for m in models if m.name in gate_cfg}
@@ -232,6 +241,8 @@ def build_engine(
     bus.subscribe(RiskDirective, pipeline.on_directive)
     bus.subscribe(OrderUpdate, router.on_update)
     bus.subscribe(Fill, router.on_fill)
+    if native:
+        router.fill_listeners.append(pipeline.on_fill)  # before the portfolio books it
     router.fill_listeners.append(portfolio.on_fill)
     if record_orders:
         def record(order: Any) -> None:

@@ -132,12 +132,37 @@ class WilderATR:
         return self.value
 
 
-class ExitEmulator:
-    """Per (model, instrument): the open trade, its armed exits, cooldown, limit expiry."""
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """Native children to send for a position: reduce-only stop and/or target."""
 
-    def __init__(self, policies: dict[str, OrderPolicy], portfolio: Portfolio) -> None:
+    model: str
+    instrument_id: str
+    side: int  # the position's side; the children trade the other way
+    quantity: float
+    stop: float | None
+    target: float | None
+
+
+class ExitEmulator:
+    """Per (model, instrument): the open trade, its armed exits, cooldown, limit expiry.
+
+    Models in ``native`` get their stop (or, without one, their target) as a venue
+    order instead: when the position is seen, a ``Bracket`` is queued for the
+    pipeline to send (on that bar's close, so the child, like emulated exits, acts
+    from the next bar on); when the position is gone, or an emulated exit fires,
+    the remaining children are queued for cancelling.
+    """
+
+    def __init__(self, policies: dict[str, OrderPolicy], portfolio: Portfolio,
+                 native: frozenset[str] = frozenset()) -> None:
         self.policies = policies
         self.portfolio = portfolio
+        self.native = native
+        self.children: dict[tuple[str, str], list[str]] = {}
+        self.child_of: dict[str, tuple[str, str]] = {}
+        self.to_arm: list[Bracket] = []
+        self.to_cancel: list[str] = []
         self.trades: dict[tuple[str, str], OpenTrade] = {}
         self.levels: dict[tuple[str, str], Intent] = {}
         self._atr: dict[tuple[str, str], WilderATR] = {}
@@ -163,12 +188,26 @@ class ExitEmulator:
             if trade is not None:
                 del self.trades[key]
                 self._cool(key, n, policy)
+                self._drop_children(key)
             return None
         side = 1 if qty > 0 else -1
         if trade is None or trade.side != side:
             pos = book.positions[bar.instrument_id]
-            self.trades[key] = open_trade(side, pos.avg_price, policy, atr, self.levels.pop(key,
-                                                                                          None))
+            trade = open_trade(side, pos.avg_price, policy, atr, self.levels.pop(key, None))
+            self.trades[key] = trade
+            self._drop_children(key)
+            if model in self.native and (trade.stop is not None or trade.target is not None):
+                # One reduce-only child per position: the risk engine counts working
+                # orders against the position, so a second one would be refused.  The
+                # stop goes to the venue and a target, if any, stays emulated.
+                if trade.stop is not None:
+                    self.to_arm.append(Bracket(model, bar.instrument_id, side, abs(qty),
+                                               trade.stop, None))
+                    trade.stop = None  # the venue watches it now
+                else:
+                    self.to_arm.append(Bracket(model, bar.instrument_id, side, abs(qty),
+                                               None, trade.target))
+                    trade.target = None
             return None  # armed from the next bar: the entry bar never triggers an exit
         if trade.exiting or not (policy.exits.any or trade.stop or trade.target):
             return None
@@ -178,7 +217,23 @@ class ExitEmulator:
             return None
         trade.exiting = True
         self._cool(key, n, policy)
+        self._drop_children(key)
         return reason
+
+    def _drop_children(self, key: tuple[str, str]) -> None:
+        for coid in self.children.pop(key, ()):
+            self.child_of.pop(coid, None)
+            self.to_cancel.append(coid)
+
+    def child_sent(self, coid: str, model: str, inst: str) -> None:
+        """A native child order of the model's position in ``inst`` was sent."""
+        self.children.setdefault((model, inst), []).append(coid)
+        self.child_of[coid] = (model, inst)
+
+    def siblings(self, coid: str) -> list[str]:
+        """The other children of the bracket ``coid`` belongs to (one cancels the other)."""
+        key = self.child_of.get(coid)
+        return [c for c in self.children.get(key, ()) if c != coid] if key else []
 
     def _cool(self, key: tuple[str, str], n: int, policy: OrderPolicy) -> None:
         # The ``cooldown_bars`` bars after the bar that ended the trade take no entry.

@@ -18,9 +18,9 @@ from models.intents import Intent
 from risk.engine import RiskAction, RiskEngine
 from risk.events import RiskDirective
 from trader.core.clock import Clock
-from trader.core.events import Bar, OrderRequest, OrderType, Side
+from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side
 from trader.engine.allocator import Allocator
-from trader.engine.exits import ExitEmulator, limit_price
+from trader.engine.exits import Bracket, ExitEmulator, limit_price
 from trader.engine.planner import Planner, to_request
 from trader.engine.router import Router
 
@@ -156,7 +156,51 @@ class Pipeline:
         reason = exits.on_bar(model, bar)
         if reason is not None:
             self.allocator.set_weights(model, {inst: 0.0})
+        if exits.to_cancel:
+            for coid in exits.to_cancel:
+                if coid in self.router.active:
+                    self.router.cancel(coid)
+            exits.to_cancel.clear()
+        if exits.to_arm:
+            for bracket in exits.to_arm:
+                self._send_bracket(bracket, bar.ts)
+            exits.to_arm.clear()
         return reason
+
+    def _send_bracket(self, b: Bracket, ts: int) -> None:
+        """A position's native children: a reduce-only STOP and/or LIMIT (take-profit)."""
+        exits = self.exits
+        assert exits is not None
+        inst = self.planner.instruments[b.instrument_id]
+        side = Side.SELL if b.side > 0 else Side.BUY
+        gateway = self._gateway_for(b.instrument_id)
+        for kind, price, reason in ((OrderType.STOP, b.stop, "stop"),
+                                    (OrderType.LIMIT, b.target, "target")):
+            if price is None:
+                continue
+            price = round(round(price / inst.tick_size) * inst.tick_size, 12)  # on the grid
+            coid = self.router.next_client_order_id()
+            request = OrderRequest(ts, coid, b.instrument_id, side, b.quantity, kind,
+                                   price if kind is OrderType.LIMIT else None,
+                                   price if kind is OrderType.STOP else None, True, gateway)
+            if self._send(request, reason):
+                exits.child_sent(coid, b.model, b.instrument_id)
+
+    def on_fill(self, fill: Fill) -> None:
+        """Before the portfolio books it: a native child's fill moves its model's target
+        with it (so the fill is the model's), and cancels the child's siblings (OCO)."""
+        exits = self.exits
+        if exits is None or not exits.child_of:
+            return
+        owner = exits.child_of.get(fill.client_order_id)
+        if owner is None:
+            return
+        model, inst = owner
+        held = self.planner.portfolio.model_book(model).quantity(inst)
+        self.allocator.hold(model, inst, held + fill.quantity * fill.side.sign)
+        for coid in exits.siblings(fill.client_order_id):
+            if coid in self.router.active:
+                self.router.cancel(coid)
 
     def _intents(self, model: str, weights: dict, limits: dict[str, tuple[str, float]]
                  ) -> dict[str, float]:
@@ -234,24 +278,27 @@ class Pipeline:
             if limit is not None:
                 assert self.exits is not None
                 self.exits.entry_sent(request.client_order_id, limit[0], planned.instrument_id)
-            decision = self.risk.check(request)
-            if decision.action is RiskAction.REJECT:
-                continue
-            if decision.action is RiskAction.SCALE:
-                inst = self.planner.instruments[request.instrument_id]
-                qty = inst.round_quantity(decision.quantity)
-                if qty <= 0:
-                    continue
-                request = type(request)(
-                    request.ts, request.client_order_id, request.instrument_id, request.side,
-                    qty, request.order_type, request.limit_price, request.stop_price,
-                    request.reduce_only, request.gateway,
-                )
-            if reasons:
-                reason = reasons.get(request.instrument_id)
-                if reason is not None:
-                    self.reasons[request.client_order_id] = reason
-            self.router.submit(request)
+            self._send(request, reasons.get(request.instrument_id) if reasons else None)
+
+    def _send(self, request: OrderRequest, reason: str | None = None) -> bool:
+        """Risk-check an order (scaled down if risk says so) and route it; True if sent."""
+        decision = self.risk.check(request)
+        if decision.action is RiskAction.REJECT:
+            return False
+        if decision.action is RiskAction.SCALE:
+            inst = self.planner.instruments[request.instrument_id]
+            qty = inst.round_quantity(decision.quantity)
+            if qty <= 0:
+                return False
+            request = type(request)(
+                request.ts, request.client_order_id, request.instrument_id, request.side,
+                qty, request.order_type, request.limit_price, request.stop_price,
+                request.reduce_only, request.gateway,
+            )
+        if reason is not None:
+            self.reasons[request.client_order_id] = reason
+        self.router.submit(request)
+        return True
 
     # -- risk directives -------------------------------------------------------------
     def on_directive(self, d: RiskDirective) -> None:

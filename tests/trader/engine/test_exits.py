@@ -209,3 +209,59 @@ def test_every_emulated_exit_passes_the_risk_engine() -> None:
     bars = [flat(0), flat(1), flat(2), bar(3, 100, 101, 94, 99), flat(4, 97), flat(5, 97)]
     engine, fills, _ = run({**QTY, "exits": {"stop_pct": 0.05}}, {0: 1.0}, bars, prepare=spy)
     assert len(engine.orders) == 2 and [o.client_order_id for o in engine.orders] == checked
+
+
+def test_native_stop_goes_to_the_venue_from_the_bar_after_the_entry() -> None:
+    bars = [flat(0),
+            bar(1, 100, 200, 50, 100),   # entry fills at this open; the child is not sent yet
+            flat(2),                     # the stop rests at the venue from here
+            bar(3, 99, 99.5, 94, 96),    # the stop (95) trades inside the bar, at 95
+            flat(4, 96), flat(5, 96)]
+    policy = {**QTY, "native": True, "exits": {"stop_pct": 0.05, "take_profit_pct": 0.2}}
+    engine, fills, _ = run(policy, {0: 1.0}, bars)
+    assert [(day(f.ts), f.side, f.price) for f in fills] == [
+        (1, Side.BUY, 100.0), (3, Side.SELL, 95.0)]
+    entry, stop = engine.orders
+    assert (stop.order_type, stop.stop_price, stop.reduce_only) == (OrderType.STOP, 95.0, True)
+    assert stop.ts == bars[1].ts  # decided on the entry bar's close: live from bar 2
+    # The stop's fill is the model's: its book is flat and nothing buys back.
+    assert engine.portfolio.model_book("m").quantity("X") == 0
+    assert engine.pipeline.reasons == {stop.client_order_id: "stop"}
+
+
+def test_an_emulated_target_cancels_the_native_stop() -> None:
+    bars = [flat(0), flat(1), flat(2), bar(3, 100, 121, 99, 120), flat(4, 120),
+            bar(5, 120, 120, 90, 95), flat(6, 95)]
+    policy = {**QTY, "native": True, "exits": {"stop_pct": 0.05, "take_profit_pct": 0.2}}
+    engine, fills, updates = run(policy, {0: 1.0}, bars)
+    entry, stop, exit_ = engine.orders
+    assert stop.order_type is OrderType.STOP and exit_.order_type is OrderType.MARKET
+    assert [(day(f.ts), f.price) for f in fills] == [(1, 100.0), (4, 120.0)]
+    # Bar 5 falls through 95: the stop was cancelled when the target fired on bar 3.
+    assert (stop.client_order_id, OrderStatus.CANCELED) in [
+        (u.client_order_id, u.status) for u in updates]
+    assert engine.pipeline.reasons[exit_.client_order_id] == "target"
+
+
+def test_native_needs_a_gateway_that_declares_stop_orders() -> None:
+    from gateways.base import GatewayCapabilities
+    from trader.engine.config import ConfigError
+
+    cfg = AppConfig.model_validate({
+        "instruments": [{"id": "X", "symbol": "X", "venue": "V", "asset_class": "equity",
+                         "data": {"path": "x.csv", "timeframe": "1d"}}],
+        "models": [{"name": "m", "model": "SmaCross", "budget": 0.5, "instruments": ["X"],
+                    "gateway": "plain", "orders": {"native": True,
+                                                   "exits": {"stop_pct": 0.05}}}],
+    })
+
+    class Plain:
+        name = "plain"
+        capabilities = GatewayCapabilities()  # market and limit only
+
+        def bind(self, sink) -> None:
+            pass
+
+    with pytest.raises(ConfigError, match="models.0.orders.native: gateway 'plain' does not "
+                                          "declare stop orders"):
+        build_engine(cfg, mode="paper", gateways={"plain": Plain()})

@@ -1,5 +1,5 @@
 """Parity with emulated orders: a paper session whose models use stops, targets, trailing
-stops, timed exits and limit entries replays from its journal to identical orders, the
+stops, timed exits, limit entries and a native stop replays from its journal to identical orders, the
 emulated exits included, and the plain replay of the data agrees."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ MODELS = [
                 "exits": {"trail_atr": 2.0, "atr_period": 10}}},
     {"name": "spy_qty", "model": "SmaCross", "stage": "paper", "budget": 0.3,
      "instruments": ["SPY"], "timeframe": "1d", "params": {"fast": 3, "slow": 12},
-     "orders": {"sizing": {"by": "quantity", "quantity": 20}, "exits": {"stop_pct": 0.02}}},
+     "orders": {"sizing": {"by": "quantity", "quantity": 20}, "exits": {"stop_pct": 0.02},
+                "native": True}},  # the stop rests at the (simulated) venue
 ]
 
 
@@ -42,10 +43,10 @@ def test_paper_session_with_emulated_orders_replays_identically(tmp_path) -> Non
     reasons = set(outcome.engine.pipeline.reasons.values())
     assert {"stop", "trail"} <= reasons, reasons
     kinds = {str(o.order_type) for o in outcome.replay_orders}
-    assert kinds == {"MARKET", "LIMIT"}
+    assert kinds == {"MARKET", "LIMIT", "STOP"}
     # Emulated exits leave at market (netted with the other model's orders on BTCUSD).
     by_id = {o.client_order_id: o for o in outcome.replay_orders}
     emulated = [by_id[c] for c in outcome.engine.pipeline.reasons if c in by_id]
-    assert emulated and all(str(o.order_type) == "MARKET" for o in emulated)
+    assert emulated and all(str(o.order_type) in ("MARKET", "STOP") for o in emulated)
     assert [order_key(o) for o in outcome.session_orders] == [
         order_key(o) for o in outcome.replay_orders]

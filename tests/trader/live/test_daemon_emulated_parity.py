@@ -1,6 +1,6 @@
 """Parity with emulated orders: a paper session whose models use stops, targets, trailing
-stops, timed exits, limit entries and a native stop replays from its journal to identical orders, the
-emulated exits included, and the plain replay of the data agrees."""
+stops, timed exits, limit entries and a native stop replays from its journal to identical
+orders, the emulated exits and the venue's child orders included."""
 
 from __future__ import annotations
 

@@ -130,6 +130,8 @@ def test_trades_csv_gains_reasons_and_cost_split_when_costs_or_intents_are_used(
     assert m["costs"]["spread"] == pytest.approx(sum(float(r["spread_cost"]) for r in rows))
     assert m["costs"]["commission"] == pytest.approx(sum(float(r["commission"]) for r in rows))
     assert sum(m["exit_reasons"].values()) == len(rows)
+    assert "cost model: slippage fixed 2 bps; spread 4 bps" in (
+        tmp_path / "out" / "report.html").read_text()
 
     plain = yaml.safe_load((ROOT / "config" / "backtest.yaml").read_text())
     plain["data"]["start"] = "2018-01-01"

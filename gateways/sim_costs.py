@@ -45,6 +45,10 @@ class SimCosts:
     per_share_max_pct: float | None = None
     maker_bps: float = 0.0
     taker_bps: float = 0.0
+    # financing, accrued daily by the kernel for accounts this exchange keeps
+    # (trader.engine.financing): short borrow and interest on negative cash
+    borrow_bps_per_year: float = 0.0
+    margin_bps_per_year: float = 0.0
 
     @property
     def is_default(self) -> bool:
@@ -76,6 +80,9 @@ class SimCosts:
         else:
             parts.append(f"commission {self.commission_bps:g} bps + {self.fee_per_order:g} "
                          "per order")
+        if self.borrow_bps_per_year or self.margin_bps_per_year:
+            parts.append(f"financing borrow {self.borrow_bps_per_year:g} / margin "
+                         f"{self.margin_bps_per_year:g} bps a year")
         return "; ".join(parts)
 
 

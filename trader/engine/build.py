@@ -33,6 +33,7 @@ from trader.engine.aggregator import BarAggregator
 from trader.engine.allocator import Allocator
 from trader.engine.config import AppConfig, ConfigError, base_timeframes
 from trader.engine.exits import ExitEmulator
+from trader.engine.financing import FinancingAccrual
 from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
@@ -117,6 +118,7 @@ class Engine:
     models: list[Model]
     orders: list[OrderRequest] = field(default_factory=list)
     orders_truncated: bool = False
+    financing: FinancingAccrual | None = None
 
 
 def build_engine(
@@ -229,6 +231,13 @@ def build_engine(
     # portfolio, then risk watches drawdown, then higher timeframes close, then
     # models decide.
     bus.subscribe(Bar, recorder.on_bar)
+    base_costs = sim_costs(cfg)[0]
+    if (base_costs.borrow_bps_per_year or base_costs.margin_bps_per_year) and all(
+            isinstance(g, SimulatedGateway) for g in gateways.values()):
+        # Charged on the day's last positions, before this bar moves anything.
+        engine.financing = FinancingAccrual(portfolio, base_costs.borrow_bps_per_year,
+                                            base_costs.margin_bps_per_year, bases)
+        bus.subscribe(Bar, engine.financing.on_bar)
     for gw in gateways.values():
         if hasattr(gw, "on_bar"):
             bus.subscribe(Bar, gw.on_bar)

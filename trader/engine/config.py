@@ -90,6 +90,8 @@ class CostOverrides(Strict):
     per_share_max_pct: float | None = Field(None, gt=0, le=1)
     maker_bps: float | None = Field(None, ge=-10)  # a maker rebate is a negative fee
     taker_bps: float | None = Field(None, ge=0)
+    borrow_bps_per_year: float | None = Field(None, ge=0)
+    margin_bps_per_year: float | None = Field(None, ge=0)
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -92,6 +92,8 @@ def summarize(engine: Engine) -> dict[str, Any]:
         from trader.engine.build import sim_costs
 
         m["cost_model"] = sim_costs(engine.cfg)[0].describe()
-        m["costs"] = {k: round(v, 6) for k, v in rec.costs.items()}
+        costs = dict(rec.costs)
+        costs["financing"] = engine.financing.total if engine.financing else 0.0
+        m["costs"] = {k: round(v, 6) for k, v in costs.items()}
         m["exit_reasons"] = dict(sorted(rec.reason_counts.items()))
     return m

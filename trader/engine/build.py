@@ -231,12 +231,14 @@ def build_engine(
     # portfolio, then risk watches drawdown, then higher timeframes close, then
     # models decide.
     bus.subscribe(Bar, recorder.on_bar)
-    base_costs = sim_costs(cfg)[0]
-    if (base_costs.borrow_bps_per_year or base_costs.margin_bps_per_year) and all(
+    base_costs, inst_costs = sim_costs(cfg)
+    borrow_of = {i: c.borrow_bps_per_year for i, c in inst_costs.items()
+                 if c.borrow_bps_per_year != base_costs.borrow_bps_per_year}
+    if (base_costs.borrow_bps_per_year or base_costs.margin_bps_per_year or borrow_of) and all(
             isinstance(g, SimulatedGateway) for g in gateways.values()):
         # Charged on the day's last positions, before this bar moves anything.
         engine.financing = FinancingAccrual(portfolio, base_costs.borrow_bps_per_year,
-                                            base_costs.margin_bps_per_year, bases)
+                                            base_costs.margin_bps_per_year, bases, borrow_of)
         bus.subscribe(Bar, engine.financing.on_bar)
     for gw in gateways.values():
         if hasattr(gw, "on_bar"):

@@ -28,8 +28,10 @@ def daily_rate(bps_per_year: float) -> float:
 
 
 def financing_charges(portfolio: Portfolio, borrow_bps: float, margin_bps: float,
-                      days: int) -> dict[str, float]:
-    """What each book owes for ``days`` days at the current positions and marks."""
+                      days: int, borrow_of: dict[str, float] | None = None
+                      ) -> dict[str, float]:
+    """What each book owes for ``days`` days at the current positions and marks
+    (``borrow_of``: instruments whose borrow rate differs, bps a year)."""
     marks = portfolio.marks
     out: dict[str, float] = {}
     longs: dict[str, float] = {}
@@ -39,8 +41,10 @@ def financing_charges(portfolio: Portfolio, borrow_bps: float, margin_bps: float
             if not q or inst not in marks:
                 continue
             value = q * marks[inst] * portfolio.instruments[inst].multiplier
-            if value < 0 and borrow_bps:
-                out[name] = out.get(name, 0.0) - value * daily_rate(borrow_bps) * days
+            if value < 0:
+                bps = borrow_of.get(inst, borrow_bps) if borrow_of else borrow_bps
+                if bps:
+                    out[name] = out.get(name, 0.0) - value * daily_rate(bps) * days
             elif value > 0:
                 longs[name] = longs.get(name, 0.0) + value
     debit = -portfolio.account.cash
@@ -56,8 +60,10 @@ class FinancingAccrual:
     """Charges financing once per UTC day; subscribed to bars ahead of the portfolio."""
 
     def __init__(self, portfolio: Portfolio, borrow_bps_per_year: float,
-                 margin_bps_per_year: float, base_timeframes: dict[str, int]) -> None:
+                 margin_bps_per_year: float, base_timeframes: dict[str, int],
+                 borrow_of: dict[str, float] | None = None) -> None:
         self.portfolio = portfolio
+        self.borrow_of = borrow_of or {}
         self.borrow = borrow_bps_per_year
         self.margin = margin_bps_per_year
         self._base = base_timeframes
@@ -74,7 +80,8 @@ class FinancingAccrual:
         if day <= self._day:
             return
         days, self._day = day - self._day, day
-        charges = financing_charges(self.portfolio, self.borrow, self.margin, days)
+        charges = financing_charges(self.portfolio, self.borrow, self.margin, days,
+                                    self.borrow_of)
         if charges:
             self.portfolio.charge(charges)
             self.total += sum(charges.values())

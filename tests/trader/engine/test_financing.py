@@ -58,3 +58,10 @@ def test_margin_interest_on_negative_cash_and_nothing_when_not_configured() -> N
     plain = engine_for(1.0, 1_500, {})
     plain.kernel.run([flat_bar(0), flat_bar(1), flat_bar(2), flat_bar(3)])
     assert plain.financing is None and plain.portfolio.nav == pytest.approx(100_000)
+
+
+def test_a_hard_to_borrow_instrument_has_its_own_rate() -> None:
+    eng = engine_for(-1.0, 10, {"borrow_bps_per_year": 365,
+                                "instruments": {"X": {"borrow_bps_per_year": 3650}}})
+    eng.kernel.run([flat_bar(0), flat_bar(1), flat_bar(2)])
+    assert eng.financing.total == pytest.approx(10 * 100.0 * daily_rate(3650))

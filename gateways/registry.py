@@ -124,16 +124,29 @@ def build(name: str, section: Mapping[str, Any] | None, context: GatewayContext)
 
 # -- the brokers of this installation -------------------------------------------------------
 def build_sim(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any:
-    """The simulated exchange; the section may set ``slippage_bps``, ``commission_bps``,
-    ``fee_per_order``."""
+    """The simulated exchange; the section may set any field of
+    ``gateways.sim_costs.SimCosts`` (``slippage_bps``, ``spread_bps``,
+    ``max_participation``, ``commission_schedule``, ...)."""
+    import dataclasses
+
     from gateways.sim import SimCosts, SimulatedGateway
 
-    known = {"slippage_bps", "commission_bps", "fee_per_order"}
-    unknown = sorted(set(section) - known)
+    fields = {f.name: f for f in dataclasses.fields(SimCosts)}
+    unknown = sorted(set(section) - set(fields))
     if unknown:
         raise GatewayConfigError(f"gateways.{name}.{unknown[0]}: unknown key "
-                                 f"(known: {sorted(known)})")
-    costs = SimCosts(**{k: float(v) for k, v in section.items()})
+                                 f"(known: {sorted(fields)})")
+    values: dict[str, Any] = {}
+    for k, v in section.items():
+        if isinstance(v, str) or v is None:
+            values[k] = v  # a model or schedule name, or "none" for no cap
+            continue
+        try:
+            values[k] = int(v) if k == "latency_bars" else float(v)
+        except (TypeError, ValueError):
+            raise GatewayConfigError(f"gateways.{name}.{k}: expected a number, got "
+                                     f"{v!r}") from None
+    costs = SimCosts(**values)
     return SimulatedGateway(context.instruments, costs, base_timeframes=context.base_timeframes,
                             initial_cash=context.initial_cash,
                             currency=context.account_currency, name=name)

@@ -10,7 +10,11 @@ the next base bar of its instrument.
   when the bar gaps through it (a worse price); slippage applies.
 
 Commission is ``commission_bps`` of notional plus ``fee_per_order`` once per
-order.  The gateway also keeps the broker-side record (orders, fills, cash,
+order.  Those are the defaults; spread, other slippage models, a volume
+participation cap (partial fills across bars), latency and other commission
+schedules are the rules of ``gateways.sim_costs``, used when configured (per
+instrument too), and each fill's spread and slippage are kept in ``cost_split``.
+The gateway also keeps the broker-side record (orders, fills, cash,
 positions) that reconciliation compares against.
 """
 
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from gateways.base import (
     AccountReport,
@@ -26,6 +29,12 @@ from gateways.base import (
     GatewayCapabilities,
     OrderReport,
     PositionReport,
+)
+from gateways.sim_costs import (
+    SimCosts,
+    commission_of,
+    execute,
+    participation_cap,
 )
 from trader.core.events import (
     Bar,
@@ -39,20 +48,13 @@ from trader.core.events import (
 )
 from trader.core.instruments import Instrument
 
+__all__ = ["SIM_CAPABILITIES", "SimCosts", "SimulatedGateway", "commission", "fill_price"]
+
 SIM_CAPABILITIES = GatewayCapabilities(
     order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP}),
     time_in_force=frozenset({"GTC"}),
     fills_lookback_ns=None,  # the broker-side record is the whole session
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SimCosts:
-    """Slippage and commission of the simulated exchange."""
-
-    slippage_bps: float = 0.0
-    commission_bps: float = 0.0
-    fee_per_order: float = 0.0
 
 
 def fill_price(order: OrderRequest, bar: Bar, slippage_bps: float) -> float | None:
@@ -95,10 +97,22 @@ class SimulatedGateway:
         currency: str = "USD",
         name: str = "sim",
         history_limit: int | None = 50_000,
+        costs_by_instrument: Mapping[str, SimCosts] | None = None,
     ) -> None:
         self.name = name
         self.instruments = dict(instruments)
         self.costs = costs
+        self._costs_of = dict(costs_by_instrument or {})
+        # The original rules (open +- slippage, bps + fee) run unless something else is
+        # configured: existing results stay byte for byte what they were.
+        self.realistic = not costs.is_default or any(
+            not c.is_default for c in self._costs_of.values())
+        # trade id -> (spread, slippage) paid by that fill, in account currency; read
+        # (and popped) by the recorder for the cost split of trades.csv
+        self.cost_split: dict[str, tuple[float, float]] = {}
+        self._remaining: dict[str, float] = {}  # coid -> quantity still to fill
+        self._charged: dict[str, float] = {}  # coid -> commission charged so far
+        self._waited: dict[str, int] = {}  # coid -> bars seen while in latency
         self._base = dict(base_timeframes or {})
         self._sink: EventSink = lambda _e: None
         self._pending: dict[str, dict[str, OrderRequest]] = {}  # instrument -> coid -> order
@@ -167,6 +181,8 @@ class SimulatedGateway:
         order = book.pop(client_order_id, None)
         if order is None:
             return
+        for d in (self._remaining, self._charged, self._waited):
+            d.pop(client_order_id, None)
         self._set_status(client_order_id, OrderStatus.CANCELED)
         ts = self._last[report.instrument_id].ts if report.instrument_id in self._last else order.ts
         self._emit_update(client_order_id, OrderStatus.CANCELED, ts, "canceled")
@@ -193,11 +209,16 @@ class SimulatedGateway:
         base = self._base.get(inst_id)
         if base is not None and bar.timeframe != base:
             return
+        if self.realistic:
+            self._on_bar_realistic(bar)
+            return
         self._last[inst_id] = bar
         book = self._pending.get(inst_id)
         if not book:
             return
         for coid, order in list(book.items()):
+            if coid not in book:
+                continue  # cancelled by a fill of this bar (a bracket's other child)
             if order.ts > bar.ts_open:
                 # Decided on this very bar, or while it was open (an order placed at
                 # another instrument's bar, e.g. by the risk engine): it cannot take
@@ -215,18 +236,70 @@ class SimulatedGateway:
         book = self._pending.pop(event.instrument_id, {})
         slip = self.costs.slippage_bps / 10_000.0
         for coid, order in book.items():
+            left = self._remaining.pop(coid, order.quantity)  # a partly filled order: the rest
             if order.order_type is OrderType.MARKET:
                 buy = order.side is Side.BUY
-                self._fill(order, event.last_close * (1 + slip if buy else 1 - slip), event.ts)
+                self._fill(order, event.last_close * (1 + slip if buy else 1 - slip), event.ts,
+                           left)
             else:
                 self._set_status(coid, OrderStatus.CANCELED)
                 self._emit_update(coid, OrderStatus.CANCELED, event.ts, "data ended")
 
-    def _fill(self, order: OrderRequest, price: float, ts: int) -> None:
+    def _on_bar_realistic(self, bar: Bar) -> None:
+        """Fills under the configured spread, slippage, participation cap and latency."""
+        inst_id = bar.instrument_id
+        prev = self._last.get(inst_id)
+        self._last[inst_id] = bar
+        book = self._pending.get(inst_id)
+        if not book:
+            return
+        costs = self._costs_of.get(inst_id, self.costs)
+        inst = self.instruments[inst_id]
+        used = 0.0  # units filled on this bar: the participation cap is per bar
+        for coid, order in list(book.items()):
+            if coid not in book:
+                continue  # cancelled by a fill of this bar (a bracket's other child)
+            if order.ts > bar.ts_open:
+                continue  # decided on this bar or while it was open (see on_bar)
+            if costs.latency_bars:
+                waited = self._waited[coid] = self._waited.get(coid, 0) + 1
+                if waited <= costs.latency_bars:
+                    continue
+            remaining = self._remaining.get(coid, order.quantity)
+            cap = participation_cap(costs, bar, used)
+            qty = remaining if remaining <= cap else inst.round_quantity(cap)
+            if qty <= 0:
+                continue
+            ex = execute(order, bar, prev, qty, costs)
+            if ex is None:
+                continue
+            used += qty
+            filled_before = order.quantity - remaining
+            notional = qty * ex.price * inst.multiplier
+            fee = commission_of(costs, order, qty, notional, filled_before,
+                                self._charged.get(coid, 0.0))
+            left = remaining - qty
+            done = left <= order.quantity * 1e-9
+            if done:
+                del book[coid]
+                for d in (self._remaining, self._charged, self._waited):
+                    d.pop(coid, None)
+            else:
+                self._remaining[coid] = left
+                self._charged[coid] = self._charged.get(coid, 0.0) + fee
+            m = qty * inst.multiplier
+            self._fill(order, ex.price, bar.ts_open, qty, fee, done,
+                       (ex.spread_cost * m, ex.slippage_cost * m))
+
+    def _fill(self, order: OrderRequest, price: float, ts: int, qty: float | None = None,
+              fee: float | None = None, done: bool = True,
+              split: tuple[float, float] | None = None) -> None:
         inst = self.instruments[order.instrument_id]
-        qty = order.quantity
+        if qty is None:
+            qty = order.quantity
         notional = qty * price * inst.multiplier
-        fee = commission(notional, self.costs, first_fill=True)
+        if fee is None:
+            fee = commission(notional, self.costs, first_fill=True)
         self._seq += 1
         fill = Fill(
             ts, order.client_order_id, f"sim-{self._seq}", order.instrument_id, order.side,
@@ -247,11 +320,15 @@ class SimulatedGateway:
         self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
         r = self._orders[order.client_order_id]
         self._orders[order.client_order_id] = OrderReport(
-            r.client_order_id, r.instrument_id, OrderStatus.FILLED, r.side, r.quantity,
-            qty, r.broker_order_id, r.limit_price,
+            r.client_order_id, r.instrument_id,
+            OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, r.side, r.quantity,
+            r.filled_quantity + qty, r.broker_order_id, r.limit_price,
         )
         self.fills.append(fill)
-        self._forget_old(order.client_order_id)
+        if done:
+            self._forget_old(order.client_order_id)
+        if split is not None:
+            self.cost_split[fill.trade_id] = split  # before the fill is published
         self._sink(fill)
 
     def _forget_old(self, coid: str) -> None:

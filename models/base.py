@@ -45,6 +45,11 @@ class Model:
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
         raise NotImplementedError
 
+    def score(self, instrument_id: str) -> float | None:
+        """The model's latest signal for an instrument, read as its expected move (a
+        fraction): what the expected-value and quantile gates test. None: no score."""
+        return None
+
     def warmup_bars(self) -> int:
         """How many bars of history the model needs before it can decide."""
         return 0

@@ -14,6 +14,8 @@ class SmaCrossParams(Params):
     fast: int = Field(10, gt=0)
     slow: int = Field(30, gt=0)
     allow_short: bool = False
+    # True: enter only on an actual cross, not on the first bar that finds fast above slow.
+    enter_on_cross: bool = False
 
     @model_validator(mode="after")
     def _order(self) -> SmaCrossParams:
@@ -37,6 +39,14 @@ class SmaCross(Model):
 
     def warmup_bars(self) -> int:
         return self.params.slow
+
+    def score(self, instrument_id: str) -> float | None:
+        """Fast SMA over slow SMA minus one (None until the slow window is full)."""
+        st = self._state[instrument_id]
+        n = len(st[0])
+        if n < self.params.slow:
+            return None
+        return (st[1] / self.params.fast) / (st[2] / self.params.slow) - 1
 
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
         st = self._state[bar.instrument_id]
@@ -62,8 +72,8 @@ class SmaCross(Model):
         if above == last:
             return None
         st[3] = above
-        if last is None and not above:
-            return None  # no position to leave before the first cross
+        if last is None and (not above or self.params.enter_on_cross):
+            return None  # no position to leave (or no cross yet) on the first view
         if above:
             w = 1.0
         else:

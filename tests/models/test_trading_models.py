@@ -188,3 +188,17 @@ def test_models_keep_instruments_apart_and_reject_unknown_params(cls) -> None:
             assert out is None or set(out) == {inst}
     with pytest.raises(ValidationError):
         cls("m", ["A"], "1d", {"no_such_param": 1})
+
+
+def test_sma_cross_enter_on_cross_waits_for_an_actual_cross() -> None:
+    rising = [float(i) for i in range(1, 12)]  # fast above slow from the first full window
+    dip_and_rise = rising + [1.0, 1.0, 1.0, 1.0] + [20.0, 30.0]
+    default = SmaCross("s", ["X"], "1d", {"fast": 2, "slow": 4})
+    crossing = SmaCross("s", ["X"], "1d", {"fast": 2, "slow": 4, "enter_on_cross": True})
+    first = decisions(default, dip_and_rise)
+    assert first[0] == (3, 1.0)  # the default buys on the first bar that finds fast > slow
+    got = decisions(crossing, dip_and_rise)
+    # No entry on bar 3; the first signal is the exit of a position it never took (a
+    # flat weight is harmless), then the entry on the cross back up.
+    assert (3, 1.0) not in got and got[-1] == (15, 1.0)
+    assert [w for _, w in got] == [0.0, 1.0]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from trader.store.lifecycle import Lifecycle
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="The model lifecycle: research -> candidate -> paper -> live.")
+                         help="Models: lifecycle (research, candidate, paper, live); new.")
 console = Console()
 # Training's heavy imports (xgboost, the kernel) load inside the command.
 models_app.command("train")(train_cmd)
@@ -127,3 +127,27 @@ def history_cmd(name: str = typer.Argument(..., help="model name"),
     console.print(table)
     if not rows:
         console.print(f"{name}: no stage changes recorded (stage research)")
+
+
+@models_app.command("new")
+def new_cmd(
+    name: str = typer.Argument(..., help="class name of the new model, e.g. MyTrend"),
+    folder: Path = typer.Option(Path("strategies"), "--dir",
+                                help="strategies folder to write into (created if missing)"),
+) -> None:
+    """Write a documented model template and its test into the strategies folder."""
+    from models.template import render
+
+    try:
+        files = render(name, str(folder))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    existing = [folder / f for f in files if (folder / f).exists()]
+    if existing:
+        raise UserError(f"{', '.join(map(str, existing))} already exists; not overwritten")
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        (folder / fname).write_text(text)
+        console.print(f"wrote {folder / fname}")
+    console.print(f"run its test: python -m pytest {folder}; use it with `strategies: "
+                  f"{folder}` and `model: {name}` in a config")

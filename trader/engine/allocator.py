@@ -6,14 +6,24 @@ again, so NAV drift alone never causes trading.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
+from models.intents import Sizing
 from trader.core.events import Fill
 from trader.engine.portfolio import Portfolio
 
 
 class Allocator:
-    def __init__(self, portfolio: Portfolio, budgets: Mapping[str, float]) -> None:
+    """Weights of each model's budget -> target quantities; sizing per model's policy.
+
+    ``sizing``: what a weight of 1.0 means for a model (default: its whole budget);
+    ``min_trade_value``: a model's change of target worth less than this is ignored.
+    """
+
+    def __init__(self, portfolio: Portfolio, budgets: Mapping[str, float], *,
+                 sizing: Mapping[str, Sizing] | None = None,
+                 min_trade_value: Mapping[str, float] | None = None) -> None:
         total = sum(budgets.values())
         if total > 1 + 1e-9:
             raise ValueError(f"model budgets sum to {total:.4f}, which exceeds 1")
@@ -22,17 +32,33 @@ class Allocator:
         self.scale = 1.0  # set by drawdown control
         self.weights: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.targets: dict[str, dict[str, float]] = {m: {} for m in budgets}
+        self.sizing = {m: z for m, z in (sizing or {}).items() if z.by != "weight"}
+        self.min_trade_value = {m: v for m, v in (min_trade_value or {}).items() if v > 0}
 
     def set_weights(self, model: str, weights: Mapping[str, float]) -> list[str]:
         """Record a model's new weights; return the instruments whose target changed."""
         current = self.weights[model]
         changed = []
+        floor = self.min_trade_value.get(model) if self.min_trade_value else None
         for inst, w in weights.items():
             if current.get(inst) != w or inst not in self.targets[model]:
+                target = self._size(model, inst, w)
+                if floor is not None and self._too_small(model, inst, target, floor):
+                    continue
                 current[inst] = w
-                self.targets[model][inst] = self._size(model, inst, w)
+                self.targets[model][inst] = target
                 changed.append(inst)
         return changed
+
+    def _too_small(self, model: str, inst: str, target: float, floor: float) -> bool:
+        pf = self.portfolio
+        move = abs(target - pf.model_book(model).quantity(inst))
+        return move * pf.marks.get(inst, 0.0) * pf.instruments[inst].multiplier < floor
+
+    def hold(self, model: str, inst: str, quantity: float) -> None:
+        """Make a model's target what it holds (an expired entry); its next weight re-applies."""
+        self.weights[model][inst] = math.nan  # unequal to any weight the model may send
+        self.targets[model][inst] = quantity
 
     def _size(self, model: str, inst: str, weight: float) -> float:
         pf = self.portfolio
@@ -40,7 +66,12 @@ class Allocator:
         if not price or weight == 0:
             return 0.0
         mult = pf.instruments[inst].multiplier
-        return weight * self.budgets[model] * self.scale * pf.nav / (price * mult)
+        sizing = self.sizing.get(model) if self.sizing else None
+        if sizing is None:
+            return weight * self.budgets[model] * self.scale * pf.nav / (price * mult)
+        if sizing.by == "quantity":
+            return weight * sizing.quantity * self.scale
+        return weight * sizing.notional * self.scale / (price * mult)
 
     def rescale(self, scale: float) -> list[str]:
         """Apply a new budget scale (drawdown de-risking) to every standing target."""
@@ -48,6 +79,8 @@ class Allocator:
         changed: set[str] = set()
         for model, weights in self.weights.items():
             for inst, w in weights.items():
+                if w != w:  # a held quantity (NaN weight) is not re-sized
+                    continue
                 self.targets[model][inst] = self._size(model, inst, w)
                 changed.add(inst)
         return sorted(changed)

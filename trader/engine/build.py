@@ -18,21 +18,26 @@ from pydantic import ValidationError
 from gateways.base import GatewayContext
 from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
+from models.checks import subscription_problems
+from models.gates import Gates
 from models.registry import model_class
 from risk.engine import RiskEngine
 from risk.events import RiskDirective
 from risk.killswitch import KillSwitch, MemoryBackend, backend_from_config
 from trader.core.clock import Clock, ReplayClock
-from trader.core.events import Bar, DataEnded, Fill, OrderRequest, OrderUpdate
+from trader.core.events import Bar, DataEnded, Fill, OrderRequest, OrderType, OrderUpdate
 from trader.core.instruments import Instrument
 from trader.core.kernel import Kernel
+from trader.core.timeframes import format_timeframe
 from trader.engine.aggregator import BarAggregator
 from trader.engine.allocator import Allocator
 from trader.engine.config import AppConfig, ConfigError, base_timeframes
+from trader.engine.exits import ExitEmulator
+from trader.engine.financing import FinancingAccrual
 from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
-from trader.engine.recorder import Recorder
+from trader.engine.recorder import Recorder, TradeDetails
 from trader.engine.router import OrderJournal, Router
 
 ORDER_RECORD_LIMIT = 100_000
@@ -48,7 +53,7 @@ def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Mod
         if wanted is not None and mc.name not in wanted:
             continue
         try:
-            cls = model_class(mc.model)
+            cls = model_class(mc.model, cfg.strategies)
             out.append(cls(mc.name, mc.instruments, mc.timeframe, mc.params))
         except KeyError as exc:
             raise ConfigError(f"models[{idx}] ({mc.name}).model: {exc.args[0]}") from None
@@ -67,12 +72,20 @@ def instruments_of(cfg: AppConfig) -> dict[str, Instrument]:
 
 def make_sim(cfg: AppConfig, name: str = SIM) -> SimulatedGateway:
     """The simulated exchange with the config's costs and starting account."""
-    e = cfg.execution
+    base, per_instrument = sim_costs(cfg)
     return SimulatedGateway(
-        instruments_of(cfg), SimCosts(e.slippage_bps, e.commission_bps, e.fee_per_order),
+        instruments_of(cfg), base,
         base_timeframes=base_timeframes(cfg), initial_cash=cfg.portfolio.initial_cash,
-        currency=cfg.portfolio.currency, name=name,
+        currency=cfg.portfolio.currency, name=name, costs_by_instrument=per_instrument,
     )
+
+
+def sim_costs(cfg: AppConfig) -> tuple[SimCosts, dict[str, SimCosts]]:
+    """The simulated exchange's costs: the config's, and per instrument where it differs."""
+    given = cfg.execution.given()
+    per = {iid: SimCosts(**{**given, **o.given()})
+           for iid, o in cfg.execution.instruments.items()}
+    return SimCosts(**given), per
 
 
 def gateway_context(cfg: AppConfig, *, trading: bool = True) -> GatewayContext:
@@ -105,6 +118,7 @@ class Engine:
     models: list[Model]
     orders: list[OrderRequest] = field(default_factory=list)
     orders_truncated: bool = False
+    financing: FinancingAccrual | None = None
 
 
 def build_engine(
@@ -139,7 +153,11 @@ def build_engine(
     if models is None:
         models = build_models(cfg)
     budgets = {m.name: mc.budget for mc in cfg.models for m in models if m.name == mc.name}
-    allocator = Allocator(portfolio, budgets)
+    policies = {mc.name: mc.orders for mc in cfg.models
+                if not mc.orders.is_default and mc.name in budgets}
+    allocator = Allocator(portfolio, budgets,
+                          sizing={n: p.sizing for n, p in policies.items()},
+                          min_trade_value={n: p.min_trade_value for n, p in policies.items()})
     portfolio.set_attribution(allocator.attribute)
     replay_sim = gateways is None
     if gateways is None:
@@ -164,16 +182,47 @@ def build_engine(
                               f"available: {sorted(gateways)}")
         for inst in mc.instruments:
             gateway_of[inst] = name
+    native = frozenset(n for n, p in policies.items() if p.native)
+    for idx, mc in enumerate(cfg.models):
+        if mc.name in native:
+            gw = gateways[gateway_of[mc.instruments[0]]]
+            caps = getattr(gw, "capabilities", None)
+            # A journal replay's stand-in declares nothing: the session was checked.
+            if caps is not None and OrderType.STOP not in caps.order_types:
+                raise ConfigError(f"models.{idx}.orders.native: gateway {gw.name!r} does not "
+                                  "declare stop orders; leave native off to emulate them")
+    exits = ExitEmulator(policies, portfolio, native) if policies else None
+    gate_cfg = {mc.name: mc.gates for mc in cfg.models if not mc.gates.is_default}
+    try:
+        gates = {m.name: Gates(gate_cfg[m.name], m) for m in models if m.name in gate_cfg}
+    except ValueError as exc:
+        raise ConfigError(f"models[].gates: {exc}") from None
     pipeline = Pipeline(models, allocator, planner, risk, router, clock, gateway_of=gateway_of,
-                        trading=not trading_session)
+                        trading=not trading_session, exits=exits, gates=gates)
+    given = {mc.name: mc.given_timeframes() for mc in cfg.models}
+    for m in models:
+        problems = subscription_problems(m, given.get(m.name, [m.timeframe]))
+        if problems:
+            raise ConfigError("; ".join(problems))
     aggregator = BarAggregator(bus.publish)
     for inst_id, tf in pipeline.subscriptions():
         if inst_id not in bases:
             raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
                               "data (set its data.path and data.timeframe, or stream it from "
                               "a gateway with daemon.market_data)")
+        if tf % bases[inst_id]:
+            raise ConfigError(f"instruments: {inst_id!r}: a model asks for timeframe "
+                              f"{format_timeframe(tf)}, which is not a multiple of its data "
+                              f"timeframe {format_timeframe(bases[inst_id])}")
         aggregator.add(inst_id, bases[inst_id], tf)
-    recorder = Recorder(portfolio, trades_file, base_timeframes=bases)
+    details = None
+    sims = [g for g in gateways.values() if isinstance(g, SimulatedGateway)]
+    costed = any(g.realistic for g in sims)
+    if policies or costed:
+        # One cost-split map: the simulated exchange's (other venues report commission only).
+        split = sims[0].cost_split if sims else {}
+        details = TradeDetails(pipeline.reasons, split)
+    recorder = Recorder(portfolio, trades_file, base_timeframes=bases, details=details)
     engine = Engine(cfg, mode, kernel, instruments, portfolio, allocator, router, risk, pipeline,
                     aggregator, recorder, gateways, models)
 
@@ -182,6 +231,15 @@ def build_engine(
     # portfolio, then risk watches drawdown, then higher timeframes close, then
     # models decide.
     bus.subscribe(Bar, recorder.on_bar)
+    base_costs, inst_costs = sim_costs(cfg)
+    borrow_of = {i: c.borrow_bps_per_year for i, c in inst_costs.items()
+                 if c.borrow_bps_per_year != base_costs.borrow_bps_per_year}
+    if (base_costs.borrow_bps_per_year or base_costs.margin_bps_per_year or borrow_of) and all(
+            isinstance(g, SimulatedGateway) for g in gateways.values()):
+        # Charged on the day's last positions, before this bar moves anything.
+        engine.financing = FinancingAccrual(portfolio, base_costs.borrow_bps_per_year,
+                                            base_costs.margin_bps_per_year, bases, borrow_of)
+        bus.subscribe(Bar, engine.financing.on_bar)
     for gw in gateways.values():
         if hasattr(gw, "on_bar"):
             bus.subscribe(Bar, gw.on_bar)
@@ -194,6 +252,8 @@ def build_engine(
     bus.subscribe(RiskDirective, pipeline.on_directive)
     bus.subscribe(OrderUpdate, router.on_update)
     bus.subscribe(Fill, router.on_fill)
+    if native:
+        router.fill_listeners.append(pipeline.on_fill)  # before the portfolio books it
     router.fill_listeners.append(portfolio.on_fill)
     if cfg.data.on_data_end == "close":
         # the pipeline plans the closing order first; the simulated exchange then fills

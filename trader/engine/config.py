@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.gates import GateConfig
+from models.intents import OrderPolicy
 from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
 from trader.core.instruments import Instrument
@@ -85,12 +87,45 @@ class DataConfig(Strict):
         return _iso_time(v)
 
 
-class ExecutionConfig(Strict):
-    """Simulated execution costs."""
+class CostOverrides(Strict):
+    """Cost settings of the simulated exchange (``gateways.sim_costs.SimCosts``); in
+    ``execution.instruments.<id>`` only the keys given override ``execution``'s."""
+
+    slippage_bps: float | None = Field(None, ge=0)
+    commission_bps: float | None = Field(None, ge=0)
+    fee_per_order: float | None = Field(None, ge=0)
+    spread_bps: float | None = Field(None, ge=0)
+    spread_range_fraction: float | None = Field(None, ge=0, le=1)
+    slippage_model: Literal["fixed", "volatility", "sqrt_impact"] | None = None
+    slippage_vol_mult: float | None = Field(None, ge=0)
+    impact_coef: float | None = Field(None, ge=0)
+    max_participation: float | None = Field(None, gt=0, le=1)
+    latency_bars: int | None = Field(None, ge=0)
+    latency_fraction: float | None = Field(None, ge=0, le=1)
+    commission_schedule: Literal["bps", "per_share", "maker_taker"] | None = None
+    per_share: float | None = Field(None, ge=0)
+    per_share_min: float | None = Field(None, ge=0)
+    per_share_max_pct: float | None = Field(None, gt=0, le=1)
+    maker_bps: float | None = Field(None, ge=-10)  # a maker rebate is a negative fee
+    taker_bps: float | None = Field(None, ge=0)
+    borrow_bps_per_year: float | None = Field(None, ge=0)
+    margin_bps_per_year: float | None = Field(None, ge=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ExecutionConfig(CostOverrides):
+    """Simulated execution costs; the defaults are the original exchange's."""
 
     slippage_bps: float = Field(1.0, ge=0)
     commission_bps: float = Field(1.0, ge=0)
     fee_per_order: float = Field(0.0, ge=0)
+    # per instrument id: cost settings that differ from the ones above
+    instruments: dict[str, CostOverrides] = Field(default_factory=dict)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"instruments"})
 
 
 class ModelConfig(Strict):
@@ -102,12 +137,29 @@ class ModelConfig(Strict):
     timeframe: str = "1d"
     params: dict[str, Any] = Field(default_factory=dict)
     gateway: str = "sim"
+    # Entries, protective exits, sizing, cooldown (models.intents.OrderPolicy).
+    orders: OrderPolicy = OrderPolicy()
+    # Execution gates an entry must pass (models.gates.GateConfig).
+    gates: GateConfig = GateConfig()
+    # Timeframes the model may subscribe to besides ``timeframe`` (slow features, e.g. 1d).
+    extra_timeframes: list[str] = Field(default_factory=list)
 
     @field_validator("timeframe")
     @classmethod
     def _tf(cls, v: str) -> str:
         parse_timeframe(v)
         return v
+
+    @field_validator("extra_timeframes")
+    @classmethod
+    def _tfs(cls, v: list[str]) -> list[str]:
+        for tf in v:
+            parse_timeframe(tf)
+        return v
+
+    def given_timeframes(self) -> list[int]:
+        """The timeframes (s) this model was given: its own and its extra ones."""
+        return [parse_timeframe(t) for t in (self.timeframe, *self.extra_timeframes)]
 
 
 class PortfolioConfig(Strict):
@@ -230,6 +282,9 @@ class AppConfig(Strict):
     daemon: DaemonConfig = DaemonConfig()
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    # A folder of the user's model files (``models[].model``: ``Class`` or ``file:Class``);
+    # relative to the config file's folder, then its parent, then the working directory.
+    strategies: Path | None = None
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -252,6 +307,10 @@ class AppConfig(Strict):
                         f"models.{idx}.instruments: unknown instrument {inst!r} in model "
                         f"{m.name!r}; configured instruments are {sorted(known)}"
                     )
+        for iid in self.execution.instruments:
+            if iid not in known:
+                raise ValueError(f"execution.instruments.{iid}: unknown instrument; "
+                                 f"configured instruments are {sorted(known)}")
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
             raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
@@ -424,14 +483,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def model_problems(cfg: AppConfig) -> list[str]:
     """What is wrong with the models section beyond its shape: unknown classes, bad
     params, timeframes the instrument's data cannot build; as ``key.path: problem``."""
-    from models.registry import MODEL_CLASSES
+    from models.registry import model_class
 
     problems = []
     for idx, mc in enumerate(cfg.models):
-        cls = MODEL_CLASSES.get(mc.model)
-        if cls is None:
-            problems.append(f"models.{idx}.model: unknown model class {mc.model!r}; "
-                            f"known: {sorted(MODEL_CLASSES)}")
+        try:
+            cls = model_class(mc.model, cfg.strategies)
+        except KeyError as exc:
+            problems.append(f"models.{idx}.model: {exc.args[0]}")
             continue
         try:
             cls.Params(**mc.params)
@@ -509,6 +568,12 @@ def load_config(path: str | Path) -> AppConfig:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(str(p), err)) from None
+    if cfg.strategies is not None:
+        folder, searched = _data_path_candidates(cfg.strategies, p)
+        if not folder.is_dir():
+            raise ConfigError(f"{p}: strategies: no folder {cfg.strategies} (looked in "
+                              f"{', '.join(map(str, searched)) or folder})")
+        cfg.strategies = folder
     problems = model_problems(cfg)
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",

@@ -71,10 +71,13 @@ class Planner:
 
 
 def to_request(
-    planned: PlannedOrder, client_order_id: str, ts: int, gateway: str = "sim"
+    planned: PlannedOrder, client_order_id: str, ts: int, gateway: str = "sim",
+    limit_price: float | None = None,
 ) -> OrderRequest:
+    """The order for a planned quantity: at market, or at ``limit_price`` if given."""
     side = Side.BUY if planned.quantity > 0 else Side.SELL
+    kind = OrderType.MARKET if limit_price is None else OrderType.LIMIT
     return OrderRequest(
         ts, client_order_id, planned.instrument_id, side, abs(planned.quantity),
-        OrderType.MARKET, None, None, planned.reduce_only, gateway,
+        kind, limit_price, None, planned.reduce_only, gateway,
     )

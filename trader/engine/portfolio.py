@@ -213,6 +213,15 @@ class Portfolio:
             hwm = self.hwm
             self.drawdown = 1.0 - nav / hwm if hwm > 0 else 0.0
 
+    def charge(self, amounts: Mapping[str, float]) -> None:
+        """Take costs that are not fills (financing) from the account and the named books."""
+        total = 0.0
+        for name, amount in amounts.items():
+            self.model_book(name).cash -= amount
+            total += amount
+        self.account.cash -= total
+        self._set_nav(self.nav - total)
+
     def _set_nav(self, nav: float) -> None:
         self.nav = nav
         if nav > self.hwm:

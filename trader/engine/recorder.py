@@ -19,6 +19,18 @@ TRADE_COLUMNS = [
     "ts", "client_order_id", "trade_id", "instrument_id", "side", "quantity", "price",
     "commission", "realized_pnl",
 ]
+# Written when a run uses order intents or a cost model beyond the original one (older
+# configs keep their files byte for byte): why the order was sent (signal, stop, target,
+# trail, timeout, risk, halt) and the spread and slippage the fill paid.
+DETAIL_COLUMNS = ["reason", "spread_cost", "slippage_cost"]
+
+
+@dataclass(slots=True)
+class TradeDetails:
+    """Where the recorder finds each fill's reason and cost split."""
+
+    reasons: dict[str, str]  # client order id -> reason; absent = "signal"
+    cost_split: dict[str, tuple[float, float]]  # trade id -> (spread, slippage); popped
 
 
 @dataclass(slots=True)
@@ -34,8 +46,13 @@ class Recorder:
     """Samples the portfolio and counts trades while a run goes on."""
 
     def __init__(self, portfolio: Portfolio, trades_file: IO[str] | None = None,
-                 keep_fills: bool = False, base_timeframes: dict[str, int] | None = None) -> None:
+                 keep_fills: bool = False, base_timeframes: dict[str, int] | None = None,
+                 details: TradeDetails | None = None) -> None:
         self.portfolio = portfolio
+        self.details = details
+        # totals of the cost split (commission, spread, slippage), kept when details are
+        self.costs = {"commission": 0.0, "spread": 0.0, "slippage": 0.0}
+        self.reason_counts: dict[str, int] = {}
         self._base = dict(base_timeframes or {})
         self.equity: list[EquityPoint] = []
         self._day: int | None = None
@@ -55,7 +72,7 @@ class Recorder:
         self.fill_rows: list[list] = []
         self._writer = csv.writer(trades_file, lineterminator="\n") if trades_file else None
         if self._writer:
-            self._writer.writerow(TRADE_COLUMNS)
+            self._writer.writerow(TRADE_COLUMNS + (DETAIL_COLUMNS if details else []))
         portfolio.fill_listeners.append(self.on_fill)
 
     def on_bar(self, bar: Bar) -> None:
@@ -97,6 +114,7 @@ class Recorder:
         elif realized < 0:
             self.losses += 1
             self.closing_pnls_neg += -realized
+        extra = self._details(fill) if self.details is not None else None
         if self._writer is None and not self.keep_fills:
             return
         row = [
@@ -104,10 +122,24 @@ class Recorder:
             fill.side.value, repr(fill.quantity), repr(fill.price), repr(fill.commission),
             repr(realized),
         ]
+        if extra is not None:
+            row += extra
         if self._writer:
             self._writer.writerow(row)
         elif self.keep_fills:
             self.fill_rows.append(row)
+
+    def _details(self, fill: Fill) -> list:
+        d = self.details
+        assert d is not None
+        reason = d.reasons.get(fill.client_order_id, "signal")
+        spread, slip = d.cost_split.pop(fill.trade_id, (0.0, 0.0))
+        c = self.costs
+        c["commission"] += fill.commission
+        c["spread"] += spread
+        c["slippage"] += slip
+        self.reason_counts[reason] = self.reason_counts.get(reason, 0) + 1
+        return [reason, repr(spread), repr(slip)]
 
     def finish(self) -> None:
         if self.last_ts is not None and self._day is not None:

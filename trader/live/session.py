@@ -148,7 +148,7 @@ def reload_models(session: Session, new: list[ModelConfig]) -> list[str]:
         if old is None:
             changes.append(f"{mc.name}: new model ignored (adding models needs a restart)")
             continue
-        cls = model_class(mc.model)
+        cls = model_class(mc.model, session.engine.cfg.strategies)
         if type(old) is not cls or cls.Params(**mc.params) != old.params:
             replacement = cls(mc.name, old.instruments, old.timeframe, mc.params)
             runner.replace_model(old, replacement)

@@ -129,4 +129,14 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["orders"] = engine.router.seq
     m["model_pnl"] = {k: v for k, v in sorted(engine.portfolio.model_pnl().items())}
     m["risk"] = engine.risk.summary()
+    if rec.details is not None:
+        # Only runs with order intents or a configured cost model: older reports keep
+        # their exact content.
+        from trader.engine.build import sim_costs
+
+        m["cost_model"] = sim_costs(engine.cfg)[0].describe()
+        costs = dict(rec.costs)
+        costs["financing"] = engine.financing.total if engine.financing else 0.0
+        m["costs"] = {k: round(v, 6) for k, v in costs.items()}
+        m["exit_reasons"] = dict(sorted(rec.reason_counts.items()))
     return m

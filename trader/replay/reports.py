@@ -20,7 +20,10 @@ def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
                         repr(p.drawdown)])
     if hasattr(engine.risk, "write_events_csv"):
         engine.risk.write_events_csv(out_dir / "risk_events.csv")
-    write_chart(engine.recorder.equity, out_dir / "report.html", engine.cfg.name)
+    title = engine.cfg.name
+    if "cost_model" in metrics:  # runs with a configured cost model say which one
+        title += f"<br><sup>cost model: {metrics['cost_model']}</sup>"
+    write_chart(engine.recorder.equity, out_dir / "report.html", title)
 
 
 def write_chart(equity: list, path: Path, title: str) -> None:

@@ -78,6 +78,19 @@ CASES = [
     ("timeframe not buildable", "models.1.timeframe", "90m",
      ["at models.1.timeframe", "not a multiple", "1h"]),
     ("bad on_bad_row", "data", {"on_bad_row": "ignore"}, ["at data.on_bad_row", "'ignore'"]),
+    ("stop out of range", "models.0.orders", {"exits": {"stop_pct": 2}},
+     ["at models.0.orders.exits.stop_pct", "less than 1"]),
+    ("two stops", "models.0.orders", {"exits": {"stop_pct": 0.1, "stop_atr": 2}},
+     ["at models.0.orders.exits", "set stop_pct or stop_atr, not both"]),
+    ("sizing without amount", "models.0.orders", {"sizing": {"by": "notional"}},
+     ["at models.0.orders.sizing", "needs sizing.notional"]),
+    ("bad gate", "models.0.gates", {"quantile": 1.5}, ["at models.0.gates.quantile"]),
+    ("bad schedule", "execution", {"commission_schedule": "flat"},
+     ["at execution.commission_schedule", "'flat'"]),
+    ("cost of unknown instrument", "execution", {"instruments": {"TSLA": {"spread_bps": 1}}},
+     ["execution.instruments.TSLA: unknown instrument"]),
+    ("unknown strategy class", "models.0.model", "nosuchmod:Thing",
+     ["at models.0.model", "cannot import module 'nosuchmod'"]),
 ]
 
 

@@ -92,3 +92,52 @@ def test_equity_curve_is_daily_and_ends_at_final_nav(runs) -> None:
 def test_same_backtest_twice_is_byte_identical(runs, name: str) -> None:
     one, two, _ = runs
     assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_trades_csv_gains_reasons_and_cost_split_when_costs_or_intents_are_used(
+        tmp_path: Path) -> None:
+    """Per fill: why the order was sent and what it paid; metrics state the cost model and
+    the totals; a config without either keeps the original columns."""
+    import csv
+
+    import yaml
+
+    from trader.engine.config import load_config
+    from trader.replay.backtest import run_backtest
+
+    raw = yaml.safe_load((ROOT / "config" / "backtest.yaml").read_text())
+    raw["data"]["start"] = "2018-01-01"
+    raw["models"] = [m for m in raw["models"] if m["name"] == "qqq_sma"]
+    raw["models"][0]["params"] = {"fast": 5, "slow": 20}
+    raw["models"][0]["orders"] = {"exits": {"stop_pct": 0.03, "take_profit_pct": 0.06}}
+    raw["execution"].update({"spread_bps": 4, "commission_schedule": "per_share",
+                             "per_share": 0.005, "per_share_min": 1.0})
+    for inst in raw["instruments"]:
+        inst["data"]["path"] = str(ROOT / inst["data"]["path"])
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = run_backtest(load_config(path), tmp_path / "out")
+    rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
+    assert rows and {"reason", "spread_cost", "slippage_cost"} <= set(rows[0])
+    reasons = {r["reason"] for r in rows}
+    assert "signal" in reasons and reasons & {"stop", "target"}
+    for r in rows:  # spread: 2 bps of the price per unit, half of the 4 bps spread
+        qty, price = float(r["quantity"]), float(r["price"])
+        assert float(r["spread_cost"]) == pytest.approx(qty * price * 2e-4, rel=1e-3)
+        assert float(r["commission"]) >= 1.0 - 1e-9  # the per-order minimum
+    m = res.metrics
+    assert "spread 4 bps" in m["cost_model"] and "min 1" in m["cost_model"]
+    assert m["costs"]["spread"] == pytest.approx(sum(float(r["spread_cost"]) for r in rows))
+    assert m["costs"]["commission"] == pytest.approx(sum(float(r["commission"]) for r in rows))
+    assert sum(m["exit_reasons"].values()) == len(rows)
+    assert "cost model: slippage fixed 2 bps; spread 4 bps" in (
+        tmp_path / "out" / "report.html").read_text()
+
+    plain = yaml.safe_load((ROOT / "config" / "backtest.yaml").read_text())
+    plain["data"]["start"] = "2018-01-01"
+    for inst in plain["instruments"]:
+        inst["data"]["path"] = str(ROOT / inst["data"]["path"])
+    path.write_text(yaml.safe_dump(plain))
+    res = run_backtest(load_config(path), tmp_path / "plain")
+    header = (tmp_path / "plain" / "trades.csv").read_text().splitlines()[0]
+    assert header.endswith("commission,realized_pnl") and "cost_model" not in res.metrics

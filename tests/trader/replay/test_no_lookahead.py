@@ -112,3 +112,39 @@ def test_late_daily_window_is_decided_when_it_is_proven_closed(clean) -> None:
     assert [o.ts for o in orders if o.instrument_id == "D1"
             and SESSION_OPEN - 24 * HOUR_NS < o.ts <= SESSION_OPEN + HOUR_NS] == [
         SESSION_OPEN + HOUR_NS]
+
+
+def intents_config() -> AppConfig:
+    """The same runs with emulated orders, gates and the realistic cost model on."""
+    raw = config().model_dump(mode="json")
+    raw["execution"].update({"spread_bps": 3, "slippage_model": "volatility",
+                             "slippage_vol_mult": 0.1, "max_participation": 0.2,
+                             "latency_bars": 1})
+    orders = {
+        "base_1h": {"exits": {"stop_pct": 0.004, "take_profit_atr": 3, "max_bars": 30},
+                    "cooldown_bars": 2},
+        "agg_4h": {"entry": {"type": "limit", "limit_offset_bps": 5, "expiry_bars": 2},
+                   "exits": {"trail_atr": 2}},
+        "agg_1d": {"exits": {"trail_pct": 0.01}},
+    }
+    for m in raw["models"]:
+        if m["name"] in orders:
+            m["orders"] = orders[m["name"]]
+        if m["name"] == "base_1d":
+            m["gates"] = {"persistence": 2, "cost_bps": 5}
+    return AppConfig.model_validate(raw)
+
+
+@pytest.mark.parametrize("spoil", [times_ten, garbage])
+def test_emulated_orders_gates_and_costs_read_no_future(spoil) -> None:
+    cfg = intents_config()
+    orders, fills = run(cfg)
+    reasons = set(run_backtest(cfg, None).engine.pipeline.reasons.values())
+    assert {"stop", "trail"} <= reasons  # the emulation really acts in this run
+    p_orders, p_fills = run(cfg, poisoned(cfg, MID_SESSION, spoil))
+    assert [o for o in p_orders if o.ts <= MID_SESSION] == [
+        o for o in orders if o.ts <= MID_SESSION]
+    assert [f for f in p_fills if f.ts < MID_SESSION] == [
+        f for f in fills if f.ts < MID_SESSION]
+    assert [o for o in p_orders if o.ts > MID_SESSION] != [
+        o for o in orders if o.ts > MID_SESSION]

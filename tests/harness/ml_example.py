@@ -29,6 +29,8 @@ def write_example(folder: Path, *, features: dict[str, Any] | None = None,
                          "data": {"path": str(data_path), "timeframe": "1h"}}],
         "models": [{"name": "xgb", "model": "XGBoost", "budget": 0.5, "instruments": ["BTCUSD"],
                     "timeframe": "4h",
+                    "extra_timeframes": [t for t in [feats.get("params", {}).get(
+                        "slow_timeframe")] if t],
                     "params": {"artifact": str(folder / "artifact"), "features": feats,
                                "threshold": 0.5, "cost_bps": 0, "allow_short": True,
                                **(model_params or {})}}],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trader.core.events import Bar
-from trader.data.feed import HistoricalFeed, feed_from_config
+from trader.data.feed import feed_from_config
 from trader.engine.build import Engine, build_engine
 from trader.engine.config import AppConfig, replay_source
 from trader.replay.metrics import compute_metrics
@@ -21,6 +21,7 @@ class BacktestResult:
     engine: Engine
     feed_stats: dict[str, Any]
     run_id: int | None = None  # the run's row in the store, when one was given
+    record_error: str = ""  # why the run could not be recorded (its reports were written)
 
 
 def run_backtest(
@@ -59,14 +60,30 @@ def run_backtest(
         if trades_fh is not None:
             trades_fh.close()
     metrics = summarize(engine)
-    run_id = recording.finish(engine, metrics) if recording is not None else None
     stats = {}
-    if isinstance(source, HistoricalFeed):
+    feed_stats = getattr(source, "stats", None)  # a HistoricalFeed, maybe behind a wrapper
+    if isinstance(feed_stats, dict):
         stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason}
-                 for k, v in source.stats.items()}
+                 for k, v in feed_stats.items()}
     if out_dir is not None:
+        # Reports first: a store that fails now must not cost the run its results.
         write_reports(engine, metrics, out_dir)
-    return BacktestResult(metrics, engine, stats, run_id)
+    run_id, record_error = None, ""
+    if recording is not None:
+        run_id, record_error = _record(recording, engine, metrics)
+    return BacktestResult(metrics, engine, stats, run_id, record_error)
+
+
+def _record(recording: Any, engine: Engine, metrics: dict[str, Any]) -> tuple[int | None, str]:
+    """Store the run's summary; (None, why) when the database refuses or is gone."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trader.store.db import StoreError, db_error_text
+
+    try:
+        return recording.finish(engine, metrics), ""
+    except (SQLAlchemyError, StoreError) as exc:
+        return None, db_error_text(exc)
 
 
 def summarize(engine: Engine) -> dict[str, Any]:

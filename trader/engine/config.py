@@ -198,6 +198,13 @@ class StoreConfig(Strict):
         return v
 
 
+class ReportConfig(Strict):
+    """What the backtest's tear sheet compares the run with (results do not depend on it)."""
+
+    # Instrument id whose buy-and-hold is the benchmark; default: the first instrument.
+    benchmark: str | None = None
+
+
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
 
@@ -212,6 +219,7 @@ class AppConfig(Strict):
     daemon: DaemonConfig = DaemonConfig()
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    report: ReportConfig = ReportConfig()
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -222,6 +230,9 @@ class AppConfig(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"instruments: duplicate instrument ids {dupes}")
+        if self.report.benchmark is not None and self.report.benchmark not in ids:
+            raise ValueError(f"report.benchmark: {self.report.benchmark!r} is not an instrument "
+                             f"id of this config ({', '.join(ids)})")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -10,9 +10,10 @@ from typing import Any
 from trader.core.events import Bar
 from trader.data.feed import feed_from_config
 from trader.engine.build import Engine, build_engine
-from trader.engine.config import AppConfig, replay_source
+from trader.engine.config import AppConfig, base_timeframes, replay_source
 from trader.replay.metrics import compute_metrics
-from trader.replay.reports import write_reports
+from trader.replay.observers import ModelCurves, RunTrace
+from trader.replay.reports import RunViews, tear_sheet_metrics, write_reports
 
 
 @dataclass
@@ -51,8 +52,13 @@ def run_backtest(
         engine = build_engine(cfg, trades_file=trades_fh,
                               id_prefix=recording.id_prefix if recording else "bt",
                               journal=recording.journal if recording else None)
+        bases = base_timeframes(cfg)
+        budgets = {mc.name: mc.budget for mc in cfg.models
+                   if any(m.name == mc.name for m in engine.models)}
+        views = RunViews(ModelCurves(engine, budgets, cfg.portfolio.initial_cash, bases),
+                         RunTrace(engine, bases))
         if recording is not None:
-            recording.attach(engine)
+            recording.attach(engine, views.curves)
         source = feed if feed is not None else feed_from_config(cfg)
         engine.kernel.run(source, progress)
         engine.recorder.finish()
@@ -60,6 +66,7 @@ def run_backtest(
         if trades_fh is not None:
             trades_fh.close()
     metrics = summarize(engine)
+    metrics.update(tear_sheet_metrics(engine, metrics, views))
     stats = {}
     feed_stats = getattr(source, "stats", None)  # a HistoricalFeed, maybe behind a wrapper
     if isinstance(feed_stats, dict):
@@ -67,7 +74,7 @@ def run_backtest(
                  for k, v in feed_stats.items()}
     if out_dir is not None:
         # Reports first: a store that fails now must not cost the run its results.
-        write_reports(engine, metrics, out_dir)
+        write_reports(engine, metrics, out_dir, views)
     run_id, record_error = None, ""
     if recording is not None:
         run_id, record_error = _record(recording, engine, metrics)

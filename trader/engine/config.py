@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -205,6 +205,28 @@ class ReportConfig(Strict):
     benchmark: str | None = None
 
 
+AlertKind = Literal["fill", "risk_rejected", "trading_state", "kill_switch", "drawdown",
+                   "gateway_health", "feed_stale", "reconcile", "daemon"]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+
+
+class AlertsConfig(Strict):
+    """What the daemon alerts on and how often. The channels are apprise URLs
+    (``json://``, ``tgram://``, ``mailto://``, ...) and hold tokens and passwords, so
+    they come from the environment variable ``urls_env`` or the file ``urls_file``
+    (one per line; a systemd credential ``alert_urls`` is read too), never from YAML."""
+
+    urls_env: str = "TRADER_ALERT_URLS"
+    urls_file: Path | None = None
+    events: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS))
+    fills: Literal["each", "aggregate"] = "aggregate"
+    aggregate_seconds: float = Field(60.0, gt=0)  # fills within this window: one message
+    dedupe_seconds: float = Field(300.0, ge=0)  # the same alert again within it is dropped
+    max_per_minute: int = Field(20, gt=0)  # more are dropped (and counted)
+    retries: int = Field(3, ge=0)
+    timeout: float = Field(10.0, gt=0)  # seconds to drain pending alerts at shutdown
+
+
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
 
@@ -220,6 +242,7 @@ class AppConfig(Strict):
     store: StoreConfig = StoreConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     report: ReportConfig = ReportConfig()
+    alerts: AlertsConfig = AlertsConfig()
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -459,6 +459,8 @@ class Daemon:
             from trader.live.metrics_http import DaemonMetrics
 
             self.metrics = DaemonMetrics()
+            assert self.session is not None
+            self.metrics.attach(self.session.engine, live_bars=self.source is not None)
             self.metrics_port = self.metrics.serve(self.dcfg.metrics_port)
             log.info("metrics_listening", address=f"127.0.0.1:{self.metrics_port}")
         # READY=1, then trade: the first orders (targets formed in warm-up) follow READY.
@@ -692,6 +694,7 @@ class Daemon:
                 queue_depth=e.kernel.pending(), queue_dropped=e.kernel.dropped,
                 open_orders=len(e.router.active), stale_feeds=len(self.feeds.stale),
                 market_data_failed=bool(self.feeds.failed), health=self.feeds.health,
+                pnl=e.portfolio.pnl(), drawdown=e.portfolio.drawdown,
             )
 
     def _status_line(self) -> str:

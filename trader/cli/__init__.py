@@ -20,6 +20,7 @@ from trader.cli.kill import kill
 from trader.cli.models import models_app
 from trader.cli.root import CommandGroup, RunState, failure_text, root
 from trader.cli.run import run, status
+from trader.cli.web import web
 
 app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
@@ -30,6 +31,7 @@ app.command("backtest")(backtest)
 app.command("run")(run)
 app.command("status")(status)
 app.command("kill")(kill)
+app.command("web")(web)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 

@@ -227,6 +227,14 @@ class AlertsConfig(Strict):
     timeout: float = Field(10.0, gt=0)  # seconds to drain pending alerts at shutdown
 
 
+class WebConfig(Strict):
+    """``trader web``: where the read-only dashboard listens (a token is needed beyond
+    loopback, from ``$TRADER_WEB_TOKEN``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8321, ge=0, le=65535)
+
+
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
 
@@ -243,6 +251,7 @@ class AppConfig(Strict):
     lifecycle: LifecycleConfig = LifecycleConfig()
     report: ReportConfig = ReportConfig()
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)

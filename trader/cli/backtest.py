@@ -32,7 +32,7 @@ def backtest(
     store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
                                "(default: only the run summary is stored, at the end)"),
     log_level: LogLevel = typer.Option(LogLevel.warning, "--log-level",
-                                  help="JSON log lines on stderr from this level up; risk "
+                                  help="log lines on stderr from this level up; risk "
                                        "decisions are in risk_events.csv whatever the level"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""

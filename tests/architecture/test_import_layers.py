@@ -7,6 +7,7 @@ Layers, bottom to top (``docs/architecture.md``)::
     trader.engine
     trader.store
     trader.replay | trader.live                  (not on each other)
+    trader.web                                   (store, core, and live.status only)
     trader.cli
 
 Every import counts, typing-only ones (``if TYPE_CHECKING:``) included for the
@@ -30,8 +31,12 @@ RANKS: dict[str, int] = {
     "trader.engine": 2,
     "trader.store": 3,
     "trader.replay": 4, "trader.live": 4,
-    "trader.cli": 5,
+    "trader.web": 5,
+    "trader.cli": 6,
 }
+# The dashboard reads; it never builds or drives a kernel. Of the rooms below it, it may
+# import only these (the status snapshot reader of trader.live, nothing else of it).
+WEB_MAY_IMPORT = ("trader.core", "trader.store", "trader.live.status", "trader.web")
 
 
 def room(module: str) -> str | None:
@@ -154,3 +159,17 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     found = list(imports(bad, "trader.core.bad"))
     assert ("trader.engine.portfolio", 1, False) in found
     assert RANKS[room("trader.engine.portfolio")] > RANKS[room("trader.core.bad")]
+
+
+def test_the_dashboard_reads_only_the_store_and_the_status_snapshot() -> None:
+    known = modules()
+    bad = []
+    for module, path in known.items():
+        if room(module) != "trader.web":
+            continue
+        for name, line, _typing in imports(path, module):
+            target = resolve(name, known) or name
+            if not any(target == ok or target.startswith(ok + ".") for ok in WEB_MAY_IMPORT):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert bad == []
+    assert any(room(m) == "trader.web" for m in known)  # the check sees the room

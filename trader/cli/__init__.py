@@ -19,22 +19,20 @@ from trader.cli.db import db_app
 from trader.cli.deployment import UserError
 from trader.cli.kill import kill
 from trader.cli.models import models_app
+from trader.cli.root import CommandGroup, RunState, failure_text, root
 from trader.cli.run import run, status
+from trader.cli.web import web
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
 err_console = Console(stderr=True)
-
-
-@app.callback()
-def _root() -> None:
-    """Trading daemon and replay backtester."""
-
+app.callback()(root)
 
 app.command("backtest")(backtest)
 app.command("run")(run)
 app.command("status")(status)
 app.command("kill")(kill)
+app.command("web")(web)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
@@ -74,7 +72,12 @@ def main() -> None:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if RunState.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(failure_text(exc))} (an unexpected "
+                          "failure: `trader --debug ...` shows the traceback)", highlight=False,
+                          soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

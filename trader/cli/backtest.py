@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trader.cli.deployment import DATA_DIR_OPTION, UserError, resolve
+from trader.cli.root import LogLevel
 
 if TYPE_CHECKING:
     from trader.engine.config import AppConfig
@@ -29,8 +31,8 @@ def backtest(
                                  help="replay a paper/live session's journal and check parity"),
     store: bool = typer.Option(False, "--store", help="persist every order, event and fill "
                                "(default: only the run summary is stored, at the end)"),
-    log_level: str = typer.Option("warning", "--log-level",
-                                  help="JSON log lines on stderr from this level up; risk "
+    log_level: LogLevel = typer.Option(LogLevel.warning, "--log-level",
+                                  help="log lines on stderr from this level up; risk "
                                        "decisions are in risk_events.csv whatever the level"),
 ) -> None:
     """Replay history through the kernel and write metrics, trades, equity and a chart."""
@@ -38,7 +40,7 @@ def backtest(
 
     # A replay can reject thousands of orders after a halt: each is counted and
     # written to risk_events.csv, not printed, unless a lower level is asked for.
-    configure_logging(log_level, StderrProxy())
+    configure_logging(log_level.value, StderrProxy())
 
     if journal is not None:
         from trader.cli.run import backtest_journal
@@ -51,7 +53,7 @@ def backtest(
     dep = resolve(config, data_dir, must_exist=False)  # a backtest may start a deployment
     cfg = dep.cfg
     assert cfg is not None
-    db = dep.open_store(batch_size=5000 if store else 0)
+    db, unstored = _open_store(dep, store)
     out_dir = out or Path("runs") / cfg.name
     try:
         result = _replay(cfg, out_dir, progress and console.is_terminal, db, store)
@@ -63,9 +65,12 @@ def backtest(
         # Problems found while wiring the engine: still name the file.
         raise ConfigError(f"{config}: {exc}") from None
     finally:
-        db.close()
+        if db is not None:
+            db.close()
     print_summary(result.metrics, out_dir)
-    console.print(f"run #{result.run_id} recorded in {db.safe_url}")
+    unstored = unstored or result.record_error
+    if result.run_id is not None and db is not None:
+        console.print(f"run #{result.run_id} recorded in {db.safe_url}", highlight=False)
     for inst_id, info in sorted(result.metrics.get("data", {}).items()):
         if "ended_early" in info:
             end = info["ended_early"]
@@ -81,25 +86,41 @@ def backtest(
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
             err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "
                               f"of {stats['rows']} ({reasons})", highlight=False)
+    if unstored:
+        # The reports are the run's result; the record is what promotion gates read.
+        err_console.print(f"[bold red]error:[/] the run was NOT recorded in the store: "
+                          f"{escape(unstored)}; its reports are in {escape(str(out_dir))}/ "
+                          "(run it again once the database is reachable to record it)",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
-def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store,
+def _open_store(dep: Any, persist: bool) -> tuple[Store | None, str]:
+    """The deployment's store, or (None, why) when it cannot be opened and is not required."""
+    from trader.cli.deployment import store_error_text
+    from trader.store.db import StoreError
+
+    try:
+        return dep.open_store(batch_size=5000 if persist else 0), ""
+    except StoreError as exc:
+        if persist:  # --store journals every order: without the database there is no run
+            raise
+        return None, store_error_text(exc)
+
+
+def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store | None,
             persist: bool) -> BacktestResult:
     from trader.replay.backtest import run_backtest
 
     if not show_progress:
         return run_backtest(cfg, out_dir, store=db, persist=persist)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from trader.cli.progress import CountedFeed, bar_progress
     from trader.data.feed import feed_from_config
 
     feed = feed_from_config(cfg)
-    total = feed.total_rows()
-    with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,} bars"),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("replay", total=total)
-        return run_backtest(cfg, out_dir, feed=feed, store=db, persist=persist,
-                            progress=lambda n: bar.update(task, completed=n))
+    with bar_progress(console, "replay", feed.total_rows(), "bars") as advance:
+        counted = CountedFeed(feed, advance)
+        return run_backtest(cfg, out_dir, feed=counted, store=db, persist=persist)
 
 
 def print_summary(metrics: dict, out_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,16 @@ from trader.cli.deployment import (
 console = Console()
 
 
+class Mode(StrEnum):
+    """What a session trades against."""
+
+    paper = "paper"
+    live = "live"
+
+
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config of the session"),
-    mode: str = typer.Option(..., "--mode", help="paper or live"),
+    mode: Mode = typer.Option(..., "--mode", help="paper or live (live needs --confirm)"),
     confirm: bool = typer.Option(False, "--confirm", help="required for --mode live"),
     data_dir: Path = DATA_DIR_OPTION,
     create_data_dir: bool = typer.Option(False, "--create-data-dir",
@@ -37,9 +45,9 @@ def run(
 
     dep = resolve(config, data_dir, must_exist=False)
     assert dep.cfg is not None
-    check_start(dep.cfg, mode, confirm)  # refusals print a clear message and exit 2
+    check_start(dep.cfg, mode.value, confirm)  # refusals print a clear message and exit 2
     configure_logging(dep.cfg.daemon.log_level)
-    code = run_daemon(dep.cfg, mode, config_path=config, data_dir=dep.data_dir,
+    code = run_daemon(dep.cfg, mode.value, config_path=config, data_dir=dep.data_dir,
                       create_data_dir=create_data_dir)
     raise typer.Exit(code)
 

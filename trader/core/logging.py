@@ -1,4 +1,11 @@
-"""structlog JSON logging to stdout (journald) with secrets redacted everywhere.
+"""structlog logging with secrets redacted everywhere.
+
+One JSON object per line when the stream is not a terminal (journald, pipes,
+files); coloured human-readable lines on a terminal. ``fmt`` or
+``$TRADER_LOG_FORMAT`` (``json``, ``console``, ``auto``) overrides the choice.
+Chatty third-party loggers (alembic, SQLAlchemy, asyncio, aiohttp, ccxt, ...)
+are held at WARNING whatever the level, so their start-up notices do not drown
+the daemon's own lines.
 
 Secrets are found two ways:
 
@@ -158,6 +165,50 @@ def redactor() -> Redactor:
     return _redactor
 
 
+LOG_FORMATS = ("auto", "json", "console")
+ENV_FORMAT = "TRADER_LOG_FORMAT"
+# Libraries whose INFO lines are noise to an operator ("Context impl SQLiteImpl.").
+QUIET_LOGGERS = ("alembic", "sqlalchemy", "asyncio", "aiohttp", "ccxt", "urllib3", "apprise",
+                 "exchange_calendars", "websockets", "mail", "aiosmtpd")
+_preferred_format: str | None = None
+
+
+def set_format(fmt: str | None) -> None:
+    """The format later ``configure_logging`` calls use when none is passed (the CLI's flag)."""
+    global _preferred_format
+    if fmt is not None and fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
+    _preferred_format = fmt
+
+
+def choose_format(stream: Any, fmt: str | None = None,
+                  environ: Mapping[str, str] | None = None) -> str:
+    """``json`` or ``console``: the asked format, else console on a terminal, JSON otherwise."""
+    env = os.environ if environ is None else environ
+    wanted = fmt or _preferred_format or env.get(ENV_FORMAT) or "auto"
+    if wanted not in LOG_FORMATS:
+        wanted = "auto"
+    if wanted != "auto":
+        return wanted
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return "console" if isatty is not None and isatty() else "json"
+    except (OSError, ValueError):  # a closed stream
+        return "json"
+
+
+class _RedactingConsole:
+    """structlog's console renderer, its output scanned for known secrets once more."""
+
+    def __init__(self, redactor: Redactor, colors: bool) -> None:
+        self._redactor = redactor
+        self._console = structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False,
+                                                      timestamp_key="time")
+
+    def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> str:
+        return self._redactor.known(self._console(logger, name, event_dict))
+
+
 class StderrProxy:
     """Writes to whatever ``sys.stderr`` is at the time of each write.
 
@@ -171,10 +222,14 @@ class StderrProxy:
     def flush(self) -> None:
         sys.stderr.flush()
 
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
 
 def configure_logging(level: str = "info", stream: TextIO | None = None,
-                      environ: Mapping[str, str] | None = None) -> Redactor:
-    """Route structlog and stdlib logging to one JSON line per event on ``stream``."""
+                      environ: Mapping[str, str] | None = None,
+                      fmt: str | None = None) -> Redactor:
+    """Route structlog and stdlib logging to ``stream``: JSON lines, or console on a terminal."""
     global _redactor
     _redactor = Redactor(secret_values(environ))
     out = stream or sys.stdout
@@ -186,11 +241,14 @@ def configure_logging(level: str = "info", stream: TextIO | None = None,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
     ]
+    console = choose_format(out, fmt, environ) == "console"
+    renderer: Any = (_RedactingConsole(_redactor, colors=_colors(environ)) if console
+                     else _RedactingRenderer(_redactor))
     tail = [
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,  # traceback -> text, then masked below
         _redactor,
-        _RedactingRenderer(_redactor),
+        renderer,
     ]
     structlog.configure(
         processors=[*shared, *tail],
@@ -207,8 +265,15 @@ def configure_logging(level: str = "info", stream: TextIO | None = None,
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(lvl)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(lvl, logging.WARNING))
     _install_excepthooks()
     return _redactor
+
+
+def _colors(environ: Mapping[str, str] | None) -> bool:
+    env = os.environ if environ is None else environ
+    return "NO_COLOR" not in env  # https://no-color.org
 
 
 def _install_excepthooks() -> None:

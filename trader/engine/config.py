@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -268,6 +268,43 @@ class StoreConfig(Strict):
         return v
 
 
+class ReportConfig(Strict):
+    """What the backtest's tear sheet compares the run with (results do not depend on it)."""
+
+    # Instrument id whose buy-and-hold is the benchmark; default: the first instrument.
+    benchmark: str | None = None
+
+
+AlertKind = Literal["fill", "risk_rejected", "trading_state", "kill_switch", "drawdown",
+                   "gateway_health", "feed_stale", "reconcile", "daemon"]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+
+
+class AlertsConfig(Strict):
+    """What the daemon alerts on and how often. The channels are apprise URLs
+    (``json://``, ``tgram://``, ``mailto://``, ...) and hold tokens and passwords, so
+    they come from the environment variable ``urls_env`` or the file ``urls_file``
+    (one per line; a systemd credential ``alert_urls`` is read too), never from YAML."""
+
+    urls_env: str = "TRADER_ALERT_URLS"
+    urls_file: Path | None = None
+    events: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS))
+    fills: Literal["each", "aggregate"] = "aggregate"
+    aggregate_seconds: float = Field(60.0, gt=0)  # fills within this window: one message
+    dedupe_seconds: float = Field(300.0, ge=0)  # the same alert again within it is dropped
+    max_per_minute: int = Field(20, gt=0)  # more are dropped (and counted)
+    retries: int = Field(3, ge=0)
+    timeout: float = Field(10.0, gt=0)  # seconds to drain pending alerts at shutdown
+
+
+class WebConfig(Strict):
+    """``trader web``: where the read-only dashboard listens (a token is needed beyond
+    loopback, from ``$TRADER_WEB_TOKEN``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8321, ge=0, le=65535)
+
+
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
 
@@ -285,6 +322,9 @@ class AppConfig(Strict):
     # A folder of the user's model files (``models[].model``: ``Class`` or ``file:Class``);
     # relative to the config file's folder, then its parent, then the working directory.
     strategies: Path | None = None
+    report: ReportConfig = ReportConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -295,6 +335,9 @@ class AppConfig(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"instruments: duplicate instrument ids {dupes}")
+        if self.report.benchmark is not None and self.report.benchmark not in ids:
+            raise ValueError(f"report.benchmark: {self.report.benchmark!r} is not an instrument "
+                             f"id of this config ({', '.join(ids)})")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

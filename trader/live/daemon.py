@@ -209,6 +209,7 @@ class Daemon:
         self._orders = 0
         self.metrics: Any = None
         self.metrics_port: int | None = None
+        self.alerts: Any = None  # trader.live.alerts.AlertSender when channels are configured
 
     # -- control records: applied here and journaled, applied identically on replay --
     def control(self, kind: str, value: Any = None) -> None:
@@ -288,6 +289,7 @@ class Daemon:
         self._write_status()
         restored = self._open_store()
         self._build_engine(loop)
+        self._start_alerts()
         self._restore(restored)
         self._attach_market_data()
         await self._connect()
@@ -438,6 +440,19 @@ class Daemon:
             log.info("warmup_done", bars=len(history), until=ns_to_iso(history[-1].ts))
         self._history = []
 
+    def _start_alerts(self) -> None:
+        """Alerts go out from their own thread; the kernel only queues them."""
+        from trader.live.alerts import start_alerts
+
+        assert self.session is not None
+        self.alerts = start_alerts(self.cfg.alerts, name=f"{self.cfg.name} {self.mode}")
+        if self.alerts is not None:
+            self.alerts.attach(self.session.engine.kernel.bus)
+
+    def _alert(self, alert: Any) -> None:
+        if self.alerts is not None:
+            self.alerts.submit(alert)
+
     def _go_ready(self) -> None:
         """The persistent kill switch reaches the kernel, then trading starts (READY)."""
         if self.kill_engaged:
@@ -449,6 +464,8 @@ class Daemon:
             from trader.live.metrics_http import DaemonMetrics
 
             self.metrics = DaemonMetrics()
+            assert self.session is not None
+            self.metrics.attach(self.session.engine, live_bars=self.source is not None)
             self.metrics_port = self.metrics.serve(self.dcfg.metrics_port)
             log.info("metrics_listening", address=f"127.0.0.1:{self.metrics_port}")
         # READY=1, then trade: the first orders (targets formed in warm-up) follow READY.
@@ -461,6 +478,9 @@ class Daemon:
         self._save_risk_state()
         self._write_status()
         self.notifier.status(self._status_line())  # trading=on from here
+        from trader.live.alerts import daemon_alert
+
+        self._alert(daemon_alert("started", self._status_line()))
 
     def _start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
         spawn = loop.create_task
@@ -511,6 +531,10 @@ class Daemon:
                      restored_orders=len(report.restored_orders),
                      adopted_fills=len(report.adopted_fills),
                      closed_orders=len(report.vanished_orders))
+            if not report.consistent:
+                from trader.live.alerts import reconcile_alert
+
+                self._alert(reconcile_alert(name, str(report.summary())))
 
     def _check_horizons(self) -> None:
         """Whether each venue's fill history still reaches back to when the account was known."""
@@ -658,6 +682,10 @@ class Daemon:
                         last_bar=ns_to_iso(st.last_bar_ts), silent_s=round(st.silent_s, 3),
                         limit_s=round(st.limit_s, 3))
             self.control("stale", [st.instrument_id, True])
+            from trader.live.alerts import feed_stale_alert
+
+            self._alert(feed_stale_alert(st.instrument_id, ns_to_iso(st.last_bar_ts),
+                                         st.silent_s))
 
     def _heartbeat(self) -> None:
         self._save_risk_state()  # the high-water mark moves with NAV
@@ -672,6 +700,7 @@ class Daemon:
                 queue_depth=e.kernel.pending(), queue_dropped=e.kernel.dropped,
                 open_orders=len(e.router.active), stale_feeds=len(self.feeds.stale),
                 market_data_failed=bool(self.feeds.failed), health=self.feeds.health,
+                pnl=e.portfolio.pnl(), drawdown=e.portfolio.drawdown,
             )
 
     def _status_line(self) -> str:
@@ -773,6 +802,14 @@ class Daemon:
         if self._exit_timer is not None:
             self._exit_timer.cancel()  # done in time
         log.info("daemon_stopped", exit_code=self.exit_code, orders=self._orders, fills=self._fills)
+        if self.alerts is not None:
+            from trader.live.alerts import daemon_alert
+
+            what = "stopped" if self.exit_code == 0 else "failed"
+            self.alerts.submit(daemon_alert(what, f"exit code {self.exit_code}, "
+                                                  f"{self._orders} orders, {self._fills} fills"))
+            # Pending alerts (the fill digest too) go out within the timeout, off the loop.
+            await asyncio.to_thread(self.alerts.close, self.cfg.alerts.timeout)
 
     async def _close_everything(self) -> None:
         for task in self._tasks:

@@ -14,9 +14,10 @@ from trader.core.timeframes import NS
 from trader.data.catalog import manifest_of_file
 from trader.data.feed import HistoricalFeed, feed_from_config
 from trader.engine.build import Engine, build_engine
-from trader.engine.config import AppConfig, replay_source
+from trader.engine.config import AppConfig, base_timeframes, replay_source
 from trader.replay.metrics import compute_metrics
-from trader.replay.reports import write_reports
+from trader.replay.observers import ModelCurves, RunTrace
+from trader.replay.reports import RunViews, tear_sheet_metrics, write_reports
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +28,7 @@ class BacktestResult:
     engine: Engine
     feed_stats: dict[str, Any]
     run_id: int | None = None  # the run's row in the store, when one was given
+    record_error: str = ""  # why the run could not be recorded (its reports were written)
 
 
 def run_backtest(
@@ -58,8 +60,13 @@ def run_backtest(
         engine = build_engine(cfg, trades_file=trades_fh, models=models,
                               id_prefix=recording.id_prefix if recording else "bt",
                               journal=recording.journal if recording else None)
+        bases = base_timeframes(cfg)
+        budgets = {mc.name: mc.budget for mc in cfg.models
+                   if any(m.name == mc.name for m in engine.models)}
+        views = RunViews(ModelCurves(engine, budgets, cfg.portfolio.initial_cash, bases),
+                         RunTrace(engine, bases))
         if recording is not None:
-            recording.attach(engine)
+            recording.attach(engine, views.curves)
         source = feed if feed is not None else feed_from_config(cfg)
         if isinstance(source, HistoricalFeed):
             source.announce_end = True  # an instrument's early end is an event of the replay
@@ -71,15 +78,32 @@ def run_backtest(
     metrics = summarize(engine)
     if isinstance(source, HistoricalFeed):
         metrics["data"] = data_report(source, engine)
-    run_id = recording.finish(engine, metrics) if recording is not None else None
+    metrics.update(tear_sheet_metrics(engine, metrics, views))
     stats = {}
-    if isinstance(source, HistoricalFeed):
+    feed_stats = getattr(source, "stats", None)  # a HistoricalFeed, maybe behind a wrapper
+    if isinstance(feed_stats, dict):
         stats = {k: {"rows": v.rows, "skipped": v.skipped, "skipped_by_reason": v.skipped_by_reason,
                      "gaps": [(ns_to_iso(a), ns_to_iso(b)) for a, b in v.gaps]}
-                 for k, v in source.stats.items()}
+                 for k, v in feed_stats.items()}
     if out_dir is not None:
-        write_reports(engine, metrics, out_dir)
-    return BacktestResult(metrics, engine, stats, run_id)
+        # Reports first: a store that fails now must not cost the run its results.
+        write_reports(engine, metrics, out_dir, views)
+    run_id, record_error = None, ""
+    if recording is not None:
+        run_id, record_error = _record(recording, engine, metrics)
+    return BacktestResult(metrics, engine, stats, run_id, record_error)
+
+
+def _record(recording: Any, engine: Engine, metrics: dict[str, Any]) -> tuple[int | None, str]:
+    """Store the run's summary; (None, why) when the database refuses or is gone."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trader.store.db import StoreError, db_error_text
+
+    try:
+        return recording.finish(engine, metrics), ""
+    except (SQLAlchemyError, StoreError) as exc:
+        return None, db_error_text(exc)
 
 
 def data_report(feed: HistoricalFeed, engine: Engine) -> dict[str, Any]:
@@ -131,10 +155,7 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["risk"] = engine.risk.summary()
     if rec.details is not None:
         # Only runs with order intents or a configured cost model: older reports keep
-        # their exact content.
-        from trader.engine.build import sim_costs
-
-        m["cost_model"] = sim_costs(engine.cfg)[0].describe()
+        # their exact content.  (The cost model itself is in every run's tear sheet.)
         costs = dict(rec.costs)
         costs["financing"] = engine.financing.total if engine.financing else 0.0
         m["costs"] = {k: round(v, 6) for k, v in costs.items()}

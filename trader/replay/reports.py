@@ -1,16 +1,38 @@
-"""Writes a run's reports: metrics.json, trades.csv (streamed), equity.csv, report.html."""
+"""Writes a run's reports: metrics.json, trades.csv (streamed), equity.csv, report.html.
+
+``report.html`` is the tear sheet (``trader.replay.tearsheet``); the figures it
+shows beyond the headline metrics are computed here once, by
+:func:`tear_sheet_metrics`, and stored in ``metrics.json`` too.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trader.core.events import ns_to_iso
+from trader.replay import analytics
+from trader.replay.observers import ModelCurves, RunTrace
+
+TOP_DRAWDOWNS = 5
 
 
-def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
+@dataclass
+class RunViews:
+    """What the run's observers collected besides the recorder's equity curve."""
+
+    curves: ModelCurves
+    trace: RunTrace
+
+
+def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path,
+                  views: RunViews | None = None) -> None:
+    """Write every report of a finished run into ``out_dir``."""
+    from trader.replay.tearsheet import write_tear_sheet
+
     (out_dir / "metrics.json").write_text(metrics_json(metrics))
     with open(out_dir / "equity.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -20,27 +42,53 @@ def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path) -> None:
                         repr(p.drawdown)])
     if hasattr(engine.risk, "write_events_csv"):
         engine.risk.write_events_csv(out_dir / "risk_events.csv")
-    title = engine.cfg.name
-    if "cost_model" in metrics:  # runs with a configured cost model say which one
-        title += f"<br><sup>cost model: {metrics['cost_model']}</sup>"
-    write_chart(engine.recorder.equity, out_dir / "report.html", title)
+    write_tear_sheet(engine, metrics, views, out_dir / "report.html")
 
 
-def write_chart(equity: list, path: Path, title: str) -> None:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+def benchmark_id(cfg: Any) -> str:
+    """The instrument whose buy-and-hold the run is compared with."""
+    return cfg.report.benchmark or cfg.instruments[0].id
 
-    x = [ns_to_iso(p.ts) for p in equity]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
-                        subplot_titles=("Equity (NAV)", "Drawdown"))
-    fig.add_trace(go.Scatter(x=x, y=[p.nav for p in equity], name="NAV"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=x, y=[-p.drawdown for p in equity], name="Drawdown",
-                             fill="tozeroy"), row=2, col=1)
-    fig.update_layout(title=title, showlegend=False, yaxis2_tickformat=".0%")
-    # plotly.js embedded: the report opens offline and alone (mailed, archived, copied).
-    # Every run writes its own folder (runs/<name> or --out), so a plotly.min.js beside
-    # each report would cost the same ~4.8 MB per run and break when the file travels alone.
-    fig.write_html(path, include_plotlyjs=True, full_html=True, div_id="equity")
+
+def tear_sheet_metrics(engine: Any, metrics: dict[str, Any], views: RunViews) -> dict[str, Any]:
+    """The tear sheet's figures for metrics.json: per model, per instrument, benchmark, ..."""
+    from trader.engine.build import sim_costs
+    from trader.store.runs import config_hash
+
+    cfg = engine.cfg
+    eq = engine.recorder.equity
+    ts = [p.ts for p in eq]
+    navs = [p.nav for p in eq]
+    initial = engine.portfolio.initial_cash
+    pnl = metrics.get("model_pnl", {})
+    per_model = {}
+    for name, m in views.curves.metrics().items():
+        per_model[name] = {**m, "pnl": pnl.get(name, 0.0),
+                           "contribution": pnl.get(name, 0.0) / initial}
+    per_instrument = {
+        inst: {**c, "contribution": float(c["pnl"]) / initial}
+        for inst, c in views.trace.contribution().items()
+    }
+    bench_id = benchmark_id(cfg)
+    bench = analytics.buy_and_hold(views.trace.closes.get(bench_id, []), ts, initial)
+    bench_navs = [v for v in bench if v is not None]
+    ex = cfg.execution
+    return {
+        "per_model": per_model,
+        "per_instrument": per_instrument,
+        "benchmark": {"instrument": bench_id,
+                      **analytics.curve_summary(ts[-len(bench_navs):] if bench_navs else [],
+                                                bench_navs)},
+        "monthly_returns": analytics.period_returns(ts, navs, "%Y-%m"),
+        "yearly_returns": analytics.period_returns(ts, navs, "%Y"),
+        "drawdown_periods": [d.as_dict() for d in
+                             analytics.drawdown_periods(ts, navs, TOP_DRAWDOWNS)],
+        "cost_model": {"description": sim_costs(cfg)[0].describe(),
+                       "slippage_bps": ex.slippage_bps, "commission_bps": ex.commission_bps,
+                       "fee_per_order": ex.fee_per_order,
+                       "commission_paid": engine.portfolio.account.commission},
+        "config_hash": config_hash(cfg),
+    }
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:
@@ -51,6 +99,8 @@ def metrics_json(metrics: dict[str, Any]) -> str:
             return round(v, 10)
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
         return v
 
     return json.dumps(clean(metrics), indent=2, sort_keys=True) + "\n"

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 def config_hash(cfg: Any) -> str:
     """A stable digest of a validated config (which models, which data, which settings)."""
-    text = cfg.model_dump_json(exclude={"store"}) if hasattr(cfg, "model_dump_json") else str(cfg)
+    # The store and the report's settings do not change what a run does.
+    if not hasattr(cfg, "model_dump_json"):
+        return hashlib.sha256(str(cfg).encode()).hexdigest()
+    text = cfg.model_dump_json(exclude={"store", "report"})
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -53,6 +53,10 @@ def test_ready_watchdog_stopping_and_clean_exit(tmp_path):
             # Whether market data failed, and each gateway stream's health, are exported too.
             assert "trader_market_data_failed 0.0" in body
             assert "# TYPE trader_gateway_health gauge" in body
+            # Event counters and latency histograms follow the kernel.
+            assert "# TYPE trader_submit_ack_seconds histogram" in body
+            assert "# TYPE trader_risk_rejections_total counter" in body
+            assert 'trader_bar_age_seconds{instrument="BTCUSD"}' in body
 
             t_term = time.monotonic()
             proc.send_signal(signal.SIGTERM)

@@ -126,12 +126,12 @@ def test_trades_csv_gains_reasons_and_cost_split_when_costs_or_intents_are_used(
         assert float(r["spread_cost"]) == pytest.approx(qty * price * 2e-4, rel=1e-3)
         assert float(r["commission"]) >= 1.0 - 1e-9  # the per-order minimum
     m = res.metrics
-    assert "spread 4 bps" in m["cost_model"] and "min 1" in m["cost_model"]
+    described = m["cost_model"]["description"]
+    assert "spread 4 bps" in described and "min 1" in described
     assert m["costs"]["spread"] == pytest.approx(sum(float(r["spread_cost"]) for r in rows))
     assert m["costs"]["commission"] == pytest.approx(sum(float(r["commission"]) for r in rows))
     assert sum(m["exit_reasons"].values()) == len(rows)
-    assert "cost model: slippage fixed 2 bps; spread 4 bps" in (
-        tmp_path / "out" / "report.html").read_text()
+    assert "slippage fixed 2 bps; spread 4 bps" in (tmp_path / "out" / "report.html").read_text()
 
     plain = yaml.safe_load((ROOT / "config" / "backtest.yaml").read_text())
     plain["data"]["start"] = "2018-01-01"
@@ -140,4 +140,4 @@ def test_trades_csv_gains_reasons_and_cost_split_when_costs_or_intents_are_used(
     path.write_text(yaml.safe_dump(plain))
     res = run_backtest(load_config(path), tmp_path / "plain")
     header = (tmp_path / "plain" / "trades.csv").read_text().splitlines()[0]
-    assert header.endswith("commission,realized_pnl") and "cost_model" not in res.metrics
+    assert header.endswith("commission,realized_pnl") and "costs" not in res.metrics

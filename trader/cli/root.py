@@ -1,0 +1,111 @@
+"""The root of the ``trader`` command: its options, its help format, how failures read.
+
+* ``--version``, ``--debug`` (tracebacks for unexpected failures) and
+  ``--log-format`` (``auto``: coloured lines on a terminal, JSON otherwise).
+* :class:`CommandGroup` tidies every command's help as it is looked up, so a
+  command group added anywhere gets the same treatment: flags show no ``<bool>``
+  value placeholder (typer prints one for every option, but a flag takes no
+  value).
+* :func:`failure_text`: an unexpected exception as one paragraph; the
+  traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import typer
+from typer.core import TyperGroup, TyperOption
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+class LogLevel(StrEnum):
+    """Levels a ``--log-level`` option accepts."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class RunState:
+    """What the root options asked for, read by ``main`` when something fails."""
+
+    debug: bool = False
+
+
+def _tidy(command: Any, ctx: Any) -> None:
+    """Drop the value placeholder of every flag of ``command`` and its subcommands."""
+    params = [*command.params, command.get_help_option(ctx)]
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""  # typer's rich help prints the metavar when it is set
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _tidy(sub, ctx)
+
+
+class CommandGroup(TyperGroup):
+    """The root group: every command it hands out has tidy help."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _tidy(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _tidy(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trader-daemon")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from trader import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"trader {package_version()}")
+        raise typer.Exit()
+
+
+def root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="print the version and exit"),
+    debug: bool = typer.Option(False, "--debug",
+                               help="print the traceback of an unexpected failure"),
+    log_format: LogFormat = typer.Option(LogFormat.auto, "--log-format",
+                                         help="log lines: auto = coloured on a terminal, JSON "
+                                              "otherwise (journald, pipes); also "
+                                              "$TRADER_LOG_FORMAT"),
+) -> None:
+    """Trading daemon and replay backtester."""
+    from trader.core.logging import set_format
+
+    RunState.debug = debug
+    set_format(None if log_format is LogFormat.auto else log_format.value)
+
+
+def failure_text(exc: BaseException) -> str:
+    """An unexpected failure as one paragraph (secrets masked) that says how to see more."""
+    from trader.core.logging import redactor
+
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 600:
+        text = text[:600] + " ..."
+    return redactor().text(f"{type(exc).__name__}: {text}")

@@ -18,6 +18,7 @@ from trader.cli.db import db_app
 from trader.cli.deployment import UserError
 from trader.cli.kill import kill
 from trader.cli.models import models_app
+from trader.cli.optimize import optimize_app
 from trader.cli.run import run, status
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,6 +37,7 @@ app.command("status")(status)
 app.command("kill")(kill)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(optimize_app, name="optimize")
 
 
 def _operator_errors() -> tuple[type[BaseException], ...]:
@@ -45,8 +47,10 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     from trader.engine.config import ConfigError
     from trader.live.journal import JournalError
     from trader.store.db import StoreError
+    from trader.tracking import TrackingError
 
-    return (ConfigError, DataError, UserError, JournalError, StoreError, KillSwitchError)
+    return (ConfigError, DataError, UserError, JournalError, StoreError, KillSwitchError,
+            TrackingError)
 
 
 def main() -> None:

@@ -31,12 +31,14 @@ def run_backtest(
     progress: Callable[[int], None] | None = None,
     store: Any = None,
     persist: bool = False,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> BacktestResult:
     """Replay history through the kernel and (optionally) write the reports to ``out_dir``.
 
     With a ``store`` the run's summary is recorded there at the end; with
     ``persist`` too, every order, order event and fill is journaled as it happens
-    (open the store with a ``batch_size`` to keep that fast).
+    (open the store with a ``batch_size`` to keep that fast). ``on_engine`` sees the
+    engine once it is built, before the first bar (an optimiser's pruning reads its NAV).
     """
     from trader.replay.recording import BacktestRecording
 
@@ -52,6 +54,8 @@ def run_backtest(
                               journal=recording.journal if recording else None)
         if recording is not None:
             recording.attach(engine)
+        if on_engine is not None:
+            on_engine(engine)
         source = feed if feed is not None else feed_from_config(cfg)
         engine.kernel.run(source, progress)
         engine.recorder.finish()

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def config_hash(cfg: Any) -> str:
     """A stable digest of a validated config (which models, which data, which settings)."""
-    text = cfg.model_dump_json(exclude={"store"}) if hasattr(cfg, "model_dump_json") else str(cfg)
+    # Where the state or the tracked runs are kept does not change what a run does.
+    text = (cfg.model_dump_json(exclude={"store", "tracking"}) if hasattr(cfg, "model_dump_json")
+            else str(cfg))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

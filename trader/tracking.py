@@ -41,6 +41,11 @@ def _absolute(uri: str) -> str:
     return uri
 
 
+def redact_uri(uri: str) -> str:
+    """The URI with a password masked (an ``http://user:pw@host`` or database URI)."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     """A nested config as ``dotted.key: text`` pairs (list items by name/id or index)."""
     out: dict[str, str] = {}
@@ -119,19 +124,27 @@ def run_tags(cfg: Any = None, config_path: Path | None = None) -> dict[str, str]
 class Tracker:
     """An MLflow client on one tracking URI and experiment (created on first use)."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str | None = None) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise TrackingError("tracking is configured (tracking.uri or $MLFLOW_TRACKING_URI) "
                                 "but MLflow is not installed: pip install "
                                 "'trader-daemon[tracking]'") from None
+        import logging
+
+        # MLflow and its migrations log at INFO on stderr; the commands say what matters.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = _absolute(uri)
+        self.safe_uri = redact_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment = experiment
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (exp.experiment_id if exp is not None
-                              else self._create(experiment))
+        self.experiment_id = ""
+        if experiment is not None:
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (exp.experiment_id if exp is not None
+                                  else self._create(experiment))
 
     def _create(self, name: str) -> str:
         try:
@@ -205,6 +218,20 @@ class Tracker:
         run = self.client.get_run(run_id)
         return {"metrics": dict(run.data.metrics), "params": dict(run.data.params),
                 "tags": dict(run.data.tags)}
+
+
+def run_evidence(uri: str, run_id: str) -> Any:
+    """A tracked run as promotion evidence: its metrics and the models it ran."""
+    from models.lifecycle import Evidence
+
+    tracker = Tracker(uri)
+    try:
+        data = tracker.run_data(run_id)
+    except Exception as exc:  # MLflow says "Run ... not found" in its own exception type
+        raise TrackingError(f"no MLflow run {run_id!r} in {tracker.safe_uri}: "
+                            f"{str(exc).splitlines()[0][:200]}") from None
+    models = [m for m in data["tags"].get("models", "").split(",") if m]
+    return Evidence(f"mlflow run {run_id} ({tracker.safe_uri})", data["metrics"], models)
 
 
 def track_run(name: str, *, kind: str, cfg: Any = None, config_path: Path | None = None,

@@ -6,7 +6,8 @@ Layers, bottom to top (``docs/architecture.md``)::
     trader.data | models | risk | gateways      (each only on core; not on each other)
     trader.engine
     trader.store
-    trader.replay | trader.live                  (not on each other)
+    trader.replay | trader.live | trader.tracking   (not on each other)
+    trader.optimize
     trader.cli
 
 Every import counts, typing-only ones (``if TYPE_CHECKING:``) included for the
@@ -29,8 +30,9 @@ RANKS: dict[str, int] = {
     "trader.data": 1, "models": 1, "risk": 1, "gateways": 1,
     "trader.engine": 2,
     "trader.store": 3,
-    "trader.replay": 4, "trader.live": 4,
-    "trader.cli": 5,
+    "trader.replay": 4, "trader.live": 4, "trader.tracking": 4,
+    "trader.optimize": 5,
+    "trader.cli": 6,
 }
 
 

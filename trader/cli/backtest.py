@@ -66,11 +66,26 @@ def backtest(
         db.close()
     print_summary(result.metrics, out_dir)
     console.print(f"run #{result.run_id} recorded in {db.safe_url}")
+    _track(cfg, config, result, out_dir)
     for inst_id, stats in sorted(result.feed_stats.items()):
         if stats["skipped"]:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped_by_reason"].items()))
             err_console.print(f"warning: {inst_id}: skipped {stats['skipped']} bad rows "
                               f"of {stats['rows']} ({reasons})", highlight=False)
+
+
+def _track(cfg: AppConfig, config: Path, result: BacktestResult, out_dir: Path) -> None:
+    """Log the run to MLflow when tracking is configured (tracking.uri, $MLFLOW_TRACKING_URI)."""
+    from trader.tracking import track_run, tracking_uri
+
+    if tracking_uri(cfg.tracking.uri) is None:
+        return
+    run_id = track_run(
+        cfg.name, kind="backtest", cfg=cfg, config_path=config, metrics=result.metrics,
+        params={"store_run_id": result.run_id},
+        artifacts=[out_dir / n for n in ("metrics.json", "trades.csv", "equity.csv",
+                                         "report.html", "risk_events.csv")])
+    console.print(f"tracked as MLflow run {run_id}")
 
 
 def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store,

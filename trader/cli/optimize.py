@@ -72,7 +72,10 @@ def run_cmd(
     except KeyboardInterrupt:
         console.print(f"interrupted: `trader optimize run {experiment}` resumes the study")
         raise typer.Exit(130) from None
-    _print_top(outcome.study, 5)
+    if exp.spec.walk_forward is None:
+        _print_top(outcome.study, 5)
+    else:
+        _print_walk_forward(outcome.study, outcome.study.user_attrs["experiment"])
     rate = outcome.trials_run / outcome.seconds if outcome.seconds > 0 else 0.0
     console.print(f"{outcome.trials_run} trials in {outcome.seconds:.1f} s: {rate:.2f} trials/s "
                   f"with {workers} worker(s)")
@@ -243,8 +246,8 @@ def _print_walk_forward(study: optuna.Study, spec: dict[str, Any]) -> None:
                 "OOS trades", "params"):
         table.add_column(col)
     for w in wf:
-        table.add_row(f"w{w['window']}", " .. ".join(w["in_sample"]),
-                      " .. ".join(w["out_of_sample"]),
+        table.add_row(f"w{w['window']}", "..".join(w["in_sample"]),
+                      "..".join(w["out_of_sample"]),
                       f"{w['in_sample_metrics'].get(metric, float('nan')):.4f}",
                       f"{w['out_of_sample_metrics'].get(metric, float('nan')):.4f}",
                       str(int(w["out_of_sample_metrics"].get("trades", 0))),

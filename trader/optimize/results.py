@@ -86,3 +86,17 @@ def overfitting(study: optuna.Study, blocks: int = 10) -> dict[str, float | None
                                            strict=True)]
         out["pbo"] = overfit.pbo(matrix, blocks)
     return out
+
+
+def study_evidence(study: optuna.Study) -> Any:
+    """A walk-forward study's chained out-of-sample metrics as promotion evidence."""
+    from models.lifecycle import Evidence
+    from trader.optimize.study import StudyError
+
+    oos = study.user_attrs.get("oos_metrics")
+    if not oos:
+        raise StudyError(f"study {study.study_name!r} has no out-of-sample result (only a "
+                         "walk_forward experiment has one: in-sample bests are not evidence)")
+    models = [m.get("name") for m in study.user_attrs.get("config_raw", {}).get("models", [])]
+    return Evidence(f"study {study.study_name} (out-of-sample, "
+                    f"{len(study.user_attrs.get('walk_forward', []))} windows)", oos, models)

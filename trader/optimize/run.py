@@ -44,10 +44,17 @@ def run_experiment(exp: LoadedExperiment, storage_url: str, workers: int, *,
     storage = storage_for(storage_url)
     study = create_study(exp, storage, seed=exp.spec.seed)
     tracker, parent = _track_study(exp, study, tracking_uri)
-    before = _count(study)
+    ran = {"n": 0}
     started = time.perf_counter()
 
     def run_one(st: optuna.Study, window: tuple[str, str] | None, n: int) -> None:
+        before = _count(st)
+        try:
+            _run_one(st, window, n)
+        finally:
+            ran["n"] += _count(st) - before
+
+    def _run_one(st: optuna.Study, window: tuple[str, str] | None, n: int) -> None:
         if workers == 1 or storage_url in MEMORY:
             seen = {"n": -1}
 
@@ -84,7 +91,7 @@ def run_experiment(exp: LoadedExperiment, storage_url: str, workers: int, *,
     if tracker is not None and parent is not None:
         tracker.log_artifacts(parent, [report])
         tracker.end_run(parent)
-    return Outcome(study, _count(study) - before, seconds, report, parent)
+    return Outcome(study, ran["n"], seconds, report, parent)
 
 
 def _track_study(exp: LoadedExperiment, study: optuna.Study,

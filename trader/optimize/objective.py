@@ -10,6 +10,8 @@ infeasible trials. Pruning reads the running total return at checkpoints.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     from trader.tracking import Tracker
 
 _BARS: dict[tuple, list[Bar]] = {}  # per worker process: data window -> its bars
-RESULT = "result"  # the trial's user attribute: metrics, daily returns, constraints
+RESULT = "result"  # the trial's user attribute: metrics, daily returns, constraints, worker
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which host and process ran a trial
 
 
 class InvalidVariant(Exception):
@@ -107,7 +110,8 @@ class TrialRunner:
         bad = violations(result.metrics, self.spec.constraints)
         # One attribute, one write to the storage per trial.
         trial.set_user_attr(RESULT, {"metrics": metrics, "returns": daily_returns(result.engine),
-                                     "constraints": bad, "feasible": feasible(bad)})
+                                     "constraints": bad, "feasible": feasible(bad),
+                                     "worker": WORKER})
         scores = tuple(metrics.get(o.metric, math.nan) for o in self.spec.objective)
         return scores if self.spec.multi else scores[0]
 

@@ -54,10 +54,11 @@ def run_cmd(
 ) -> None:
     """Create (or resume) the experiment's study and run its trials."""
     from trader.optimize.experiment import ExperimentError, load_experiment
-    from trader.optimize.study import StudyError
+    from trader.optimize.study import StudyError, graceful_sigint
     from trader.store.db import redact
 
     _quiet()
+    graceful_sigint()
     try:
         exp = load_experiment(experiment)
     except ExperimentError as exc:
@@ -144,9 +145,10 @@ def worker_cmd(
     seed: int = typer.Option(None, "--seed", help="sampler seed of this worker"),
 ) -> None:
     """Join a study from any host and run its trials until its budget is spent."""
-    from trader.optimize.study import StudyError, worker_main
+    from trader.optimize.study import StudyError, graceful_sigint, worker_main
 
     _quiet()
+    graceful_sigint()
     _load(study, storage)  # a clear error for a wrong name, before any work
     try:
         worker_main(study, storage, seed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,19 @@ if TYPE_CHECKING:
     import optuna
 
 MEMORY = ("memory", ":memory:")
-FINISHED = ("COMPLETE", "PRUNED")
+_STOP = threading.Event()  # set by the first Ctrl-C: no new trial starts
+
+
+def graceful_sigint() -> None:
+    """First Ctrl-C: let the running trial finish, start no other, stop (the study resumes
+    from there). A second Ctrl-C stops at once (the running trial is marked failed)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if _STOP.is_set():
+            raise KeyboardInterrupt
+        _STOP.set()
+
+    signal.signal(signal.SIGINT, handler)
 
 
 class StudyError(Exception):
@@ -101,7 +114,9 @@ def sampler_for(spec: Experiment, seed: int | None) -> optuna.samplers.BaseSampl
 
     cons = constraints_func if spec.constraints else None
     if spec.method == "grid":
-        return optuna.samplers.GridSampler(spec.grid(), seed=seed or 0)
+        # Grid point n is the n-th of a shuffled grid: every worker must shuffle it alike,
+        # so the grid takes the experiment's seed, never a worker's own.
+        return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed or 0)
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.method == "evolutionary":
@@ -209,14 +224,18 @@ def work(exp: LoadedExperiment, study: optuna.Study, n_trials: int, *,
             on_trial(st, trial)
         # Trials other workers are running count too: starting one more would overshoot
         # (and, on a grid, find no point left).
-        if finished(st, running=True) >= n_trials:
+        if _STOP.is_set() or finished(st, running=True) >= n_trials:
             st.stop()
 
+    if _STOP.is_set():
+        raise KeyboardInterrupt
     if finished(study) >= n_trials:
         return
     runner = TrialRunner(exp, window=window, tracker=tracker, parent_run_id=parent_run_id)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(runner, callbacks=[budget], catch=(InvalidVariant,), gc_after_trial=False)
+    if _STOP.is_set():
+        raise KeyboardInterrupt
 
 
 def worker_main(study_name: str, storage_url: str, seed: int | None,
@@ -244,6 +263,10 @@ def worker_main(study_name: str, storage_url: str, seed: int | None,
 
 def _child(study_name: str, storage_url: str, seed: int | None,
            window: tuple[str, str] | None, n_trials: int | None) -> None:
+    # Its own process group: a Ctrl-C in the terminal reaches the parent only, which
+    # passes it on once (two would abort the running trials).
+    os.setpgrp()
+    graceful_sigint()
     try:
         worker_main(study_name, storage_url, seed, window, n_trials)
     except KeyboardInterrupt:
@@ -262,23 +285,29 @@ def run_workers(study: optuna.Study, storage_url: str, workers: int, seed: int |
              for i in range(workers)]
     for p in procs:
         p.start()
+    forwarded = False
     try:
         while any(p.is_alive() for p in procs):
+            if _STOP.is_set() and not forwarded:
+                forwarded = True
+                for p in procs:
+                    if p.is_alive() and p.pid:
+                        os.kill(p.pid, signal.SIGINT)
             if poll is not None:
                 poll()
-            time.sleep(0.25)
-    except KeyboardInterrupt:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers stop at once too
         for p in procs:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGINT)
-        for p in procs:
-            p.join(30)
         raise
     finally:
         for p in procs:
             p.join()
     if poll is not None:
         poll()
+    if _STOP.is_set():
+        raise KeyboardInterrupt
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed:
         raise StudyError(f"{len(failed)} worker process(es) failed (exit codes {failed}); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import trader, write_experiment
+from optimize_clone import trader, write_experiment
 
 from trader.optimize.experiment import ExperimentError, load_experiment
 

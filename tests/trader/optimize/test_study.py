@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
-from conftest import TRADER, trader, write_experiment
+from optimize_clone import TRADER, trader, write_experiment
 from optuna.trial import TrialState
 
 from trader.optimize.experiment import load_experiment

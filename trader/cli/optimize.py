@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 optimize_app = typer.Typer(add_completion=False, no_args_is_help=True,
                            help="Search parameters over replay backtests (Optuna).")
-console = Console()
+# Piped or captured output gets room for the parameter columns (rich assumes 80 there).
+console = Console(width=None if sys.stdout.isatty() else 200)
 STORAGE_OPTION = typer.Option(None, "--storage",
                               help="study storage URL (default $TRADER_OPTIMIZE_STORAGE, else "
                                    "sqlite:///runs/optimize/studies.db)")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optimize_clone import TRADER, trader, write_experiment
 from optuna.trial import TrialState
 
@@ -154,3 +155,31 @@ params:
     assert len(done) == 10
     assert all(done[n] == p for n, p in first.items())  # the earlier trials were kept
     assert f"{10 - len(first)} trials in" in res.stdout or "trials in" in res.stdout
+
+
+def test_a_conditional_parameter_is_sampled_only_when_its_condition_holds(clone: Path) -> None:
+    body = """\
+name: cond
+config: ../small.yaml
+method: tpe
+trials: 8
+seed: 2
+params:
+  models.qqq_sma.params.allow_short: [false, true]
+  models.qqq_sma.params.fast:
+    {type: int, low: 3, high: 9, when: {models.qqq_sma.params.allow_short: true}}
+"""
+    exp = load_experiment(write_experiment(clone, "cond", body))
+    study = run_experiment(exp, "memory", 1, report_dir=clone / "r").study
+    from trader.replay.backtest import run_backtest
+
+    long_only = run_backtest(exp.variant({"models.qqq_sma.params.allow_short": False}),
+                             None).metrics["bps"]
+    seen = set()
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        short = t.params["models.qqq_sma.params.allow_short"]
+        seen.add(short)
+        assert ("models.qqq_sma.params.fast" in t.params) == short
+        if not short:  # the base's fast (10) stays where the condition does not hold
+            assert t.values[0] == pytest.approx(long_only)
+    assert seen == {False, True}

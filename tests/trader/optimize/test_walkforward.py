@@ -59,3 +59,21 @@ def test_walk_forward_shows_in_and_out_of_sample_per_window(clone: Path) -> None
         assert w["out_of_sample_metrics"]["bars"] == oos["bars"] < 120
     assert main.user_attrs["oos_metrics"]["trades"] == sum(
         w["out_of_sample_metrics"]["trades"] for w in windows)
+
+
+def test_a_walk_forward_result_is_promotion_evidence_and_an_in_sample_one_is_not(
+        clone: Path) -> None:
+    url = f"sqlite:///{clone / 'wf.db'}"
+    path = write_experiment(clone, "wf", WF.replace("trials: 3", "trials: 2"))
+    assert trader(["optimize", "run", str(path), "--workers", "1", "--storage", url,
+                   "--no-speed"], clone).returncode == 0
+    (clone / "var").mkdir()
+    promote = ["models", "promote", "qqq_sma", "--config", "config/small.yaml", "--reason",
+               "walk-forward", "--operator", "tester", "--storage", url]
+    res = trader([*promote, "--evidence", "study:wf.w1"], clone)
+    assert res.returncode == 2 and "no out-of-sample result" in res.stderr
+    res = trader([*promote, "--evidence", "study:wf", "--force"], clone)
+    assert res.returncode == 0, res.stderr
+    oos = optuna.load_study(study_name="wf", storage=storage_for(url)).user_attrs["oos_metrics"]
+    assert "evidence: study wf (out-of-sample, 3 windows)" in res.stdout
+    assert f"trades: {oos['trades']:.0f}" in res.stdout  # the gate read the chained OOS

@@ -98,11 +98,12 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         import optuna
 
-        if (self.spec.method == "grid" and trial.number >= self.spec.grid_size()
-                and "fixed_params" not in trial.study._storage.get_trial_system_attrs(
-                    trial._trial_id)):
-            # Another worker took the last grid point between our check and this trial.
-            raise optuna.TrialPruned("grid exhausted by other workers")
+        if self.spec.method == "grid" and trial.number >= self.spec.grid_size():
+            attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+            # Queued again (an interrupted point, a dead worker's) is fine; anything else
+            # means another worker took the last point between our check and this trial.
+            if not {"fixed_params", "failed_trial"} & attrs.keys():
+                raise optuna.TrialPruned("grid exhausted by other workers")
         values = suggest(trial, self.spec.params)
         cfg = self.variant(values)
         result = self.replay(cfg, trial)

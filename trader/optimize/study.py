@@ -257,8 +257,13 @@ def worker_main(study_name: str, storage_url: str, seed: int | None,
         from trader.tracking import Tracker
 
         tracker = Tracker(probe.user_attrs["mlflow_uri"], probe.user_attrs["mlflow_experiment"])
-    work(exp, study, n_trials or exp.spec.n_trials(), window=window, tracker=tracker,
-         parent_run_id=parent)
+    # A walk-forward window's study carries its dates and budget: a worker that joins it
+    # from another host replays the same in-sample window.
+    if window is None and "window" in probe.user_attrs:
+        start, split, _end = probe.user_attrs["window"]
+        window = (start, split)
+    n = n_trials or probe.user_attrs.get("n_trials") or exp.spec.n_trials()
+    work(exp, study, n, window=window, tracker=tracker, parent_run_id=parent)
 
 
 def _child(study_name: str, storage_url: str, seed: int | None,

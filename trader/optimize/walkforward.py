@@ -74,8 +74,10 @@ def walk_forward(exp: LoadedExperiment, storage: Any, storage_url: str, main: op
         for k in ("mlflow_uri", "mlflow_experiment", "mlflow_parent_run_id"):
             if k in main.user_attrs:
                 study.set_user_attr(k, main.user_attrs[k])
+        n = wf.trials or exp.spec.n_trials()
         study.set_user_attr("window", [start, split, end])
-        run_window(study, (start, split), wf.trials or exp.spec.n_trials())
+        study.set_user_attr("n_trials", n)
+        run_window(study, (start, split), n)
         chosen = best(study)
         if not chosen:
             continue  # no feasible in-sample trial: nothing to carry forward

@@ -109,6 +109,27 @@ def model_metrics(run: Mapping[str, Any], model: str) -> Mapping[str, Any] | Non
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Results a promotion names instead of the stored backtests: a tracked run, or a
+    study's out-of-sample result. ``source`` (e.g. ``mlflow run 3f2a...``) goes into the
+    gate report, so the audit trail says which run the decision was taken on."""
+
+    source: str
+    metrics: Mapping[str, Any]
+    models: Sequence[str]
+
+
+def evidence_checks(name: str, evidence: Evidence,
+                    gates: LifecycleConfig) -> tuple[Check, ...]:
+    """The candidate gate applied to the evidence's metrics for ``name``."""
+    metrics = model_metrics({"metrics": evidence.metrics, "models": list(evidence.models)}, name)
+    if metrics is None:
+        return (Check("evidence", False,
+                      f"{evidence.source} ran models {list(evidence.models)}, not {name} alone"),)
+    return (Check("evidence", True, evidence.source), *backtest_checks(metrics, gates))
+
+
 def live_checks(days_in_paper: float, paper_trades: int, mean_slippage_bps: float | None,
                 gates: LifecycleConfig) -> tuple[Check, ...]:
     """The live gate: long enough in paper, enough paper trades, slippage within bound."""

@@ -6,8 +6,8 @@ Layers, bottom to top (``docs/architecture.md``)::
     trader.data | models | risk | gateways      (each only on core; not on each other)
     trader.engine
     trader.store
-    trader.replay | trader.live                  (not on each other)
-    trader.web                                   (store, core, and live.status only)
+    trader.replay | trader.live | trader.tracking   (not on each other)
+    trader.web | trader.optimize                 (web: store, core, and live.status only)
     trader.cli
 
 Every import counts, typing-only ones (``if TYPE_CHECKING:``) included for the
@@ -30,8 +30,8 @@ RANKS: dict[str, int] = {
     "trader.data": 1, "models": 1, "risk": 1, "gateways": 1,
     "trader.engine": 2,
     "trader.store": 3,
-    "trader.replay": 4, "trader.live": 4,
-    "trader.web": 5,
+    "trader.replay": 4, "trader.live": 4, "trader.tracking": 4,
+    "trader.web": 5, "trader.optimize": 5,
     "trader.cli": 6,
 }
 # The dashboard reads; it never builds or drives a kernel. Of the rooms below it, it may

@@ -169,3 +169,34 @@ def test_xgboost_flow_trains_backtests_later_bars_and_meets_the_gate(clone: Path
     assert res.returncode == 2, res.stdout + res.stderr
     assert "gate to candidate for btc_xgb: FAIL" in res.stderr
     assert "backtest_run: run #" in res.stderr
+
+def test_optimisation_flow_grid_show_export_backtest_walk_forward(clone: Path) -> None:
+    block = next(b for b in bash_blocks() if "trader optimize run config/experiments" in b)
+    cmds = trader_commands(block)
+    results = {}
+    for cmd in cmds:
+        res = run(cmd, clone)
+        assert res.returncode == 0, (cmd, res.stderr[-3000:])
+        results[" ".join(cmd[3:6])] = res.stdout
+    grid = results["optimize run config/experiments/sma_grid.yaml"]
+    assert "Study sma-grid: top 5" in grid and "16 trials in" in grid and "trials/s" in grid
+    assert (clone / "runs" / "optimize" / "sma-grid" / "report.html").exists()
+    shown = results["optimize show sma-grid"]
+    assert "Parameter importances" in shown and "deflated Sharpe" in shown
+    # The exported best trial, replayed by `trader backtest`, scores what the study said.
+    import optuna
+
+    from trader.optimize.results import best
+    from trader.optimize.study import storage_for
+
+    storage = storage_for(f"sqlite:///{clone / 'runs' / 'optimize' / 'studies.db'}")
+    top = best(optuna.load_study(study_name="sma-grid", storage=storage))[0]
+    exported = (clone / "runs" / "optimize" / "sma-grid" / "best.yaml").read_text()
+    assert f"trial {top.number}" in exported
+    name = next(line.split(": ", 1)[1] for line in exported.splitlines()
+                if line.startswith("name:"))
+    metrics = json.loads((clone / "runs" / name / "metrics.json").read_text())
+    assert metrics["bps"] == pytest.approx(top.values[0], abs=1e-9)
+    wf = results["optimize show sma-wf"]
+    assert "in-sample vs out-of-sample sharpe" in wf and "w5" in wf
+    assert "sma-wf.w1" in results["optimize list"] and "sma-grid" in results["optimize list"]

@@ -19,6 +19,7 @@ from trader.cli.db import db_app
 from trader.cli.deployment import UserError
 from trader.cli.kill import kill
 from trader.cli.models import models_app
+from trader.cli.optimize import optimize_app
 from trader.cli.root import CommandGroup, RunState, failure_text, root
 from trader.cli.run import run, status
 from trader.cli.web import web
@@ -36,6 +37,7 @@ app.command("web")(web)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(optimize_app, name="optimize")
 
 
 def _operator_errors() -> tuple[type[BaseException], ...]:
@@ -46,9 +48,10 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     from trader.engine.config import ConfigError
     from trader.live.journal import JournalError
     from trader.store.db import StoreError
+    from trader.tracking import TrackingError
 
     return (ConfigError, DataError, CatalogError, UserError, JournalError, StoreError,
-            KillSwitchError)
+            KillSwitchError, TrackingError)
 
 
 def main() -> None:

@@ -71,6 +71,7 @@ def backtest(
     unstored = unstored or result.record_error
     if result.run_id is not None and db is not None:
         console.print(f"run #{result.run_id} recorded in {db.safe_url}", highlight=False)
+    _track(cfg, config, result, out_dir)
     for inst_id, info in sorted(result.metrics.get("data", {}).items()):
         if "ended_early" in info:
             end = info["ended_early"]
@@ -106,6 +107,20 @@ def _open_store(dep: Any, persist: bool) -> tuple[Store | None, str]:
         if persist:  # --store journals every order: without the database there is no run
             raise
         return None, store_error_text(exc)
+
+
+def _track(cfg: AppConfig, config: Path, result: BacktestResult, out_dir: Path) -> None:
+    """Log the run to MLflow when tracking is configured (tracking.uri, $MLFLOW_TRACKING_URI)."""
+    from trader.tracking import track_run, tracking_uri
+
+    if tracking_uri(cfg.tracking.uri) is None:
+        return
+    run_id = track_run(
+        cfg.name, kind="backtest", cfg=cfg, config_path=config, metrics=result.metrics,
+        params={"store_run_id": result.run_id},
+        artifacts=[out_dir / n for n in ("metrics.json", "trades.csv", "equity.csv",
+                                         "report.html", "risk_events.csv")])
+    console.print(f"tracked as MLflow run {run_id}")
 
 
 def _replay(cfg: AppConfig, out_dir: Path, show_progress: bool, db: Store | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from trader.cli.train import train_cmd
 from trader.core.events import ns_to_iso
 
 if TYPE_CHECKING:
+    from models.lifecycle import Evidence
     from trader.store.lifecycle import Lifecycle
 
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -67,10 +69,17 @@ def promote_cmd(
     config: Path = typer.Option(..., "--config", "-c",
                                 help="YAML config of the deployment that runs the model"),
     data_dir: Path = DATA_DIR_OPTION,
+    evidence: str = typer.Option(
+        None, "--evidence", help="gate on this instead of the stored backtests: an MLflow run "
+        "id (a tracked backtest of the model) or study:NAME (a walk-forward study's "
+        "out-of-sample result); recorded in the history"),
+    storage: str = typer.Option(None, "--storage",
+                                help="storage of the study named by --evidence study:NAME"),
 ) -> None:
     """Move a model one stage up if it passes the gate (or with --force, on record)."""
     from models.lifecycle import LifecycleError
 
+    proof = _evidence(evidence, storage, config) if evidence else None
     lc, dep = _lifecycle(config, data_dir)
     assert dep.cfg is not None
     names = [m.name for m in dep.cfg.models]
@@ -79,7 +88,7 @@ def promote_cmd(
         raise UserError(f"model {name!r} is not in {config} (its models: {', '.join(names)}); "
                         "only a model a deployment runs can be promoted in its registry")
     try:
-        row = lc.promote(name, reason, operator, confirm=confirm, force=force)
+        row = lc.promote(name, reason, operator, confirm=confirm, force=force, evidence=proof)
     except LifecycleError as exc:
         raise UserError(str(exc)) from None
     finally:
@@ -88,6 +97,32 @@ def promote_cmd(
     console.print(f"{name}: {row['from_stage']} -> {row['to_stage']}{forced}")
     if row["gate_report"]:
         console.print(row["gate_report"], highlight=False, markup=False)
+
+
+def _evidence(spec: str, storage: str | None, config: Path) -> Evidence:
+    """The results ``--evidence`` names: ``study:NAME`` or an MLflow run id."""
+    from trader.engine.config import load_config
+
+    if spec.startswith("study:"):
+        from trader.optimize.experiment import DEFAULT_STORAGE, STORAGE_ENV
+        from trader.optimize.results import study_evidence
+        from trader.optimize.study import StudyError, load
+
+        url = storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+        try:
+            return study_evidence(load(spec.removeprefix("study:"), url))
+        except StudyError as exc:
+            raise UserError(f"--evidence {spec}: {exc}") from None
+    from trader.tracking import TrackingError, run_evidence, tracking_uri
+
+    uri = tracking_uri(load_config(config).tracking.uri)
+    if uri is None:
+        raise UserError(f"--evidence {spec}: an MLflow run id needs tracking.uri in {config} or "
+                        "$MLFLOW_TRACKING_URI (or use study:NAME)")
+    try:
+        return run_evidence(uri, spec)
+    except TrackingError as exc:
+        raise UserError(f"--evidence {spec}: {exc}") from None
 
 
 @models_app.command("demote")

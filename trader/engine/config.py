@@ -304,6 +304,16 @@ class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535)
 
+class TrackingConfig(Strict):
+    """Experiment tracking (MLflow, the ``[tracking]`` extra): where runs are logged.
+
+    ``uri`` is an MLflow tracking URI (``sqlite:///mlruns/mlflow.db``, ``http://host:5000``);
+    ``$MLFLOW_TRACKING_URI`` overrides it. Without either, nothing is tracked.
+    """
+
+    uri: str | None = None
+    experiment: str | None = None  # MLflow experiment name (default: the run's name)
+
 
 class AppConfig(Strict):
     """A whole run: instruments, data, models and the components' settings."""
@@ -325,6 +335,8 @@ class AppConfig(Strict):
     report: ReportConfig = ReportConfig()
     alerts: AlertsConfig = AlertsConfig()
     web: WebConfig = WebConfig()
+
+    tracking: TrackingConfig = TrackingConfig()
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -605,8 +617,13 @@ def _data_path_candidates(path: Path, config_file: Path) -> tuple[Path, tuple[Pa
 
 def load_config(path: str | Path) -> AppConfig:
     """Load and validate a config file; relative data paths resolve against its folder."""
+    return config_from_dict(load_yaml(path), path)
+
+
+def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
+    """Validate a config's parsed YAML as if it were the file at ``path`` (messages name it,
+    relative data paths resolve against its folder); an optimiser's variations use this."""
     p = Path(path)
-    raw = load_yaml(p)
     try:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:

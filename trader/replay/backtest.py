@@ -40,6 +40,7 @@ def run_backtest(
     store: Any = None,
     persist: bool = False,
     models: list[Any] | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> BacktestResult:
     """Replay history through the kernel and (optionally) write the reports to ``out_dir``.
 
@@ -47,6 +48,8 @@ def run_backtest(
     ``persist`` too, every order, order event and fill is journaled as it happens
     (open the store with a ``batch_size`` to keep that fast).  ``models``: model objects
     to run instead of building the config's (their names must be the config's).
+    ``on_engine`` sees the engine once it is built, before the first bar (an optimiser's
+    pruning reads its NAV).
     """
     from trader.replay.recording import BacktestRecording
 
@@ -67,6 +70,8 @@ def run_backtest(
                          RunTrace(engine, bases))
         if recording is not None:
             recording.attach(engine, views.curves)
+        if on_engine is not None:
+            on_engine(engine)
         source = feed if feed is not None else feed_from_config(cfg)
         if isinstance(source, HistoricalFeed):
             source.announce_end = True  # an instrument's early end is an event of the replay

@@ -18,12 +18,14 @@ from models.lifecycle import (
     DAY_NS,
     STAGES,
     Check,
+    Evidence,
     GateResult,
     LifecycleConfig,
     LifecycleError,
     allowed_stages,
     backtest_checks,
     check_mode,
+    evidence_checks,
     live_checks,
     model_metrics,
     require_text,
@@ -69,10 +71,22 @@ class Lifecycle:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     # -- gates --------------------------------------------------------------------
-    def check_gate(self, name: str, to_stage: str) -> GateResult:
+    def check_gate(self, name: str, to_stage: str,
+                   evidence: Evidence | None = None) -> GateResult:
+        """The gate to ``to_stage``; the candidate gate reads ``evidence`` when given
+        (else the stored backtests), and any other gate notes it in its report."""
         current = self.stage(name)
         if to_stage == "candidate":
-            return GateResult(name, to_stage, self._candidate_checks(name))
+            checks = (self._candidate_checks(name) if evidence is None
+                      else evidence_checks(name, evidence, self.gates))
+            return GateResult(name, to_stage, checks)
+        gate = self._other_gate(name, to_stage, current)
+        if evidence is not None:
+            note = Check("evidence", True, f"{evidence.source} (noted; this gate does not read it)")
+            return GateResult(name, to_stage, (*gate.checks, note))
+        return gate
+
+    def _other_gate(self, name: str, to_stage: str, current: str) -> GateResult:
         if to_stage == "paper":
             return GateResult(name, to_stage, (
                 Check("is_candidate", current == "candidate", f"stage is {current}"),))
@@ -122,15 +136,19 @@ class Lifecycle:
 
     # -- changes ----------------------------------------------------------------------
     def promote(self, name: str, reason: str, operator: str, *, confirm: bool = False,
-                force: bool = False) -> dict[str, Any]:
-        """Move ``name`` one stage up if its gate passes (or ``force``); return the history row."""
+                force: bool = False, evidence: Evidence | None = None) -> dict[str, Any]:
+        """Move ``name`` one stage up if its gate passes (or ``force``); return the history row.
+
+        ``evidence`` (a tracked run, a study's out-of-sample result) is what the candidate
+        gate reads instead of the stored backtests; its source is kept in the gate report.
+        """
         current = self.stage(name)
         if current == STAGES[-1]:
             raise LifecycleError(f"model {name!r} is already at stage live")
         target = STAGES[STAGES.index(current) + 1]
         require_text(reason, "a reason", 1000)
         require_text(operator, "an operator")
-        gate = self.check_gate(name, target)
+        gate = self.check_gate(name, target, evidence)
         if target == "live" and not confirm:
             raise LifecycleError(
                 f"promoting {name!r} to live needs --confirm (orders will reach a real account)\n"

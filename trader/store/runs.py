@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 def config_hash(cfg: Any) -> str:
     """A stable digest of a validated config (which models, which data, which settings)."""
-    # The store and the report's settings do not change what a run does.
+    # Where state, reports and tracked runs are kept, and what alerts and the dashboard do,
+    # do not change what a run does.
     if not hasattr(cfg, "model_dump_json"):
         return hashlib.sha256(str(cfg).encode()).hexdigest()
-    text = cfg.model_dump_json(exclude={"store", "report"})
+    text = cfg.model_dump_json(exclude={"store", "report", "alerts", "web", "tracking"})
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -12,6 +12,7 @@ from importlib.metadata import version
 import pytest
 import structlog
 from daemon_harness import run_cli, write_config
+from rich.console import Console
 
 UNREACHABLE = "postgresql+psycopg://x@127.0.0.1:1/db"
 COMMANDS = [[], ["backtest"], ["run"], ["status"], ["kill"], ["db"], ["db", "current"],
@@ -78,7 +79,9 @@ def _fail_status(monkeypatch: pytest.MonkeyPatch, tmp_path, *argv: str) -> tuple
     monkeypatch.setattr(RunState, "debug", False)
     monkeypatch.setattr(sys, "argv", ["trader", *argv, "status", "--data-dir", str(tmp_path)])
     buf = io.StringIO()
-    monkeypatch.setattr(cli.err_console, "file", buf)
+    # a console of its own: patching the shared one's ``file`` would pin it, on undo, to
+    # whatever stream pytest had in place, and later tests would capture nothing
+    monkeypatch.setattr(cli, "err_console", Console(file=buf, stderr=True))
     with pytest.raises(SystemExit) as exc:
         cli.main()
     return exc.value.code, buf.getvalue()

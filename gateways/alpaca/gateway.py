@@ -569,6 +569,9 @@ class AlpacaGateway:
                                    client_order_id=new.client_order_id)
         new.submit_ns = self.now_ns()
         new.in_flight = True
+        # the stream's "replaced" update of the old order can beat the PATCH answer: it must
+        # already know the new order's name (used only if the venue does replace the order)
+        old.replaced_by = new.client_order_id
         try:
             o = await self.rest.call(self._trading.replace_order_by_id, old.broker_order_id, body)
         except Exception as exc:  # noqa: BLE001
@@ -578,7 +581,6 @@ class AlpacaGateway:
                 self._outcome_unknown(new, exc)
             return
         new.in_flight = False
-        old.replaced_by = new.client_order_id
         await self._apply_order(new, o)
         found = await self._find_safe(old)
         if found is not None:

@@ -67,18 +67,21 @@ def test_the_page_shows_the_running_daemon_and_follows_it(tmp_path) -> None:
             assert page.locator("#mode").inner_text() == "paper"
             assert page.locator("#state").inner_text() == "trading"
 
-            def same_nav() -> bool:  # converges once the feed has ended and NAV rests
+            def agrees() -> bool:
+                # the page reads the store and status.json, which the daemon writes one after
+                # the other: wait until both say the same NAV and the same fills
+                snap = _status(data_dir)
                 shown = page.locator("#nav").inner_text().replace(",", "")
-                return abs(float(shown) - _status(data_dir)["nav"]) < 0.006
+                rows = page.locator("#fills tr").count() - 1
+                return (abs(float(shown) - snap["nav"]) < 0.006
+                        and page.locator("#fill-count").inner_text() == str(snap["fills"])
+                        and rows == min(snap["fills"], 50))
 
-            wait_until(same_nav, 60, "the page's NAV to equal status.json's")
+            wait_until(agrees, 60, "the page's NAV and fills to equal status.json's")
             snap = _status(data_dir)
-            assert page.locator("#fill-count").inner_text() == str(snap["fills"])
             models = page.locator("#models").inner_text()
             assert all(m in models for m in ("btc_fast", "btc_4h", "spy_daily"))
             assert "paper" in page.locator("#sessions").inner_text()
-            fills = page.locator("#fills tr").count() - 1
-            assert fills == min(snap["fills"], 50)
             for inst in snap["positions"]:
                 assert inst in page.locator("#positions").inner_text()
             assert "BTCUSD" in page.locator("#feeds").inner_text()

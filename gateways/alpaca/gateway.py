@@ -27,7 +27,6 @@ orders outside the exchange session are refused unless ``extended_hours`` is on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import deque
@@ -70,6 +69,7 @@ from gateways.base import (
 )
 from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
 from gateways.inflight import InFlightResolver, backoff_delay
+from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
 from trader.core.calendars import is_open
 from trader.core.events import (
@@ -174,7 +174,7 @@ class AlpacaGateway:
         self._seen_trades: set[str] = set()
         self._retired: deque[str] = deque()
         self._submit_locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = GatewayTasks(self.name)
         self._runners: list[StreamRunner] = []
         self._running = False
         self._streaming = False
@@ -262,26 +262,14 @@ class AlpacaGateway:
 
     async def close(self) -> None:
         """Let orders already handed over reach the venue (bounded), then stop everything."""
-        pending = [t for t in self._tasks if t.get_name().split(":")[1] in ("submit", "cancel")]
-        if pending:
-            limit = 2 * self.config.timing.request_timeout_s + 1.0
-            _done, late = await asyncio.wait(pending, timeout=limit)
-            if late:
-                log.error("orders_in_flight_at_close", gateway=self.name,
-                          tasks=sorted(t.get_name() for t in late))
+        await self._tasks.settle_orders(2 * self.config.timing.request_timeout_s + 1.0)
         self._running = False
         self._streaming = False
         for runner in self._runners:
             await runner.stop()
         self._runners.clear()
         await self._resolver.close()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         self.rest.close()
 
     def submit(self, order: OrderRequest) -> None:
@@ -903,8 +891,7 @@ class AlpacaGateway:
                               rng=self._rng)
         self._runners.append(runner)
         task = runner.start(f"{self.name}:stream:{label}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._tasks.adopt(task)
 
     async def _on_stream_bar(self, b: Any) -> None:
         """A closed minute bar ``b``: emitted once, after the last one emitted."""
@@ -1109,16 +1096,5 @@ class AlpacaGateway:
                 self._seen_trades.difference_update(tracked.trade_ids)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("gateway_task_failed", gateway=self.name, task=task.get_name(),
-                      error=f"{type(exc).__name__}: {exc}")
+        self._tasks.spawn(coro, name)
 

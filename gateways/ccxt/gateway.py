@@ -81,6 +81,7 @@ from gateways.ccxt.streams import (
 )
 from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
 from gateways.inflight import InFlightResolver
+from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -182,7 +183,7 @@ class CcxtGateway:
         self.guard: BarGuard | None = None
         self.health: dict[str, HealthState] = {}
         self._ex: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = GatewayTasks(self.name)
         self._running = False
         self._streaming = False
         self._tf_s = config.timeframe_seconds
@@ -295,26 +296,14 @@ class CcxtGateway:
 
     async def close(self) -> None:
         """Let orders already handed over reach the venue (bounded), then stop everything."""
-        pending = [t for t in self._tasks if t.get_name().split(":")[1] in ("submit", "cancel")]
-        if pending:
-            # an order task cancelled mid-request leaves its outcome unknown to everybody
-            limit = 2 * self.config.timing.request_timeout_ms / 1000 + 1.0
-            _done, late = await asyncio.wait(pending, timeout=limit)
-            if late:
-                log.error("orders_in_flight_at_close", gateway=self.name,
-                          tasks=sorted(t.get_name() for t in late))
+        # an order task cancelled mid-request leaves its outcome unknown to everybody
+        await self._tasks.settle_orders(2 * self.config.timing.request_timeout_ms / 1000 + 1.0)
         self._running = False
         self._streaming = False
         # orders still of unknown outcome are settled by reconciliation at the next start
         await self._resolver.close()
         await self.limiter.close()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         await self._close_exchange()
 
     def submit(self, order: OrderRequest) -> None:
@@ -1396,18 +1385,7 @@ class CcxtGateway:
                 self._seen_trades.difference_update(tracked.trade_ids)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("gateway_task_failed", gateway=self.name, task=task.get_name(),
-                      error=f"{type(exc).__name__}: {exc}")
+        self._tasks.spawn(coro, name)
 
     async def _close_exchange(self) -> None:
         if self._ex is not None:

@@ -53,6 +53,7 @@ from gateways.ib.errors import Kind
 from gateways.ib.pacing import HistoryPacer
 from gateways.ib.redact import redact_ib_logs
 from gateways.inflight import InFlightResolver, backoff_delay
+from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -151,7 +152,7 @@ class IbGateway:
         self._running = False
         self._closing = False
         self._streaming = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = GatewayTasks(self.name)
         self._orders: dict[str, _Order] = {}
         self._by_perm: dict[int, str] = {}
         self._exec_base: dict[str, tuple[str, Fill]] = {}  # base execId -> (coid, fill)
@@ -311,13 +312,7 @@ class IbGateway:
         self._running = False
         self._streaming = False
         await self._resolver.close()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         self._drain()  # a Fill still waiting for its commission leaves now, without it
         await self._drop_ib()
 
@@ -1005,16 +1000,5 @@ class IbGateway:
         self._out(GatewayHealth(self.now_ns(), self.name, state, reason, stream=stream))
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("ib_task_failed", gateway=self.name, task=task.get_name(),
-                      error=f"{type(exc).__name__}: {exc}")
+        self._tasks.spawn(coro, name)
 

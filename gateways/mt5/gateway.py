@@ -23,7 +23,6 @@ from the trade server's zone to UTC.  Losing the terminal is reported as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from gateways.mt5.retcodes import (
 )
 from gateways.mt5.tickets import TicketBook
 from gateways.mt5.worker import Mt5Worker, TerminalError, TerminalLost
+from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -134,7 +134,7 @@ class Mt5Gateway:
         self._checked: dict[str, int] = {}  # symbol -> forming open at the last rates look
         self._last_tick: dict[str, tuple[int, float]] = {}  # symbol -> (tick ns, monotonic)
         self._venue_now_ns = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = GatewayTasks(self.name)
         self._running = False
         self._streaming = False
         self._down = False
@@ -223,23 +223,11 @@ class Mt5Gateway:
 
     async def close(self) -> None:
         """Let submits already handed over finish (bounded), then stop everything."""
-        pending = [t for t in self._tasks if t.get_name().split(":")[1] in ("submit", "cancel")]
-        if pending:
-            _done, late = await asyncio.wait(
-                pending, timeout=2 * self.config.timing.request_timeout_s + 1.0)
-            if late:
-                log.error("orders_in_flight_at_close", gateway=self.name,
-                          tasks=sorted(t.get_name() for t in late))
+        await self._tasks.settle_orders(2 * self.config.timing.request_timeout_s + 1.0)
         self._running = False
         self._streaming = False
         await self._resolver.close()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         await self._close_worker()
         if self.book is not None:
             self.book.close()
@@ -909,12 +897,4 @@ class Mt5Gateway:
         self._sink(OrderUpdate(self._now_ns(), coid, status, reason, broker_order_id))
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("mt5_task_failed", gateway=self.name, task=task.get_name(),
-                      error=repr(task.exception()))
+        self._tasks.spawn(coro, name)

@@ -194,8 +194,11 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
     say(f"[4/4] artifact -> {out_dir}")
     artifacts.write_artifact(out_dir, meta, result.final.model,
                              {fr.fold.index: fr.fit.model for fr in result.folds})
+    tracked = _track(cfg, config_path, out_dir, meta, bt.run_id)
     if show:
         console.print(fold_table(meta))
+        if tracked is not None:
+            console.print(f"tracked as MLflow run {tracked}", highlight=False)
         if bt.run_id is not None:
             console.print(f"out-of-sample backtest recorded as run #{bt.run_id} for model "
                           f"{mc.name}: the promotion gate reads it (`trader models promote "
@@ -208,6 +211,27 @@ def train_model(train_file: Path, *, out: Path | None = None, walk_forward: bool
         fr.fold.index: dict(zip(frame.ts[result.samples.rows[fr.fold.test]].tolist(),
                                 fr.prob.tolist(), strict=True)) for fr in result.folds}
     return meta
+
+
+def _track(cfg: AppConfig, config_path: Path, out_dir: Path, meta: dict[str, Any],
+           run_id: int | None) -> str | None:
+    """Log the training to MLflow when tracking is on: the out-of-sample backtest's figures,
+    the mean fold scores, what was trained on, and the artifact's files."""
+    from trader.tracking import track_run
+
+    folds = meta["folds"]
+    scores = {f"oos_{k}": v for k, v in meta["oos_backtest"].items()}
+    for key in ("auc", "log_loss", "hit_rate", "ic"):
+        vals = [f["metrics"][key] for f in folds
+                if isinstance(f["metrics"].get(key), (int, float))]
+        if vals:
+            scores[f"folds_mean_{key}"] = sum(vals) / len(vals)
+    return track_run(
+        meta["model"], kind="train", cfg=cfg, config_path=config_path, metrics=scores,
+        params={"features_hash": meta["features"]["hash"], "cv_scheme": meta["cv"]["scheme"],
+                "folds": len(folds), "store_run_id": run_id},
+        artifacts=sorted(p for p in out_dir.iterdir() if p.is_file()),
+        tags={"data_hash": meta["data"]["hash"]})
 
 
 def fold_records(frame: FeatureFrame, result: TrainResult,

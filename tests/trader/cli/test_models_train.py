@@ -23,9 +23,20 @@ def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_train_writes_the_artifact_and_the_gate_reads_its_out_of_sample_run(
         tmp_path: Path) -> None:
     train, config = write_example(tmp_path)
-    res = run_cli("models", "train", str(train), "--walk-forward", timeout=300)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    res = run_cli("models", "train", str(train), "--walk-forward", timeout=300,
+                  env={"MLFLOW_TRACKING_URI": uri})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "out-of-sample folds" in res.stdout and "recorded as run #1" in res.stdout
+    # tracked too: the training's run holds the out-of-sample figures and the artifact
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("xgb").experiment_id])
+    assert run.data.tags["trader.kind"] == "train" and run.info.run_id in res.stdout
+    assert "oos_sharpe" in run.data.metrics and "folds_mean_auc" in run.data.metrics
+    assert {"artifact.json", "model.ubj"} <= {a.path for a in client.list_artifacts(
+        run.info.run_id)}
     meta = json.loads((tmp_path / "artifact" / "artifact.json").read_text())
     assert meta["cv"]["scheme"] == "walk_forward" and len(meta["folds"]) == 3
     assert (tmp_path / "artifact" / "model.ubj").stat().st_size > 1000

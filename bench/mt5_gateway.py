@@ -67,7 +67,7 @@ async def bench_bars(n: int, poll: float) -> tuple[list[float], list[float]]:
 
         assert h.server is not None
         client = MetaTrader5(host=h.server.host, port=h.server.port)
-        client.initialize(login=5_001_234, password="demo-pass", server="StandIn-Demo")
+        client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
         for _ in range(n):
             t0 = time.perf_counter()
             client.copy_rates_from_pos("EURUSD", 1, 0, 3)
@@ -107,7 +107,7 @@ async def bench_deals(m: int) -> tuple[list[float], list[float]]:
 
         assert h.server is not None
         client = MetaTrader5(host=h.server.host, port=h.server.port)
-        client.initialize(login=5_001_234, password="demo-pass", server="StandIn-Demo")
+        client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
         for i in range(m):
             t0 = time.perf_counter()
             client.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": i % 2,

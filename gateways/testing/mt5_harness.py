@@ -12,6 +12,7 @@ its rpyc connection: dropping them cuts that connection at the server.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,12 +70,13 @@ class Mt5Harness:
         self._tmp = tempfile.TemporaryDirectory(prefix="mt5-harness-")
         self.state_file = Path(self._tmp.name) / "mt5-book.sqlite"
         self._rows: dict[str, dict[int, tuple[Any, ...]]] = {}
+        self.password = secrets.token_urlsafe(12)  # the terminal's, fresh per harness
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Mt5Harness:
         self.server = await asyncio.to_thread(Mt5Server.shared if self.shared else Mt5Server)
         self.control("_reset", hedging=self.hedging, comment_mode=self.comment_mode,
-                     server_offset_s=SERVER_OFFSET_S)
+                     server_offset_s=SERVER_OFFSET_S, password=self.password)
         self.control("_add_symbol", "EURUSD", 1.1, 0.0002)
         self.control("_add_symbol", "US30", 37_000.0, 2.0, contract_size=1.0, digits=1,
                      volume_min=0.1, volume_step=0.1)
@@ -106,7 +108,8 @@ class Mt5Harness:
         return Mt5GatewayConfig(**data)
 
     def account(self, bad: bool = False) -> Account:
-        return Account(5_001_234, "wrong-pass" if bad else "demo-pass", "StandIn-Demo")
+        return Account(5_001_234, "not-" + self.password if bad else self.password,
+                       "StandIn-Demo")
 
     def gateway(self, sink: Callable[[Any], None], *, trading: bool = True,
                 instruments: tuple[str, ...] | None = None, bad_credentials: bool = False,

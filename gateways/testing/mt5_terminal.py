@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import secrets
 import threading
 import time as _time
 from dataclasses import dataclass, field
@@ -188,7 +189,9 @@ class Terminal:
     """The whole scripted terminal: account, symbols, bars, orders, positions, deals."""
 
     login: int = 5_001_234
-    password: str = "demo-pass"
+    # a fresh password per terminal, as the other stand-ins make fresh keys: no
+    # credential-like literal is committed, and a test that logs it is caught
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     server: str = "StandIn-Demo"
     currency: str = "USD"
     balance: float = 100_000.0

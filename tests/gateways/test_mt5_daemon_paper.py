@@ -17,6 +17,7 @@ identical orders.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -33,7 +34,8 @@ from trader.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 MAGIC = 424_242
-ENV = {"TEST_MT5_LOGIN": "5001234", "TEST_MT5_PASSWORD": "demo-pass",
+PASSWORD = secrets.token_urlsafe(12)  # the stand-in terminal's, fresh per run
+ENV = {"TEST_MT5_LOGIN": "5001234", "TEST_MT5_PASSWORD": PASSWORD,
        "TEST_MT5_SERVER": "StandIn-Demo"}
 
 
@@ -94,7 +96,7 @@ def test_paper_session_on_mt5_survives_disconnect_and_crash_and_replays(
         tmp_path: Path) -> None:
     server = Mt5Server()
     try:
-        server.control("_reset", wall_clock=True)
+        server.control("_reset", wall_clock=True, password=PASSWORD)
         server.control("_add_symbol", "EURUSD", 1.16, 0.0002)
         server.control("_add_symbol", "US30", 270.0, 1.0, contract_size=1.0, digits=1,
                        volume_min=0.1, volume_step=0.1, volume_max=10_000.0)
@@ -132,7 +134,7 @@ def test_paper_session_on_mt5_survives_disconnect_and_crash_and_replays(
         wait_for_exit(proc, log3, timeout=120)
 
         text = log1.read_text() + log2.read_text() + log3.read_text()
-        assert "demo-pass" not in text  # the password never reaches a log
+        assert PASSWORD not in text  # the password never reaches a log
         lines1, lines2 = log_lines(log1), log_lines(log2)
         health = [e["state"] for e in events(lines1, "gateway_health")]
         assert health.index("disconnected") < health.index("resynced")

@@ -68,6 +68,7 @@ from gateways.base import (
     expected_bars,
 )
 from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
+from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -160,7 +161,7 @@ class AlpacaGateway:
         self._raw_sink: EventSink = lambda _e: None
         self._sink: EventSink = self._raw_sink
         self.guard: BarGuard | None = None
-        self.health: dict[str, HealthState] = {}
+        self.health = StreamHealth(self.name)
         self.stats = GatewayStats()
         self.instruments: dict[str, Instrument] = {}
         self._tf_s = config.timeframe_seconds
@@ -1073,12 +1074,9 @@ class AlpacaGateway:
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        if self.health.get(stream) is state:
-            return
-        self.health[stream] = state
-        log.info("gateway_health", gateway=self.name, stream=stream, state=str(state),
-                 reason=reason)
-        self._raw_sink(GatewayHealth(self.now_ns(), self.name, state, reason, stream))
+        event = self.health.change(stream, state, reason, self.now_ns())
+        if event is not None:
+            self._raw_sink(event)
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

@@ -80,6 +80,7 @@ from gateways.ccxt.streams import (
     stream_clients,
 )
 from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
+from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -181,7 +182,7 @@ class CcxtGateway:
         self._raw_sink: EventSink = lambda _e: None
         self._sink: EventSink = self._raw_sink
         self.guard: BarGuard | None = None
-        self.health: dict[str, HealthState] = {}
+        self.health = StreamHealth(self.name)
         self._ex: Any = None
         self._tasks = GatewayTasks(self.name)
         self._running = False
@@ -1361,12 +1362,9 @@ class CcxtGateway:
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        if self.health.get(stream) is state:
-            return
-        self.health[stream] = state
-        log.info("gateway_health", gateway=self.name, stream=stream, state=str(state),
-                 reason=reason)
-        self._raw_sink(GatewayHealth(self._now_ms() * _MS, self.name, state, reason, stream))
+        event = self.health.change(stream, state, reason, self._now_ms() * _MS)
+        if event is not None:
+            self._raw_sink(event)
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

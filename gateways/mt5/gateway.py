@@ -41,6 +41,7 @@ from gateways.base import (
     OrderReport,
     expected_bars,
 )
+from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.mt5 import convert as cv
 from gateways.mt5.config import Account, Mt5ConfigError, Mt5GatewayConfig, load_account
@@ -58,7 +59,6 @@ from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
     Fill,
-    GatewayHealth,
     HealthState,
     OrderRequest,
     OrderStatus,
@@ -122,7 +122,7 @@ class Mt5Gateway:
         self._raw_sink: EventSink = lambda _e: None
         self._sink: EventSink = self._raw_sink
         self.guard: BarGuard | None = None
-        self.health: dict[str, HealthState] = {}
+        self.health = StreamHealth(self.name)
         self.worker: Mt5Worker | None = None
         self.book: TicketBook | None = None
         self.symbol_info: dict[str, dict[str, Any]] = {}
@@ -885,12 +885,10 @@ class Mt5Gateway:
         return self._venue_now_ns or time.time_ns()
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
-        if self.health.get(stream) is state:
-            return
-        self.health[stream] = state
-        log.info("gateway_health", gateway=self.name, stream=stream, state=str(state),
-                 reason=reason)
-        self._raw_sink(GatewayHealth(self._now_ns(), self.name, state, reason, stream))
+        """Report a change of one stream's health (repeats of the same state are quiet)."""
+        event = self.health.change(stream, state, reason, self._now_ns())
+        if event is not None:
+            self._raw_sink(event)
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

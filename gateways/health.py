@@ -1,0 +1,32 @@
+"""Per-stream health of one gateway: a change becomes a ``GatewayHealth`` event."""
+
+from __future__ import annotations
+
+import structlog
+
+from trader.core.events import GatewayHealth, HealthState
+
+log = structlog.get_logger(__name__)
+
+
+class StreamHealth(dict[str, HealthState]):
+    """The last reported state of each of a gateway's streams (bars, orders, time...).
+
+    A gateway reports every state it observes; only a change is logged and turned
+    into an event, so a reconnect loop that sees DISCONNECTED a hundred times
+    raises one alert, not a hundred.
+    """
+
+    def __init__(self, gateway: str) -> None:
+        super().__init__()
+        self.gateway = gateway
+
+    def change(self, stream: str, state: HealthState, reason: str, ts: int
+               ) -> GatewayHealth | None:
+        """Record ``state`` for ``stream``; the event to publish, or None for a repeat."""
+        if self.get(stream) is state:
+            return None
+        self[stream] = state
+        log.info("gateway_health", gateway=self.gateway, stream=stream, state=str(state),
+                 reason=reason)
+        return GatewayHealth(ts, self.gateway, state, reason, stream)

@@ -752,6 +752,11 @@ class Daemon:
         snap.models = [{"name": m.name, "model": m.model, "stage": self._stages.get(m.name, ""),
                         "active": m.name not in self.session.paused_models}
                        for m in self.cfg.models]
+        if e.regimes is not None:
+            since = {ev.regime: ns_to_iso(ev.ts) for ev in e.regimes.history}
+            snap.regimes = {name: {"state": state, "since": since.get(name)}
+                            for name, state in e.regimes.states.items()}
+            snap.budget_multipliers = dict(sorted(e.allocator.multipliers.items()))
         snap.orders_submitted = self._orders
         snap.fills = self._fills
         snap.events = e.kernel.events_dispatched

@@ -15,7 +15,7 @@ from daemon_harness import (
     write_config,
 )
 
-from trader.core.events import RegimeChanged
+from trader.core.events import RegimeChanged, ns_to_iso
 from trader.data.feed import parse_time
 from trader.engine.regime import REASON
 from trader.live.journal import read_journal
@@ -64,6 +64,13 @@ def test_paper_session_with_regimes_replays_to_identical_orders_and_changes(tmp_
     outcome = replay_journal(snap["journal"])
     assert outcome.identical, outcome.first_difference()
     assert outcome.session_regimes == journaled == outcome.replay_regimes
+    # trader status shows the states the session ended in and the multipliers in force.
+    last = {r.regime: r for r in journaled}
+    assert snap["regimes"] == {n: {"state": r.state, "since": ns_to_iso(r.ts)}
+                               for n, r in last.items()}
+    assert snap["budget_multipliers"] == outcome.engine.allocator.multipliers
+    shown = run_cli("status", "--config", str(path)).stdout
+    assert "regimes" in shown and "budget multipliers" in shown
     assert [order_key(o) for o in outcome.session_orders] == [
         order_key(o) for o in outcome.replay_orders]
     assert len(outcome.session_orders) == len(events(lines, "order_submitted"))

@@ -725,6 +725,8 @@ def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
     """Validate a config's parsed YAML as if it were the file at ``path`` (messages name it,
     relative data paths resolve against its folder); an optimiser's variations use this."""
     p = Path(path)
+    if isinstance(raw.get("regime_budgets"), str):
+        raw = {**raw, "regime_budgets": _regime_budgets_file(raw["regime_budgets"], p)}
     try:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:
@@ -748,6 +750,16 @@ def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
             object.__setattr__(inst.data, "path", resolved)
             inst.data._searched = searched
     return cfg
+
+
+def _regime_budgets_file(name: str, config_file: Path) -> Any:
+    """``regime_budgets: regime_budgets.yaml``: the mapping kept in a file of its own, looked
+    up like a data path; it replaces the name, so a journal's config carries the mapping."""
+    found, searched = _data_path_candidates(Path(name), config_file)
+    if not found.is_file():
+        raise ConfigError(f"{config_file}: regime_budgets: no file {name} (looked in "
+                          f"{', '.join(map(str, searched)) or found})")
+    return load_yaml(found)
 
 
 def _catalog_root(root: Path, config_file: Path) -> Path:

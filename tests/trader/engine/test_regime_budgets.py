@@ -246,3 +246,19 @@ def test_report_shows_time_and_performance_per_regime_state(tmp_path: Path) -> N
     html = (tmp_path / "report.html").read_text()
     assert 'id="regimes"' in html and "trend: up" in html
     assert "regimes" in res.metrics
+
+
+def test_regime_budgets_may_live_in_a_file_of_their_own(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "regime_budgets.yaml").write_text(
+        "trend:\n  down: {hold: 0.5, equity: 0.8}\n")
+    raw = config("regime_budgets.yaml")
+    raw["models"][0]["model"] = "SmaCross"
+    cfg = config_from_dict(raw, tmp_path / "config" / "run.yaml")
+    # The mapping replaces the name: a session journal's embedded config carries it.
+    assert cfg.regime_budgets == {"trend": {"down": {"hold": 0.5, "equity": 0.8}}}
+    with pytest.raises(ConfigError, match="regime_budgets: no file other.yaml"):
+        config_from_dict({**raw, "regime_budgets": "other.yaml"}, tmp_path / "config" / "r.yaml")
+    (tmp_path / "config" / "bad.yaml").write_text("trend:\n  sideways: {hold: 0.5}\n")
+    with pytest.raises(ConfigError, match="regime_budgets.trend.sideways: TrendRegime names"):
+        config_from_dict({**raw, "regime_budgets": "bad.yaml"}, tmp_path / "config" / "r.yaml")

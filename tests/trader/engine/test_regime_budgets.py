@@ -262,3 +262,27 @@ def test_regime_budgets_may_live_in_a_file_of_their_own(tmp_path: Path) -> None:
     (tmp_path / "config" / "bad.yaml").write_text("trend:\n  sideways: {hold: 0.5}\n")
     with pytest.raises(ConfigError, match="regime_budgets.trend.sideways: TrendRegime names"):
         config_from_dict({**raw, "regime_budgets": "bad.yaml"}, tmp_path / "config" / "r.yaml")
+
+
+def test_set_multipliers_resizes_only_the_models_whose_multiplier_moved() -> None:
+    from models.intents import Sizing
+    from trader.core.instruments import Instrument
+    from trader.engine.allocator import Allocator
+    from trader.engine.portfolio import Portfolio
+
+    spy = Instrument(id="SPY", symbol="SPY", venue="X", asset_class="equity")
+    pf = Portfolio({"SPY": spy}, 100_000.0)
+    pf.on_bar(Bar(1, "SPY", 86_400, 0, 100, 100, 100, 100, 1))
+    alloc = Allocator(pf, {"a": 0.4, "b": 0.2, "q": 0.1},
+                      sizing={"q": Sizing(by="quantity", quantity=10)})
+    for m in ("a", "b", "q"):
+        alloc.set_weights(m, {"SPY": 1.0})
+    alloc.hold("b", "SPY", 7.0)  # an expired entry: held as is, never re-sized
+    pf.on_bar(Bar(2, "SPY", 86_400, 1, 200, 200, 200, 200, 1))  # NAV drifts (no position)
+    assert alloc.set_multipliers({"a": 1.0, "b": 0.5, "q": 0.5}) == ["SPY"]
+    assert alloc.targets["a"]["SPY"] == 400.0  # unchanged multiplier: not re-sized at 200
+    assert alloc.targets["b"]["SPY"] == 7.0
+    assert alloc.targets["q"]["SPY"] == 5.0  # a quantity size scales too
+    assert alloc.set_multipliers({"a": 1.0, "b": 0.5, "q": 0.5}) == []  # nothing moved
+    assert alloc.set_multipliers({}) == ["SPY"]  # back to 1: q re-sized
+    assert alloc.targets["q"]["SPY"] == 10.0

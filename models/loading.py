@@ -9,7 +9,9 @@ A config's ``model`` is resolved, in this order:
    config's ``strategies`` folder;
 4. a bare ``Class`` defined in one of the ``*.py`` files of the strategies folder.
 
-Whatever the source, the class must derive from ``models.base.Model``.
+Whatever the source, the class must derive from ``models.base.Model``.  Regime
+classifiers (``models.regimes``) are found the same way, in their own entry point
+group and with their own base class: ``load_model_class(..., kind=REGIME_KIND)``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -34,27 +37,40 @@ class ModelNotFound(KeyError):
     """No model class answers to a name; ``args[0]`` is a message for the operator."""
 
 
-def _check(cls: object, where: str) -> type[Model]:
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise ModelNotFound(f"{where} is not a model class (a subclass of models.base.Model)")
+@dataclass(frozen=True)
+class PluginKind:
+    """What is being loaded: its base class, entry point group and name in messages."""
+
+    base: type
+    group: str
+    noun: str  # "model", "regime"
+
+
+MODEL_KIND = PluginKind(Model, ENTRY_POINT_GROUP, "model")
+
+
+def _check(cls: object, where: str, kind: PluginKind = MODEL_KIND) -> type:
+    if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+        base = f"{kind.base.__module__}.{kind.base.__qualname__}"
+        raise ModelNotFound(f"{where} is not a {kind.noun} class (a subclass of {base})")
     return cls
 
 
-def _entry_point(name: str) -> type[Model] | None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+def _entry_point(name: str, kind: PluginKind = MODEL_KIND) -> type | None:
+    for ep in entry_points(group=kind.group):
         if ep.name == name:
             try:
                 cls = ep.load()
             except Exception as exc:  # a broken plug-in must name itself, not crash
-                raise ModelNotFound(f"entry point {ENTRY_POINT_GROUP}:{name} ({ep.value}) "
+                raise ModelNotFound(f"entry point {kind.group}:{name} ({ep.value}) "
                                     f"failed to load: {exc}") from None
-            return _check(cls, f"entry point {ENTRY_POINT_GROUP}:{name} ({ep.value})")
+            return _check(cls, f"entry point {kind.group}:{name} ({ep.value})", kind)
     return None
 
 
-def entry_point_names() -> list[str]:
-    """Model names registered by installed packages."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+def entry_point_names(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Model (or, with ``group``, other plug-in) names registered by installed packages."""
+    return sorted({ep.name for ep in entry_points(group=group)})
 
 
 def _file_module(path: Path) -> ModuleType:
@@ -76,7 +92,7 @@ def _file_module(path: Path) -> ModuleType:
     return mod
 
 
-def _module_class(spec: str, strategies: Path | None) -> type[Model]:
+def _module_class(spec: str, strategies: Path | None, kind: PluginKind = MODEL_KIND) -> type:
     module_name, _, cls_name = spec.partition(":")
     if not module_name or not cls_name:
         raise ModelNotFound(f"{spec!r}: expected module:Class")
@@ -88,15 +104,15 @@ def _module_class(spec: str, strategies: Path | None) -> type[Model]:
             mod = importlib.import_module(module_name)
         except ImportError as exc:
             where = f" (nor {file})" if file is not None else ""
-            raise ModelNotFound(f"model {spec!r}: cannot import module {module_name!r}{where}: "
-                                f"{exc}") from None
+            raise ModelNotFound(f"{kind.noun} {spec!r}: cannot import module {module_name!r}"
+                                f"{where}: {exc}") from None
     cls = getattr(mod, cls_name, None)
     if cls is None:
-        raise ModelNotFound(f"model {spec!r}: module {module_name!r} has no {cls_name!r}")
-    return _check(cls, f"model {spec!r}")
+        raise ModelNotFound(f"{kind.noun} {spec!r}: module {module_name!r} has no {cls_name!r}")
+    return _check(cls, f"{kind.noun} {spec!r}", kind)
 
 
-def _folder_class(name: str, strategies: Path) -> type[Model] | None:
+def _folder_class(name: str, strategies: Path, kind: PluginKind = MODEL_KIND) -> type | None:
     found = []
     for path in sorted(strategies.glob("*.py")):
         if path.name.startswith(("_", "test_")):
@@ -105,28 +121,29 @@ def _folder_class(name: str, strategies: Path) -> type[Model] | None:
         if cls is not None:
             found.append((path, cls))
     if len(found) > 1:
-        raise ModelNotFound(f"model {name!r} is defined in several strategy files "
+        raise ModelNotFound(f"{kind.noun} {name!r} is defined in several strategy files "
                             f"({', '.join(str(p) for p, _ in found)}); name one as file:Class")
-    return _check(found[0][1], f"{found[0][0]}:{name}") if found else None
+    return _check(found[0][1], f"{found[0][0]}:{name}", kind) if found else None
 
 
-def load_model_class(name: str, shipped: dict[str, type[Model]],
-                     strategies: Path | None = None) -> type[Model]:
-    """The model class a config's ``model`` names; ``ModelNotFound`` says what was tried."""
+def load_model_class(name: str, shipped: dict[str, type], strategies: Path | None = None,
+                     *, kind: PluginKind = MODEL_KIND) -> type:
+    """The class a config's ``model`` (or, with ``kind``, a regime's ``kind``) names;
+    ``ModelNotFound`` says what was tried."""
     cls = shipped.get(name)
     if cls is not None:
         return cls
-    cls = _entry_point(name)
+    cls = _entry_point(name, kind)
     if cls is not None:
         return cls
     if ":" in name:
-        return _module_class(name, strategies)
+        return _module_class(name, strategies, kind)
     if strategies is not None and strategies.is_dir():
-        cls = _folder_class(name, strategies)
+        cls = _folder_class(name, strategies, kind)
         if cls is not None:
             return cls
     folder = f", classes in {strategies}/*.py" if strategies is not None else ""
     raise ModelNotFound(
-        f"unknown model class {name!r}; known: {sorted(shipped)}, entry points "
-        f"{entry_point_names()}{folder}, or module:Class"
+        f"unknown {kind.noun} class {name!r}; known: {sorted(shipped)}, entry points "
+        f"{entry_point_names(kind.group)}{folder}, or module:Class"
     )

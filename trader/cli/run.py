@@ -177,6 +177,16 @@ def _print(snap: dict, running: bool, age: float) -> None:
         t.add_row(m.get("name", ""), m.get("model", ""), m.get("stage", ""),
                   "yes" if m.get("active") else "no")
     console.print(t)
+    if snap.get("regimes"):
+        t = Table(title="regimes")
+        for col in ("regime", "state", "since (bar close)"):
+            t.add_column(col)
+        for name, r in sorted(snap["regimes"].items()):
+            t.add_row(name, str(r.get("state") or "(warming up)"), str(r.get("since") or ""))
+        console.print(t)
+        mult = snap.get("budget_multipliers") or {}
+        console.print("budget multipliers: " + (", ".join(f"{k} x{v:g}" for k, v in
+                                                         sorted(mult.items())) or "none"))
 
 
 def backtest_journal(journal: Path, config: Path | None, out: Path | None) -> None:

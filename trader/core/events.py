@@ -151,6 +151,18 @@ class Timer(Event, frozen=True, tag="timer"):
     name: str = "tick"
 
 
+class RegimeChanged(Event, frozen=True, tag="regime_changed"):
+    """A regime classifier's state changed on the closed bar whose close time is ``ts``.
+
+    ``previous`` is "" for a regime's first state (the end of its warm-up).  Budgets
+    follow at the first bar closing after ``ts`` (``trader.engine.regime``).
+    """
+
+    regime: str
+    state: str
+    previous: str = ""
+
+
 class BarCorrection(Event, frozen=True, tag="bar_correction"):
     """A venue revised a bar that was already published (``ts`` = when it was learnt).
 

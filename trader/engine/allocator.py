@@ -30,6 +30,8 @@ class Allocator:
         self.portfolio = portfolio
         self.budgets = dict(budgets)
         self.scale = 1.0  # set by drawdown control
+        # Regime budgets (trader.engine.regime): model -> budget multiplier; absent = 1.
+        self.multipliers: dict[str, float] = {}
         self.weights: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.targets: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.sizing = {m: z for m, z in (sizing or {}).items() if z.by != "weight"}
@@ -66,18 +68,35 @@ class Allocator:
         if not price or weight == 0:
             return 0.0
         mult = pf.instruments[inst].multiplier
+        scale = self.scale * self.multipliers[model] if model in self.multipliers else self.scale
         sizing = self.sizing.get(model) if self.sizing else None
         if sizing is None:
-            return weight * self.budgets[model] * self.scale * pf.nav / (price * mult)
+            return weight * self.budgets[model] * scale * pf.nav / (price * mult)
         if sizing.by == "quantity":
-            return weight * sizing.quantity * self.scale
-        return weight * sizing.notional * self.scale / (price * mult)
+            return weight * sizing.quantity * scale
+        return weight * sizing.notional * scale / (price * mult)
 
     def rescale(self, scale: float) -> list[str]:
         """Apply a new budget scale (drawdown de-risking) to every standing target."""
         self.scale = scale
         changed: set[str] = set()
         for model, weights in self.weights.items():
+            for inst, w in weights.items():
+                if w != w:  # a held quantity (NaN weight) is not re-sized
+                    continue
+                self.targets[model][inst] = self._size(model, inst, w)
+                changed.add(inst)
+        return sorted(changed)
+
+    def set_multipliers(self, multipliers: Mapping[str, float]) -> list[str]:
+        """Apply regime budget multipliers; re-size the standing targets of the models whose
+        multiplier changed (no other model's target moves), return their instruments."""
+        new = {m: v for m, v in multipliers.items() if v != 1.0 and m in self.budgets}
+        old, self.multipliers = self.multipliers, new
+        changed: set[str] = set()
+        for model, weights in self.weights.items():
+            if old.get(model, 1.0) == new.get(model, 1.0):
+                continue
             for inst, w in weights.items():
                 if w != w:  # a held quantity (NaN weight) is not re-sized
                     continue

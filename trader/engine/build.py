@@ -20,6 +20,7 @@ from gateways.sim import SimCosts, SimulatedGateway
 from models.base import Model
 from models.checks import subscription_problems
 from models.gates import Gates
+from models.regimes import RegimeClassifier, regime_class
 from models.registry import model_class
 from risk.engine import RiskEngine
 from risk.events import RiskDirective
@@ -38,6 +39,7 @@ from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
 from trader.engine.recorder import Recorder, TradeDetails
+from trader.engine.regime import RegimeBudgets, RegimeEngine
 from trader.engine.router import OrderJournal, Router
 
 ORDER_RECORD_LIMIT = 100_000
@@ -63,6 +65,42 @@ def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Mod
             )
             raise ConfigError(f"models[{idx}] ({mc.name}).params: {problems}") from None
     return out
+
+
+def build_regimes(cfg: AppConfig) -> list[RegimeClassifier]:
+    """Instantiate the config's regime classifiers; errors name the regime's config key."""
+    out = []
+    for idx, rc in enumerate(cfg.regimes):
+        try:
+            cls = regime_class(rc.kind, cfg.strategies)
+            out.append(cls(rc.name, rc.instruments, rc.timeframe, rc.params))
+        except KeyError as exc:
+            raise ConfigError(f"regimes.{idx} ({rc.name}).kind: {exc.args[0]}") from None
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in err.errors()
+            )
+            raise ConfigError(f"regimes.{idx} ({rc.name}).params: {problems}") from None
+        except ValueError as exc:
+            raise ConfigError(f"regimes.{idx} ({rc.name}).instruments: {exc}") from None
+    return out
+
+
+def regime_budgets(cfg: AppConfig, budgets: dict[str, float]) -> RegimeBudgets | None:
+    """The config's ``regime_budgets`` for the models that run, with the risk caps they obey."""
+    if not cfg.regime_budgets:
+        return None
+    kinds = {i.id: i.asset_class.value for i in cfg.instruments}
+    classes = {mc.name: frozenset(kinds[i] for i in mc.instruments)
+               for mc in cfg.models if mc.name in budgets}
+    risk = cfg.risk
+    total = 1.0
+    class_caps: dict[str, float] = {}
+    if risk.enabled:
+        if risk.gross_leverage.limit is not None:
+            total = min(total, risk.gross_leverage.limit)
+        class_caps = dict(risk.asset_class_exposure.limits)
+    return RegimeBudgets(cfg.regime_budgets, budgets, classes, total, class_caps)
 
 
 def instruments_of(cfg: AppConfig) -> dict[str, Instrument]:
@@ -119,6 +157,7 @@ class Engine:
     orders: list[OrderRequest] = field(default_factory=list)
     orders_truncated: bool = False
     financing: FinancingAccrual | None = None
+    regimes: RegimeEngine | None = None
 
 
 def build_engine(
@@ -205,6 +244,22 @@ def build_engine(
         if problems:
             raise ConfigError("; ".join(problems))
     aggregator = BarAggregator(bus.publish)
+    regimes = None
+    if cfg.regimes:
+        regimes = RegimeEngine(build_regimes(cfg), bus.publish, allocator,
+                               regime_budgets(cfg, budgets), pipeline.rebalance,
+                               lambda: pipeline.trading, portfolio.last_bar_ts)
+        for idx, rc in enumerate(cfg.regimes):
+            for inst_id in rc.instruments:
+                if inst_id not in bases:
+                    raise ConfigError(f"regimes.{idx}.instruments: {inst_id!r} has no data (set "
+                                      "its data.path, or stream it with daemon.market_data)")
+        for inst_id, tf in regimes.subscriptions():
+            if tf % bases[inst_id]:
+                raise ConfigError(f"regimes: {inst_id!r}: a regime asks for timeframe "
+                                  f"{format_timeframe(tf)}, which is not a multiple of its "
+                                  f"data timeframe {format_timeframe(bases[inst_id])}")
+            aggregator.add(inst_id, bases[inst_id], tf)
     for inst_id, tf in pipeline.subscriptions():
         if inst_id not in bases:
             raise ConfigError(f"instruments: {inst_id!r} is traded by a model but has no "
@@ -224,7 +279,7 @@ def build_engine(
         details = TradeDetails(pipeline.reasons, split)
     recorder = Recorder(portfolio, trades_file, base_timeframes=bases, details=details)
     engine = Engine(cfg, mode, kernel, instruments, portfolio, allocator, router, risk, pipeline,
-                    aggregator, recorder, gateways, models)
+                    aggregator, recorder, gateways, models, regimes=regimes)
 
     # Bar order matters: the recorder samples the state the bar found, fills
     # from earlier decisions happen at this bar's open, then the close marks the
@@ -247,6 +302,10 @@ def build_engine(
     bus.subscribe(Bar, risk.on_bar)
     if aggregator.active:
         bus.subscribe(Bar, aggregator.on_bar)
+    if regimes is not None:
+        # After the marks, before the models: a switch of budgets due from an earlier bar
+        # is applied before any model decides on this one.
+        bus.subscribe(Bar, regimes.on_bar)
     bus.subscribe(Bar, pipeline.on_bar)
     # Risk decides (de-risk, halt, kill switch); the pipeline plans every order that follows.
     bus.subscribe(RiskDirective, pipeline.on_directive)

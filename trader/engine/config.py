@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -160,6 +161,27 @@ class ModelConfig(Strict):
     def given_timeframes(self) -> list[int]:
         """The timeframes (s) this model was given: its own and its extra ones."""
         return [parse_timeframe(t) for t in (self.timeframe, *self.extra_timeframes)]
+
+
+class RegimeConfig(Strict):
+    """One regime classifier (``models.regimes``): what it reads and its parameters."""
+
+    name: str
+    kind: str = Field(description="classifier class: TrendRegime, VolatilityRegime, "
+                                  "SpreadRegime, an entry point or module:Class")
+    instruments: list[str] = Field(min_length=1)
+    timeframe: str = "1d"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+
+# regime name -> state -> model name or asset class -> budget multiplier (>= 0)
+RegimeBudgets = dict[str, dict[str, dict[str, float]]]
 
 
 class PortfolioConfig(Strict):
@@ -337,6 +359,9 @@ class AppConfig(Strict):
     web: WebConfig = WebConfig()
 
     tracking: TrackingConfig = TrackingConfig()
+    # Market regimes and the budget multipliers their states give (trader.engine.regime).
+    regimes: list[RegimeConfig] = Field(default_factory=list)
+    regime_budgets: RegimeBudgets = Field(default_factory=dict)
     # Broker gateway settings by the name models route to; each broker validates its own
     # section when the daemon builds it (e.g. gateways.ccxt.config.CcxtGatewayConfig).
     gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -369,7 +394,7 @@ class AppConfig(Strict):
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
             raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
-        problem = market_data_problem(self)
+        problem = market_data_problem(self) or regime_budget_problem(self)
         if problem:
             raise ValueError(problem)
         for path in secret_paths(self.gateways, "gateways"):
@@ -384,6 +409,40 @@ class AppConfig(Strict):
             if inst.id == instrument_id:
                 return inst
         raise KeyError(instrument_id)
+
+
+def regime_budget_problem(cfg: AppConfig) -> str | None:
+    """What is wrong with ``regimes``/``regime_budgets`` beyond classifier classes and their
+    states (``regime_problems`` checks those): names, instruments, targets, multipliers."""
+    from trader.core.instruments import AssetClass
+
+    ids = {i.id for i in cfg.instruments}
+    names = [r.name for r in cfg.regimes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return f"regimes: duplicate regime names {dupes}"
+    for idx, r in enumerate(cfg.regimes):
+        unknown = [i for i in r.instruments if i not in ids]
+        if unknown:
+            return (f"regimes.{idx}.instruments: unknown instrument(s) {unknown} in regime "
+                    f"{r.name!r}; configured instruments are {sorted(ids)}")
+    models = {m.name for m in cfg.models}
+    classes = {c.value for c in AssetClass}
+    for regime, by_state in cfg.regime_budgets.items():
+        if regime not in names:
+            return (f"regime_budgets.{regime}: no regime named {regime!r} under regimes: "
+                    f"(configured: {names})")
+        for state, targets in by_state.items():
+            for key, mult in targets.items():
+                where = f"regime_budgets.{regime}.{state}.{key}"
+                if key not in models and key not in classes:
+                    return (f"{where}: {key!r} is neither a model name ({sorted(models)}) nor "
+                            f"an asset class ({sorted(classes)})")
+                if key in models and key in classes:
+                    return f"{where}: {key!r} is both a model name and an asset class; rename it"
+                if not (mult >= 0 and math.isfinite(mult)):
+                    return f"{where}: a budget multiplier must be a number >= 0 (got {mult})"
+    return None
 
 
 REPLAY = "replay"
@@ -582,6 +641,48 @@ def model_problems(cfg: AppConfig) -> list[str]:
     return problems
 
 
+def regime_problems(cfg: AppConfig) -> list[str]:
+    """Unknown classifier classes, bad params, timeframes the data cannot build, and
+    ``regime_budgets`` states the classifier never names; as ``key.path: problem``."""
+    from models.regimes import regime_class
+
+    problems = []
+    bases = base_timeframes(cfg)
+    for idx, rc in enumerate(cfg.regimes):
+        try:
+            clf = regime_class(rc.kind, cfg.strategies)(rc.name, rc.instruments, rc.timeframe,
+                                                        rc.params)
+        except KeyError as exc:
+            problems.append(f"regimes.{idx}.kind: {exc.args[0]}")
+            continue
+        except ValidationError as err:
+            for e in err.errors():
+                key = ".".join(str(x) for x in e["loc"])
+                msg = e["msg"].removeprefix("Value error, ")
+                if e["type"] == "extra_forbidden":
+                    msg = "unknown parameter (check the spelling)"
+                problems.append(f"regimes.{idx}.params{'.' + key if key else ''}: {msg}")
+            continue
+        except ValueError as exc:
+            problems.append(f"regimes.{idx}.instruments: {exc}")
+            continue
+        tf = parse_timeframe(rc.timeframe)
+        for inst in rc.instruments:
+            base = bases.get(inst)
+            if base is None:
+                problems.append(f"regimes.{idx}.instruments: {inst!r} has no data (set its "
+                                "data.path or stream it with daemon.market_data)")
+            elif tf % base:
+                problems.append(f"regimes.{idx}.timeframe: {rc.timeframe} is not a multiple "
+                                f"of {inst}'s data timeframe ({base} s)")
+        states = clf.states()
+        for state in cfg.regime_budgets.get(rc.name, {}):
+            if state not in states:
+                problems.append(f"regime_budgets.{rc.name}.{state}: {rc.kind} names no state "
+                                f"{state!r}; its states are {list(states)}")
+    return problems
+
+
 DATA_DIR_ENV = "TRADER_DATA_DIR"
 
 
@@ -624,6 +725,8 @@ def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
     """Validate a config's parsed YAML as if it were the file at ``path`` (messages name it,
     relative data paths resolve against its folder); an optimiser's variations use this."""
     p = Path(path)
+    if isinstance(raw.get("regime_budgets"), str):
+        raw = {**raw, "regime_budgets": _regime_budgets_file(raw["regime_budgets"], p)}
     try:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as err:
@@ -634,7 +737,7 @@ def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
             raise ConfigError(f"{p}: strategies: no folder {cfg.strategies} (looked in "
                               f"{', '.join(map(str, searched)) or folder})")
         cfg.strategies = folder
-    problems = model_problems(cfg)
+    problems = model_problems(cfg) + regime_problems(cfg)
     if problems:
         raise ConfigError("\n".join([f"{p}: invalid configuration",
                                       *(f"  at {x}" for x in problems)]))
@@ -647,6 +750,16 @@ def config_from_dict(raw: dict[str, Any], path: str | Path) -> AppConfig:
             object.__setattr__(inst.data, "path", resolved)
             inst.data._searched = searched
     return cfg
+
+
+def _regime_budgets_file(name: str, config_file: Path) -> Any:
+    """``regime_budgets: regime_budgets.yaml``: the mapping kept in a file of its own, looked
+    up like a data path; it replaces the name, so a journal's config carries the mapping."""
+    found, searched = _data_path_candidates(Path(name), config_file)
+    if not found.is_file():
+        raise ConfigError(f"{config_file}: regime_budgets: no file {name} (looked in "
+                          f"{', '.join(map(str, searched)) or found})")
+    return load_yaml(found)
 
 
 def _catalog_root(root: Path, config_file: Path) -> Path:

@@ -40,7 +40,7 @@ from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, 
 from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
-from trader.core.events import Bar, GatewayHealth, ns_to_iso
+from trader.core.events import Bar, GatewayHealth, RegimeChanged, ns_to_iso
 from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
@@ -421,6 +421,10 @@ class Daemon:
         kernel = engine.kernel
         kernel.consumers.append(self._on_event)
         kernel.consumers.append(self.journal.append)
+        if engine.regimes is not None:
+            # A regime change is a decision of the session: journaled (and compared by the
+            # replay of the journal) like its orders.
+            kernel.bus.subscribe(RegimeChanged, self._on_regime)
         # Write-ahead: the events that led to an order reach the OS before the order leaves.
         engine.router.order_listeners.insert(0, self._on_order)
         engine.router.fill_listeners.append(self._on_fill)
@@ -602,6 +606,12 @@ class Daemon:
                 log.info("market_data_recovered", gateway=event.gateway, reason=event.reason)
             self._write_status()
 
+    def _on_regime(self, event: RegimeChanged) -> None:
+        if self.journal is not None:
+            self.journal.append(event)
+        log.info("regime_changed", regime=event.regime, state=event.state,
+                 previous=event.previous or None, bar=ns_to_iso(event.ts))
+
     def _on_order(self, order: Any) -> None:
         self._orders += 1
         if self.journal is not None:
@@ -742,6 +752,11 @@ class Daemon:
         snap.models = [{"name": m.name, "model": m.model, "stage": self._stages.get(m.name, ""),
                         "active": m.name not in self.session.paused_models}
                        for m in self.cfg.models]
+        if e.regimes is not None:
+            since = {ev.regime: ns_to_iso(ev.ts) for ev in e.regimes.history}
+            snap.regimes = {name: {"state": state, "since": since.get(name)}
+                            for name, state in e.regimes.states.items()}
+            snap.budget_multipliers = dict(sorted(e.allocator.multipliers.items()))
         snap.orders_submitted = self._orders
         snap.fills = self._fills
         snap.events = e.kernel.events_dispatched

@@ -5,9 +5,10 @@ The first record is a ``JournalHeader``; then kernel events (``Bar``, ``OrderUpd
 ``Fill``, ...) in the exact order the kernel dispatched them, interleaved with
 ``JournalControl`` records for the session's own decisions that change what the
 kernel does with later events (trading on/off, halts, model reloads), and the
-``OrderRequest`` records the session handed to its gateways (its *outputs*,
-written before the order left; a replay does not dispatch them, it compares
-against them).  Replaying the records reproduces the session's orders.
+``OrderRequest`` records the session handed to its gateways and the
+``RegimeChanged`` its regime engine published (its *outputs*, written when they
+happened; a replay does not dispatch them, it compares against them).  Replaying
+the records reproduces the session's orders.
 
 Durability policy:
 
@@ -45,6 +46,7 @@ from trader.core.events import (
     GatewayHealth,
     OrderRequest,
     OrderUpdate,
+    RegimeChanged,
     Timer,
 )
 
@@ -100,7 +102,8 @@ class JournalControl(msgspec.Struct, frozen=True, tag="control"):
 
 
 Record = (JournalHeader | JournalControl | Bar | OrderUpdate | Fill | OrderRequest
-          | CancelRequest | Timer | BarCorrection | GatewayHealth | FillCorrection)
+          | CancelRequest | Timer | BarCorrection | GatewayHealth | FillCorrection
+          | RegimeChanged)
 
 
 @dataclass

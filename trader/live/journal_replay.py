@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trader.core.clock import ReplayClock
-from trader.core.events import OrderRequest
+from trader.core.events import OrderRequest, RegimeChanged
 from trader.engine.build import Engine
 from trader.engine.config import AppConfig, ConfigError
 from trader.live.journal import JournalHeader, read_journal
@@ -40,13 +40,24 @@ class ReplayOutcome:
     torn_tail: bool = False
     notes: list[str] = field(default_factory=list)
     engine: Engine | None = None  # the replay's engine (portfolio, router, ...)
+    # Regime changes the session journaled and the ones the replay derived from the bars.
+    session_regimes: list[RegimeChanged] = field(default_factory=list)
+    replay_regimes: list[RegimeChanged] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
         return ([order_key(o) for o in self.session_orders]
-                == [order_key(o) for o in self.replay_orders])
+                == [order_key(o) for o in self.replay_orders]
+                and self.session_regimes == self.replay_regimes)
 
     def first_difference(self) -> str | None:
+        for i, (x, y) in enumerate(zip(self.session_regimes, self.replay_regimes,
+                                       strict=False)):
+            if x != y:
+                return f"regime change {i}: session {x} != replay {y}"
+        if len(self.session_regimes) != len(self.replay_regimes):
+            return (f"session has {len(self.session_regimes)} regime changes, replay has "
+                    f"{len(self.replay_regimes)}")
         a, b = self.session_orders, self.replay_orders
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if order_key(x) != order_key(y):
@@ -83,6 +94,8 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
     expected: list[OrderRequest] = []
     produced: list[OrderRequest] = []  # unbounded, unlike Engine.orders
     session.engine.router.order_listeners.append(lambda o: produced.append(o.request))
-    n = session.engine.kernel.run(replay_records(session, read.records, expected))
+    journaled: list[RegimeChanged] = []
+    n = session.engine.kernel.run(replay_records(session, read.records, expected, journaled))
+    regimes = session.engine.regimes
     return ReplayOutcome(header, expected, produced, n, read.torn_tail, read.notes,
-                         session.engine)
+                         session.engine, journaled, list(regimes.history) if regimes else [])

@@ -44,6 +44,10 @@ class Snapshot:
     # Why the market data source stopped delivering bars ("" while it delivers).
     feed_failed: str = ""
     models: list[dict[str, Any]] = field(default_factory=list)
+    # regime -> {"state", "since" (the bar close it changed at)}; and the budget
+    # multipliers in force by model (1 for the ones not listed); empty without regimes
+    regimes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget_multipliers: dict[str, float] = field(default_factory=dict)
     orders_submitted: int = 0
     fills: int = 0
     events: int = 0

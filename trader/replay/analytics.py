@@ -146,3 +146,52 @@ def curve_summary(ts: Sequence[int], navs: Sequence[float]) -> dict[str, float]:
     return {"total_return": navs[-1] / navs[0] - 1.0, "cagr": cagr(navs[0], navs[-1], years),
             "sharpe": sharpe(returns(navs), periods_per_year(ts)),
             "max_drawdown": max_drawdown(navs)}
+
+
+UNCLASSIFIED = "unclassified"  # before a regime's first state (its warm-up)
+
+
+def regime_performance(ts: Sequence[int], navs: Sequence[float],
+                       changes: Sequence[tuple[int, str]]) -> dict[str, dict[str, float]]:
+    """Time in each state of one regime and the run's performance while in it.
+
+    ``changes``: (bar close, new state) in time order.  Each step of the curve
+    (one NAV sample to the next) belongs to the state known at its start, so a
+    state is credited only with returns earned after it was known.  Per state:
+    ``time_share`` (of the curve's span), ``days``, ``spells`` (times entered),
+    the compounded ``total_return``, ``mean_return`` per step, annualised
+    ``sharpe`` and the ``max_drawdown`` of the state's steps chained together.
+    """
+    steps: dict[str, list[float]] = {}
+    span: dict[str, int] = {}
+    spells: dict[str, int] = {}
+    j = -1
+    prev_state: str | None = None
+    for i in range(1, len(navs)):
+        while j + 1 < len(changes) and changes[j + 1][0] <= ts[i - 1]:
+            j += 1
+        state = changes[j][1] if j >= 0 else UNCLASSIFIED
+        if state != prev_state:
+            spells[state] = spells.get(state, 0) + 1
+            prev_state = state
+        r = navs[i] / navs[i - 1] - 1.0 if navs[i - 1] > 0 else 0.0
+        steps.setdefault(state, []).append(r)
+        span[state] = span.get(state, 0) + ts[i] - ts[i - 1]
+    total = ts[-1] - ts[0] if len(ts) > 1 else 0
+    ppy = periods_per_year(ts)
+    out: dict[str, dict[str, float]] = {}
+    for state in sorted(steps):
+        rets = steps[state]
+        chained = [1.0]
+        for r in rets:
+            chained.append(chained[-1] * (1.0 + r))
+        out[state] = {
+            "time_share": span[state] / total if total > 0 else 0.0,
+            "days": round(span[state] / DAY_NS, 6),
+            "spells": spells[state],
+            "total_return": chained[-1] - 1.0,
+            "mean_return": math.fsum(rets) / len(rets),
+            "sharpe": sharpe(rets, ppy),
+            "max_drawdown": max_drawdown(chained),
+        }
+    return out

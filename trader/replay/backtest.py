@@ -17,7 +17,7 @@ from trader.engine.build import Engine, build_engine
 from trader.engine.config import AppConfig, base_timeframes, replay_source
 from trader.replay.metrics import compute_metrics
 from trader.replay.observers import ModelCurves, RunTrace
-from trader.replay.reports import RunViews, tear_sheet_metrics, write_reports
+from trader.replay.reports import RunViews, regime_metrics, tear_sheet_metrics, write_reports
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +84,9 @@ def run_backtest(
     if isinstance(source, HistoricalFeed):
         metrics["data"] = data_report(source, engine)
     metrics.update(tear_sheet_metrics(engine, metrics, views))
+    if engine.regimes is not None:
+        # Only runs with regimes: the reports of other configs keep their exact bytes.
+        metrics["regimes"] = regime_metrics(engine)
     stats = {}
     feed_stats = getattr(source, "stats", None)  # a HistoricalFeed, maybe behind a wrapper
     if isinstance(feed_stats, dict):

@@ -91,6 +91,24 @@ def tear_sheet_metrics(engine: Any, metrics: dict[str, Any], views: RunViews) ->
     }
 
 
+def regime_metrics(engine: Any) -> dict[str, Any]:
+    """Per regime: its changes, last state, and time and performance in each state."""
+    regimes = engine.regimes
+    eq = engine.recorder.equity
+    ts = [p.ts for p in eq]
+    navs = [p.nav for p in eq]
+    out: dict[str, Any] = {}
+    for clf in regimes.classifiers:
+        changes = [(e.ts, e.state) for e in regimes.history if e.regime == clf.name]
+        out[clf.name] = {
+            "changes": len(changes),
+            "first_state_at": ns_to_iso(changes[0][0]) if changes else None,
+            "current": regimes.states[clf.name],
+            "states": analytics.regime_performance(ts, navs, changes),
+        }
+    return out
+
+
 def metrics_json(metrics: dict[str, Any]) -> str:
     def clean(v: Any) -> Any:
         if isinstance(v, float):

@@ -5,9 +5,10 @@ the benchmark), ``equity`` (NAV and the benchmark, linear/log), ``drawdown``
 (curve and the worst periods), ``returns`` (monthly heatmap, yearly bars),
 ``rolling`` (Sharpe and volatility), ``exposure`` (gross exposure and
 leverage), ``models`` (per-model equity, metrics, contribution),
-``instruments`` (contribution), ``trades`` (a price chart per instrument with
-its fills), ``risk`` (risk events timeline) and ``costs`` (cost model, config
-hash). The numbers come from ``metrics.json``'s figures, never recomputed here.
+``instruments`` (contribution), ``regimes`` (time and performance in each
+regime state; only for runs with regimes), ``trades`` (a price chart per
+instrument with its fills), ``risk`` (risk events timeline) and ``costs`` (cost
+model, config hash). The numbers come from ``metrics.json``'s figures, never recomputed here.
 
 plotly.js is embedded once (~4.8 MB): the page opens offline and alone (mailed,
 archived, copied); every run writes its own folder, so a ``plotly.min.js``
@@ -27,7 +28,7 @@ from trader.replay import analytics
 
 RISK_ROWS = 200  # risk events listed in the table (all are in risk_events.csv)
 PCT = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "exposure",
-       "contribution", "depth"}
+       "contribution", "depth", "time_share", "mean_return"}
 HEADLINE = ("total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown",
             "calmar", "win_rate", "profit_factor", "trades", "exposure", "bps", "final_nav")
 MODEL_COLUMNS = ("sharpe", "sortino", "cagr", "max_drawdown", "win_rate", "trades", "pnl",
@@ -93,6 +94,7 @@ def write_tear_sheet(engine: Any, metrics: dict[str, Any], views: Any, path: Pat
         _exposure_section(eq),
         _models_section(metrics, views),
         _instruments_section(metrics),
+        _regimes_section(metrics),
         _trades_section(views),
         _risk_section(engine),
         _costs_section(metrics),
@@ -261,6 +263,23 @@ def _instruments_section(metrics: dict[str, Any]) -> str:
                     _figure_html(fig, "instruments-chart"),
                     table(["instrument", *cols], rows, "instruments-table",
                           keys=["instrument", *cols]))
+
+
+REGIME_COLUMNS = ("time_share", "days", "spells", "total_return", "mean_return", "sharpe",
+                  "max_drawdown")
+
+
+def _regimes_section(metrics: dict[str, Any]) -> str:
+    regimes = metrics.get("regimes")
+    if not regimes:
+        return ""
+    rows = [(f"{name}: {state}", *(m[c] for c in REGIME_COLUMNS))
+            for name, r in sorted(regimes.items()) for state, m in r["states"].items()]
+    return _section("regimes", "Regimes",
+                    table(["regime: state", *REGIME_COLUMNS], rows, "regimes-table",
+                          keys=["regime", "time_share", *REGIME_COLUMNS[1:]]),
+                    '<p class="sub">Each day of the equity curve belongs to the state known at '
+                    "its start; budgets follow a change from the next bar on.</p>")
 
 
 def _trades_section(views: Any) -> str:

@@ -21,7 +21,10 @@ def config_hash(cfg: Any) -> str:
     # do not change what a run does.
     if not hasattr(cfg, "model_dump_json"):
         return hashlib.sha256(str(cfg).encode()).hexdigest()
-    text = cfg.model_dump_json(exclude={"store", "report", "alerts", "web", "tracking"})
+    exclude = {"store", "report", "alerts", "web", "tracking"}
+    # Sections added later count only when used, so older configs keep their digest.
+    exclude.update(k for k in ("regimes", "regime_budgets") if not getattr(cfg, k, None))
+    text = cfg.model_dump_json(exclude=exclude)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -30,6 +30,8 @@ class Allocator:
         self.portfolio = portfolio
         self.budgets = dict(budgets)
         self.scale = 1.0  # set by drawdown control
+        # Per-model multipliers of the portfolio overlays (trader.engine.overlays); absent = 1.
+        self.overlay: dict[str, float] = {}
         self.weights: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.targets: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.sizing = {m: z for m, z in (sizing or {}).items() if z.by != "weight"}
@@ -66,12 +68,13 @@ class Allocator:
         if not price or weight == 0:
             return 0.0
         mult = pf.instruments[inst].multiplier
+        scale = self.scale * self.overlay.get(model, 1.0) if self.overlay else self.scale
         sizing = self.sizing.get(model) if self.sizing else None
         if sizing is None:
-            return weight * self.budgets[model] * self.scale * pf.nav / (price * mult)
+            return weight * self.budgets[model] * scale * pf.nav / (price * mult)
         if sizing.by == "quantity":
-            return weight * sizing.quantity * self.scale
-        return weight * sizing.notional * self.scale / (price * mult)
+            return weight * sizing.quantity * scale
+        return weight * sizing.notional * scale / (price * mult)
 
     def rescale(self, scale: float) -> list[str]:
         """Apply a new budget scale (drawdown de-risking) to every standing target."""
@@ -83,6 +86,30 @@ class Allocator:
                     continue
                 self.targets[model][inst] = self._size(model, inst, w)
                 changed.add(inst)
+        return sorted(changed)
+
+    def set_overlay(self, multipliers: Mapping[str, float], band: float = 0.0) -> list[str]:
+        """Apply new overlay multipliers to the given models' standing targets.
+
+        ``band`` (a fraction of the model's budget × NAV): a re-sized target that moves
+        the model's position by less than this keeps its old quantity, so small changes
+        of scale cause no trading.  A multiplier of 0 (a halted model) always applies.
+        Returns the instruments whose target changed.
+        """
+        changed: set[str] = set()
+        pf = self.portfolio
+        for model, x in multipliers.items():
+            self.overlay[model] = x
+            floor = band * self.budgets[model] * pf.nav if band and x else 0.0
+            for inst, w in self.weights[model].items():
+                if w != w:  # a held quantity (NaN weight) is not re-sized
+                    continue
+                target = self._size(model, inst, w)
+                if floor and self._too_small(model, inst, target, floor):
+                    continue
+                if target != self.targets[model].get(inst):
+                    self.targets[model][inst] = target
+                    changed.add(inst)
         return sorted(changed)
 
     def net_target(self, inst: str) -> float:

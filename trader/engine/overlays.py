@@ -100,6 +100,11 @@ def kelly_cap(returns: Sequence[float], fraction: float, floor: float = 0.0) -> 
     return min(1.0, max(floor, fraction * mean / var))
 
 
+def _same(a: float, b: float) -> bool:
+    """Equal but for float noise: a window's sum moved by rounding is no new decision."""
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
 # -- the state ---------------------------------------------------------------------------
 class Overlays:
     """Keeps the overlays' state on closed periods and hands the allocator its multipliers.
@@ -132,7 +137,8 @@ class Overlays:
         self.kelly = dict.fromkeys(self.budgets, 1.0)
         self._equity: dict[str, float] = {m: b * portfolio.initial_cash
                                           for m, b in self.budgets.items()}
-        self._exposed = dict.fromkeys(self.budgets, False)
+        self._exposure = dict.fromkeys(self.budgets, 0.0)  # 1.0: held a position, last close
+        self._last_closes: dict[str, float] = {}
         dd = cfg.model_drawdown
         self.monitors = {m: DrawdownMonitor(dd.trigger, dd.halt, eq, dd.restore_at)
                          for m, eq in self._equity.items()} if dd else {}
@@ -169,6 +175,7 @@ class Overlays:
                                    and prev[i] > 0 else 0.0 for i in self.instruments])
             self._prev_closes = dict(closes)
         changed_dd = self._model_curves(ts, closes)
+        self._last_closes = dict(closes)
         due = self._periods_seen % self.cfg.rebalance_every == 0
         if due:
             self._update_vol(ts, closes)
@@ -181,18 +188,24 @@ class Overlays:
         book) at the period's closes: Kelly's returns and the drawdown levels."""
         pf = self.portfolio
         kelly = self.cfg.kelly
+        mult = pf.instruments
+        last = self._last_closes
         acted = False
         for m, budget in self.budgets.items():
             book = pf.models.get(m)
             equity = budget * pf.initial_cash + (book.equity(closes) if book else 0.0)
-            prev = self._equity[m]
-            mult = self.multipliers[m]
-            if kelly is not None and self._exposed[m] and prev > 0 and mult > 0:
-                # The return at the model's whole budget: undo the multiplier it ran at.
-                self._model_rets[m].append((equity / prev - 1.0) / mult)
+            if kelly is not None and book is not None and self._exposure[m] > 0:
+                # The return per unit of exposure: the edge, whatever size it ran at (a
+                # model cut by an overlay keeps measuring the same edge).  A re-sizing is
+                # filled at the first open after the period closed, so the quantity held
+                # at this close, valued at the period's opening prices, earned its PnL.
+                held = math.fsum(abs(p.quantity) * last.get(i, p.avg_price) * mult[i].multiplier
+                                 for i, p in book.positions.items() if p.quantity)
+                if held > 0:
+                    self._model_rets[m].append((equity - self._equity[m]) / held)
             self._equity[m] = equity
-            self._exposed[m] = book is not None and any(p.quantity for p in
-                                                        book.positions.values())
+            self._exposure[m] = float(book is not None and any(
+                p.quantity for p in book.positions.values()))
             monitor = self.monitors.get(m)
             if monitor is None:
                 continue
@@ -224,7 +237,7 @@ class Overlays:
                    / nav / self.vol_scale for i in self.instruments]
         predicted = predicted_vol(weights, covariance(list(self._rets)), self.periods_per_year)
         scale = vol_target_scale(vt.annual_vol, predicted, vt.max_leverage)
-        if scale is None or scale == self.vol_scale:
+        if scale is None or _same(scale, self.vol_scale):
             return
         self.vol_scale = scale
         self._event(ts, "vol_target", "", scale, "",
@@ -238,7 +251,7 @@ class Overlays:
             if len(rets) < kc.min_periods:
                 continue
             cap = kelly_cap(rets, kc.fraction, kc.floor)
-            if cap is None or cap == self.kelly[m]:
+            if cap is None or _same(cap, self.kelly[m]):
                 continue
             self.kelly[m] = cap
             self._event(ts, "kelly", m, cap, "", f"{len(rets)} exposed periods")

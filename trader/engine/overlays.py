@@ -29,12 +29,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from risk.drawdown import DrawdownAction, DrawdownMonitor
 from trader.core.events import Bar, Event, ns_to_iso
 from trader.core.timeframes import parse_timeframe
 from trader.engine.allocator import Allocator
 from trader.engine.config import OverlaysConfig
 from trader.engine.portfolio import Portfolio
+
+log = structlog.get_logger(__name__)
 
 NS = 1_000_000_000
 YEAR_S = 365.25 * 86_400
@@ -271,6 +275,10 @@ class Overlays:
                detail: str) -> None:
         ev = OverlayEvent(ts, kind, model, value, level, detail)
         self.events.append(ev)
+        # A model halted by its own drawdown needs the operator's eye; the rest is routine.
+        logger = log.warning if level == "halt" else log.info
+        logger("overlay_decision", kind=kind, model=model, value=value, action=level,
+               detail=detail, ts=ns_to_iso(ts))
         if self.publish is not None:
             self.publish(ev)
 

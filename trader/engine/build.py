@@ -251,8 +251,8 @@ def build_engine(
     if ov_cfg is not None:
         # After the portfolio and risk saw the bar, before the models: a closed period's
         # re-sizing goes out on this bar, ahead of the models' own decisions.
-        engine.overlays = Overlays(ov_cfg, allocator, portfolio, budgets, bases, pipeline)
-        engine.overlays.publish = bus.publish
+        engine.overlays = Overlays(ov_cfg, allocator, portfolio, budgets, bases, pipeline,
+                                   bus.publish)
         bus.subscribe(Bar, engine.overlays.on_bar)
     if aggregator.active:
         bus.subscribe(Bar, aggregator.on_bar)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from trader.core.events import Bar, Event, ns_to_iso
 from trader.core.timeframes import parse_timeframe
 from trader.engine.allocator import Allocator
 from trader.engine.config import OverlaysConfig
+from trader.engine.pipeline import Pipeline
 from trader.engine.portfolio import Portfolio
 
 log = structlog.get_logger(__name__)
@@ -113,13 +114,15 @@ def _same(a: float, b: float) -> bool:
 class Overlays:
     """Keeps the overlays' state on closed periods and hands the allocator its multipliers.
 
-    ``rebalance(instruments, ts, reasons)`` is the pipeline's; ``can_trade()`` says whether
-    orders may go now (not while warming up or flattening).
+    The pipeline sends the orders of a re-sizing (``Pipeline.rebalance``), only while it
+    trades and is not flattening.  While it warms up, the vol scale learns from the bars
+    but the models' own curves are not judged: a restart's restored books would be
+    marked against warm-up prices; their drawdown and edge are measured from READY.
     """
 
     def __init__(self, cfg: OverlaysConfig, allocator: Allocator, portfolio: Portfolio,
                  budgets: Mapping[str, float], base_timeframes: Mapping[str, int],
-                 pipeline: Any) -> None:
+                 pipeline: Pipeline, publish: Callable[[Any], None] | None = None) -> None:
         self.cfg = cfg
         self.allocator = allocator
         self.portfolio = portfolio
@@ -149,7 +152,7 @@ class Overlays:
         self.dd = dict.fromkeys(self.budgets, 1.0)
         self.multipliers = dict.fromkeys(self.budgets, 1.0)
         self.events: list[OverlayEvent] = []
-        self.publish: Any = None  # the bus's publish, set by build_engine
+        self.publish = publish  # the bus's: an OverlayEvent for whoever listens
 
     # -- the bus handler -----------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
@@ -194,10 +197,18 @@ class Overlays:
         kelly = self.cfg.kelly
         mult = pf.instruments
         last = self._last_closes
+        warming = not self.pipeline.trading
         acted = False
         for m, budget in self.budgets.items():
             book = pf.models.get(m)
             equity = budget * pf.initial_cash + (book.equity(closes) if book else 0.0)
+            if warming:
+                self._equity[m] = equity
+                self._exposure[m] = 0.0  # no return spans warm-up and trading
+                monitor = self.monitors.get(m)
+                if monitor is not None:
+                    monitor.rebase(equity)  # the peak starts at READY
+                continue
             if kelly is not None and book is not None and self._exposure[m] > 0:
                 # The return per unit of exposure: the edge, whatever size it ran at (a
                 # model cut by an overlay keeps measuring the same edge).  A re-sizing is

@@ -268,6 +268,39 @@ def test_model_drawdown_halt_flattens_only_that_model() -> None:
         assert sent.side == "SELL" and reasons[sent.client_order_id] == "overlay"
 
 
+def test_warm_up_does_not_judge_a_restored_book_its_drawdown_starts_at_ready() -> None:
+    """A restart restores a model's book and warms up on bars that lose 30 %: nothing acts
+    then (invariant: warm-up never triggers a risk action); from READY on, the model's
+    drawdown is measured from its equity at READY."""
+    from trader.engine.build import make_sim
+    from trader.engine.portfolio import Position
+
+    cfg = synthetic_config({"model_drawdown": {"trigger": 0.05, "halt": 0.25}},
+                           {"AAA": 0.4})
+    quiet = Scripted("m_aaa", ["AAA"], "1d", lambda bar, k: None)
+    engine = build_engine(cfg, mode="paper", gateways={"sim": make_sim(cfg)}, models=[quiet])
+    pf = engine.portfolio
+    pf.adopt({"AAA": 400.0})
+    book = pf.model_book("m_aaa")
+    book.cash = -40_000.0
+    book.positions["AAA"] = Position(400.0, 100.0)
+    closes = path_from([-0.01] * 60)
+    bars = list(daily_bars({"AAA": closes}))
+    warm, live = bars[:36], bars[36:]
+    engine.kernel.run(warm)  # 30 % down: the restored book's own drawdown is past halt
+    ov = engine.overlays
+    assert ov is not None and ov.events == []
+    ready = warm[-1].ts
+    engine.risk.arm(ready)
+    engine.pipeline.start_trading()
+    engine.kernel.run(live)
+    first = ov.events[0]
+    assert (first.kind, first.level) == ("model_drawdown", "derisk")
+    # 5 % below the equity at READY (about 5 bars of -1 %), not the book's old peak.
+    days_after_ready = (first.ts - ready) // (DAY * NS)
+    assert 5 <= days_after_ready <= 7
+
+
 # -- no look-ahead --
 def test_poisoned_future_bars_do_not_change_earlier_overlay_decisions() -> None:
     n = 200

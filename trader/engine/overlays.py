@@ -151,6 +151,7 @@ class Overlays:
                          for m, eq in self._equity.items()} if dd else {}
         self.dd = dict.fromkeys(self.budgets, 1.0)
         self.multipliers = dict.fromkeys(self.budgets, 1.0)
+        self._restored: set[str] = set()  # models whose drawdown state a restart carried
         self.events: list[OverlayEvent] = []
         self.publish = publish  # the bus's: an OverlayEvent for whoever listens
 
@@ -206,8 +207,8 @@ class Overlays:
                 self._equity[m] = equity
                 self._exposure[m] = 0.0  # no return spans warm-up and trading
                 monitor = self.monitors.get(m)
-                if monitor is not None:
-                    monitor.rebase(equity)  # the peak starts at READY
+                if monitor is not None and m not in self._restored:
+                    monitor.rebase(equity)  # the peak starts at READY (or was restored)
                 continue
             if kelly is not None and book is not None and self._exposure[m] > 0:
                 # The return per unit of exposure: the edge, whatever size it ran at (a
@@ -292,6 +293,40 @@ class Overlays:
                detail=detail, ts=ns_to_iso(ts))
         if self.publish is not None:
             self.publish(ev)
+
+    # -- restarts ---------------------------------------------------------------------------
+    def state_snapshot(self) -> dict[str, Any]:
+        """What a restart must keep: each model's own drawdown state (the vol scale and the
+        Kelly caps are learnt again from the bars)."""
+        return {"model_drawdown": {m: {"peak": mon.peak, "derisked": mon.derisked,
+                                       "halted": mon.halted}
+                                   for m, mon in sorted(self.monitors.items())}}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> list[str]:
+        """Take back a ``state_snapshot`` at start-up, before any bar: a halted model stays
+        halted and a de-risked one de-risked, with its peak.  Returns the models restored
+        in a cut state (a model no longer configured, or no longer watched, is ignored)."""
+        cfg = self.cfg.model_drawdown
+        cut = []
+        for m, st in snapshot.get("model_drawdown", {}).items():
+            monitor = self.monitors.get(m)
+            if monitor is None or cfg is None:
+                continue
+            monitor.peak = float(st["peak"])
+            monitor.derisked = bool(st["derisked"])
+            monitor.halted = bool(st["halted"])
+            monitor.refresh_floor()
+            self._restored.add(m)
+            self.dd[m] = 0.0 if monitor.halted else (
+                cfg.derisk_factor if monitor.derisked else 1.0)
+            if self.dd[m] != 1.0:
+                cut.append(m)
+        new = {m: self.vol_scale * self.kelly[m] * self.dd[m] for m in self.budgets}
+        moved = {m: x for m, x in new.items() if x != self.multipliers[m]}
+        self.multipliers.update(moved)
+        # Sized now, traded at READY like every target formed before it (start_trading).
+        self.allocator.set_overlay(moved)
+        return sorted(cut)
 
     # -- reports -------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -56,6 +56,9 @@ class OverlayEvent(Event, frozen=True, tag="overlay"):
     detail: str = ""
 
 
+# The store's risk_state row that keeps ``Overlays.state_snapshot`` between sessions.
+STORE_SCOPE = "overlays"
+
 OVERLAY_EVENT_COLUMNS = ["ts", "kind", "model", "value", "level", "detail"]
 
 

@@ -52,6 +52,7 @@ from trader.engine.config import (
     load_config,
     market_data_gateway,
 )
+from trader.engine.overlays import STORE_SCOPE as OVERLAYS_SCOPE
 from trader.live.feeds import FeedMonitor
 from trader.live.journal import JournalControl, JournalWriter
 from trader.live.lock import DataDirLock, DataDirLocked
@@ -72,8 +73,6 @@ from trader.store.lifecycle import Lifecycle, enforce_mode
 log = structlog.get_logger("trader.live.daemon")
 
 SIMULATED = {"sim"}
-# The store's risk_state row of the portfolio overlays (per-model drawdown state).
-OVERLAYS_SCOPE = "overlays"
 
 
 class Refused(ConfigError):

@@ -13,6 +13,7 @@ from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_ex
 
 from trader.core.events import ns_to_iso
 from trader.live.journal_replay import order_key, replay_journal
+from trader.store import open_store
 
 OVERLAYS = {
     "timeframe": "4h",
@@ -74,16 +75,23 @@ TWO_MODELS = [
 ]
 
 
-def test_a_model_halted_by_its_own_drawdown_stays_halted_after_a_restart(tmp_path) -> None:
-    tight = {"model_drawdown": {"trigger": 0.01, "halt": 0.02}}
+TIGHT = {"model_drawdown": {"trigger": 0.01, "halt": 0.02}}
+
+
+def _halting_session(tmp_path: Path) -> tuple[Path, list[dict], dict]:
     cfg = _with_overlays(write_config(tmp_path, data_end="2018-08-25", models=TWO_MODELS),
-                         tight)
-    lines1, snap1 = _session(cfg, "one.log")
-    halted = {x["model"] for x in events(lines1, "overlay_decision") if x["action"] == "halt"}
+                         TIGHT)
+    lines, snap = _session(cfg, "one.log")
+    halted = {x["model"] for x in events(lines, "overlay_decision") if x["action"] == "halt"}
     assert halted == {"btc_fast"}  # BTC fell in August 2018; SPY did not
-    # The second session resumes after the first's last bar, on new data.
+    # The next session resumes after this one's last bar: give it new data.
     cfg = _with_overlays(write_config(tmp_path, data_end="2018-09-15", models=TWO_MODELS),
-                         tight)
+                         TIGHT)
+    return cfg, lines, snap
+
+
+def test_a_model_halted_by_its_own_drawdown_stays_halted_after_a_restart(tmp_path) -> None:
+    cfg, _lines1, snap1 = _halting_session(tmp_path)
     lines2, snap2 = _session(cfg, "two.log")
     (restored,) = events(lines2, "overlay_state_restored")
     assert restored["drawdown_levels"]["btc_fast"] == 0.0
@@ -93,3 +101,20 @@ def test_a_model_halted_by_its_own_drawdown_stays_halted_after_a_restart(tmp_pat
     for snap in (snap1, snap2):  # the restored state is in the journal header: parity holds
         outcome = replay_journal(snap["journal"])
         assert outcome.identical, outcome.first_difference()
+
+
+def test_the_operator_releases_a_halted_model_between_sessions(tmp_path) -> None:
+    cfg, _lines1, _snap1 = _halting_session(tmp_path)
+    res = run_cli("models", "release", "btc_fast", "--reason", "reviewed", "--config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "btc_fast: released (was halted" in res.stdout
+    again = run_cli("models", "release", "btc_fast", "--reason", "twice", "--config", str(cfg))
+    assert again.returncode != 0 and "nothing to release" in again.stdout + again.stderr
+    lines2, snap2 = _session(cfg, "two.log")
+    (restored,) = events(lines2, "overlay_state_restored")
+    assert "btc_fast" not in restored["drawdown_levels"]
+    assert "BTCUSD" in {x["instrument"] for x in events(lines2, "order_submitted")}
+    assert replay_journal(snap2["journal"]).identical
+    with open_store(None, tmp_path / "data", migrate=False) as store:
+        (event,) = store.risk_events("model_drawdown_released")
+    assert event["reason"] == "reviewed" and event["detail"]["model"] == "btc_fast"

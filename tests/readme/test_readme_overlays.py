@@ -28,3 +28,7 @@ def test_overlays_backtest_writes_its_decisions(clone: Path) -> None:  # noqa: F
     with open(out / "trades.csv", newline="") as fh:
         reasons = {r["reason"] for r in csv.DictReader(fh)}
     assert {"signal", "overlay"} <= reasons
+    # The tear sheet shows the multipliers over time and the decisions.
+    html = (out / "report.html").read_text()
+    assert '<section id="overlays">' in html and 'id="overlay-multipliers"' in html
+    assert html.count("<tr>", html.index('id="overlay-table"')) >= min(len(rows), 200)

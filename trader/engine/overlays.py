@@ -136,7 +136,7 @@ class Overlays:
         self.periods_per_year = YEAR_S * NS / self.period_ns
         self.instruments = sorted(portfolio.instruments)
         self._closes: dict[str, float] = {}  # last close of each instrument, this period
-        self._prev_closes: dict[str, float] | None = None
+        self._last_closes: dict[str, float] = {}  # ... at the end of the period before
         self._period: int | None = None
         self._periods_seen = 0
         vt = cfg.vol_target
@@ -147,8 +147,7 @@ class Overlays:
         self.kelly = dict.fromkeys(self.budgets, 1.0)
         self._equity: dict[str, float] = {m: b * portfolio.initial_cash
                                           for m, b in self.budgets.items()}
-        self._exposure = dict.fromkeys(self.budgets, 0.0)  # 1.0: held a position, last close
-        self._last_closes: dict[str, float] = {}
+        self._held = dict.fromkeys(self.budgets, False)  # held a position at the last close
         dd = cfg.model_drawdown
         self.monitors = {m: DrawdownMonitor(dd.trigger, dd.halt, eq, dd.restore_at)
                          for m, eq in self._equity.items()} if dd else {}
@@ -176,15 +175,13 @@ class Overlays:
     def _close_period(self, ts: int, gap: int) -> None:
         closes = self._closes
         self._periods_seen += 1
-        if self.cfg.vol_target is not None:
-            prev = self._prev_closes
-            if prev is not None:
-                # Periods without any bar (a weekend of daily equities) returned nothing.
-                for _ in range(min(gap - 1, self._rets.maxlen or 0)):
-                    self._rets.append([0.0] * len(self.instruments))
-                self._rets.append([closes[i] / prev[i] - 1.0 if i in prev and i in closes
-                                   and prev[i] > 0 else 0.0 for i in self.instruments])
-            self._prev_closes = dict(closes)
+        prev = self._last_closes
+        if self.cfg.vol_target is not None and prev:
+            # Periods without any bar (a weekend of daily equities) returned nothing.
+            for _ in range(min(gap - 1, self._rets.maxlen or 0)):
+                self._rets.append([0.0] * len(self.instruments))
+            self._rets.append([closes[i] / prev[i] - 1.0 if i in prev and i in closes
+                               and prev[i] > 0 else 0.0 for i in self.instruments])
         changed_dd = self._model_curves(ts, closes)
         self._last_closes = dict(closes)
         due = self._periods_seen % self.cfg.rebalance_every == 0
@@ -208,12 +205,12 @@ class Overlays:
             equity = budget * pf.initial_cash + (book.equity(closes) if book else 0.0)
             if warming:
                 self._equity[m] = equity
-                self._exposure[m] = 0.0  # no return spans warm-up and trading
+                self._held[m] = False  # no return spans warm-up and trading
                 monitor = self.monitors.get(m)
                 if monitor is not None and m not in self._restored:
                     monitor.rebase(equity)  # the peak starts at READY (or was restored)
                 continue
-            if kelly is not None and book is not None and self._exposure[m] > 0:
+            if kelly is not None and book is not None and self._held[m]:
                 # The return per unit of exposure: the edge, whatever size it ran at (a
                 # model cut by an overlay keeps measuring the same edge).  A re-sizing is
                 # filled at the first open after the period closed, so the quantity held
@@ -223,8 +220,7 @@ class Overlays:
                 if held > 0:
                     self._model_rets[m].append((equity - self._equity[m]) / held)
             self._equity[m] = equity
-            self._exposure[m] = float(book is not None and any(
-                p.quantity for p in book.positions.values()))
+            self._held[m] = book is not None and any(p.quantity for p in book.positions.values())
             monitor = self.monitors.get(m)
             if monitor is None:
                 continue

@@ -52,6 +52,9 @@ def test_paper_session_with_overlays_replays_identically(tmp_path) -> None:
                 for e in engine.overlays.events]
     assert logged and logged == replayed
     assert {e.kind for e in engine.overlays.events} == {"vol_target", "kelly", "model_drawdown"}
+    # The CLI says so too.
+    res = run_cli("backtest", "--journal", snap["journal"], "--out", str(tmp_path / "replay"))
+    assert res.returncode == 0 and "identical orders" in res.stdout, res.stdout + res.stderr
 
 
 def _with_overlays(cfg: Path, overlays: dict) -> Path:

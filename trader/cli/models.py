@@ -146,6 +146,52 @@ def demote_cmd(
     console.print(f"{name}: {row['from_stage']} -> {row['to_stage']}")
 
 
+@models_app.command("release")
+def release_cmd(
+    name: str = typer.Argument(..., help="model name"),
+    reason: str = typer.Option(..., "--reason", help="why (stored as a risk event)"),
+    operator: str = typer.Option(None, "--operator", help="who decides (default: login name)"),
+    config: Path = CONFIG_OPTION,
+    data_dir: Path = DATA_DIR_OPTION,
+) -> None:
+    """Give a model halted or de-risked by its own drawdown overlay its budget back.
+
+    Only while no daemon runs on the data directory (a running one keeps the model's
+    state in memory and would write it back); the next session measures the model's
+    drawdown afresh from its READY.
+    """
+    import time
+
+    from trader.engine.overlays import STORE_SCOPE
+    from trader.live.lock import DataDirLock, DataDirLocked
+
+    dep = resolve(config, data_dir)
+    lock = DataDirLock(dep.data_dir)
+    try:
+        lock.acquire()  # and no daemon starts while the state is rewritten
+    except DataDirLocked as exc:
+        raise UserError(f"{exc}; release the model once it is stopped") from None
+    store = dep.open_store()
+    try:
+        state = store.load_risk_state(STORE_SCOPE) or {}
+        models = dict(state.get("model_drawdown", {}))
+        held = models.get(name)
+        if held is None or not (held.get("halted") or held.get("derisked")):
+            raise UserError(f"model {name!r} is not halted or de-risked by its drawdown "
+                            f"overlay in {dep.data_dir} (nothing to release)")
+        del models[name]
+        store.save_risk_state({**state, "model_drawdown": models}, scope=STORE_SCOPE)
+        who = operator or getpass.getuser()
+        store.record_risk_event(time.time_ns(), "model_drawdown_released", reason,
+                                {"model": name, "by": who, "was": held})
+    finally:
+        store.close()
+        lock.release()
+    level = "halted" if held.get("halted") else "de-risked"
+    console.print(f"{name}: released (was {level} by its drawdown overlay, peak "
+                  f"{held['peak']:.2f}); its drawdown is measured afresh from the next READY")
+
+
 @models_app.command("history")
 def history_cmd(name: str = typer.Argument(..., help="model name"),
                 config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:

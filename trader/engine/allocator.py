@@ -32,6 +32,8 @@ class Allocator:
         self.scale = 1.0  # set by drawdown control
         # Regime budgets (trader.engine.regime): model -> budget multiplier; absent = 1.
         self.multipliers: dict[str, float] = {}
+        # Per-model multipliers of the portfolio overlays (trader.engine.overlays); absent = 1.
+        self.overlay: dict[str, float] = {}
         self.weights: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.targets: dict[str, dict[str, float]] = {m: {} for m in budgets}
         self.sizing = {m: z for m, z in (sizing or {}).items() if z.by != "weight"}
@@ -68,7 +70,11 @@ class Allocator:
         if not price or weight == 0:
             return 0.0
         mult = pf.instruments[inst].multiplier
-        scale = self.scale * self.multipliers[model] if model in self.multipliers else self.scale
+        scale = self.scale
+        if self.multipliers:
+            scale *= self.multipliers.get(model, 1.0)
+        if self.overlay:
+            scale *= self.overlay.get(model, 1.0)
         sizing = self.sizing.get(model) if self.sizing else None
         if sizing is None:
             return weight * self.budgets[model] * scale * pf.nav / (price * mult)
@@ -93,15 +99,36 @@ class Allocator:
         multiplier changed (no other model's target moves), return their instruments."""
         new = {m: v for m, v in multipliers.items() if v != 1.0 and m in self.budgets}
         old, self.multipliers = self.multipliers, new
+        return self._resize([m for m in self.weights if old.get(m, 1.0) != new.get(m, 1.0)])
+
+    def set_overlay(self, multipliers: Mapping[str, float], band: float = 0.0) -> list[str]:
+        """Apply new overlay multipliers to the given models' standing targets.
+
+        ``band`` (a fraction of the model's budget × NAV): a re-sized target that moves
+        the model's position by less than this keeps its old quantity, so small changes
+        of scale cause no trading.  A multiplier of 0 (a halted model) always applies.
+        Returns the instruments whose target changed.
+        """
+        self.overlay.update(multipliers)
+        return self._resize(list(multipliers), band)
+
+    def _resize(self, models: list[str], band: float = 0.0) -> list[str]:
+        """Size the standing targets of ``models`` again; the instruments whose target moved."""
         changed: set[str] = set()
-        for model, weights in self.weights.items():
-            if old.get(model, 1.0) == new.get(model, 1.0):
-                continue
-            for inst, w in weights.items():
+        pf = self.portfolio
+        for model in models:
+            halted = self.overlay.get(model, 1.0) == 0
+            floor = band * self.budgets[model] * pf.nav if band and not halted else 0.0
+            targets = self.targets[model]
+            for inst, w in self.weights[model].items():
                 if w != w:  # a held quantity (NaN weight) is not re-sized
                     continue
-                self.targets[model][inst] = self._size(model, inst, w)
-                changed.add(inst)
+                target = self._size(model, inst, w)
+                if floor and self._too_small(model, inst, target, floor):
+                    continue
+                if target != targets.get(inst):
+                    targets[inst] = target
+                    changed.add(inst)
         return sorted(changed)
 
     def net_target(self, inst: str) -> float:

@@ -35,6 +35,7 @@ from trader.engine.allocator import Allocator
 from trader.engine.config import AppConfig, ConfigError, base_timeframes
 from trader.engine.exits import ExitEmulator
 from trader.engine.financing import FinancingAccrual
+from trader.engine.overlays import Overlays
 from trader.engine.pipeline import Pipeline
 from trader.engine.planner import Planner
 from trader.engine.portfolio import Portfolio
@@ -158,6 +159,7 @@ class Engine:
     orders_truncated: bool = False
     financing: FinancingAccrual | None = None
     regimes: RegimeEngine | None = None
+    overlays: Overlays | None = None
 
 
 def build_engine(
@@ -273,7 +275,8 @@ def build_engine(
     details = None
     sims = [g for g in gateways.values() if isinstance(g, SimulatedGateway)]
     costed = any(g.realistic for g in sims)
-    if policies or costed:
+    ov_cfg = cfg.portfolio.overlays
+    if policies or costed or ov_cfg is not None:
         # One cost-split map: the simulated exchange's (other venues report commission only).
         split = sims[0].cost_split if sims else {}
         details = TradeDetails(pipeline.reasons, split)
@@ -300,6 +303,12 @@ def build_engine(
             bus.subscribe(Bar, gw.on_bar)
     bus.subscribe(Bar, portfolio.on_bar)
     bus.subscribe(Bar, risk.on_bar)
+    if ov_cfg is not None:
+        # After the portfolio and risk saw the bar, before the models: a closed period's
+        # re-sizing goes out on this bar, ahead of the models' own decisions.
+        engine.overlays = Overlays(ov_cfg, allocator, portfolio, budgets, bases, pipeline,
+                                   bus.publish)
+        bus.subscribe(Bar, engine.overlays.on_bar)
     if aggregator.active:
         bus.subscribe(Bar, aggregator.on_bar)
     if regimes is not None:

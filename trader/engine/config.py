@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -184,9 +185,100 @@ class RegimeConfig(Strict):
 RegimeBudgets = dict[str, dict[str, dict[str, float]]]
 
 
+class VolTargetConfig(Strict):
+    """Scale every model's budget so the portfolio's predicted volatility is ``annual_vol``."""
+
+    annual_vol: float = Field(gt=0, le=5, description="target annualised volatility, e.g. 0.10")
+    lookback: int = Field(60, ge=5, description="periods of returns in the covariance")
+    min_periods: int = Field(20, ge=2, description="periods seen before the scale moves off 1")
+    max_leverage: float = Field(1.0, gt=0, le=10, description="the scale never exceeds this")
+
+    @model_validator(mode="after")
+    def _periods(self) -> VolTargetConfig:
+        if self.min_periods > self.lookback:
+            raise ValueError(f"min_periods ({self.min_periods}) exceeds lookback "
+                             f"({self.lookback}): the scale would never move")
+        return self
+
+
+class KellyConfig(Strict):
+    """Cap each model at ``fraction`` × its Kelly fraction (mean / variance of its returns)."""
+
+    fraction: float = Field(0.5, gt=0, le=1, description="0.5 = half Kelly")
+    lookback: int = Field(250, ge=5, description="the model's last N exposed periods")
+    min_periods: int = Field(20, ge=2, description="exposed periods seen before it caps")
+    floor: float = Field(0.0, ge=0, le=1, description="the cap never goes below this")
+
+    @model_validator(mode="after")
+    def _periods(self) -> KellyConfig:
+        if self.min_periods > self.lookback:
+            raise ValueError(f"min_periods ({self.min_periods}) exceeds lookback "
+                             f"({self.lookback}): the cap would never act")
+        return self
+
+
+class ModelDrawdownConfig(Strict):
+    """A model's own book de-risked at ``trigger`` and halted at ``halt`` (of its own peak)."""
+
+    trigger: float = Field(gt=0, lt=1)
+    halt: float = Field(gt=0, le=1)
+    derisk_factor: float = Field(0.5, ge=0, lt=1)
+    restore_at: float | None = Field(None, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _levels(self) -> ModelDrawdownConfig:
+        if self.halt <= self.trigger:
+            raise ValueError(f"halt ({self.halt}) must be above trigger ({self.trigger})")
+        if self.restore_at is not None and self.restore_at >= self.trigger:
+            raise ValueError(f"restore_at ({self.restore_at}) must be below trigger "
+                             f"({self.trigger})")
+        return self
+
+
+class OverlaysConfig(Strict):
+    """``portfolio.overlays``: which overlays run, on which clock; see the module doc."""
+
+    timeframe: str = "1d"
+    rebalance_every: int = Field(1, ge=1, description="periods between vol/Kelly re-sizings")
+    vol_target: VolTargetConfig | None = None
+    kelly: KellyConfig | None = None
+    model_drawdown: ModelDrawdownConfig | None = None
+    rebalance_band: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        parse_timeframe(v)
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> OverlaysConfig:
+        if not self.active:
+            raise ValueError("no overlay configured: give vol_target, kelly or model_drawdown "
+                             "(rebalance_band only acts on the re-sizings they cause)")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """True when an overlay re-sizes targets (the band only filters those re-sizings)."""
+        return (self.vol_target is not None or self.kelly is not None
+                or self.model_drawdown is not None)
+
+
 class PortfolioConfig(Strict):
     initial_cash: float = Field(100_000.0, gt=0)
     currency: str = "USD"
+    # Volatility targeting, Kelly caps, per-model drawdown control, rebalance band.
+    overlays: OverlaysConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_overlays(self, handler: Any) -> dict[str, Any]:
+        # A config without overlays dumps as before they existed: its hash, its journal
+        # header and its reports stay byte for byte the same.
+        out = handler(self)
+        if self.overlays is None:
+            out.pop("overlays", None)
+        return out
 
 
 class PlannerConfig(Strict):

@@ -32,6 +32,7 @@ import structlog
 from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, TradingStateChanged
 from trader.core.events import Fill, GatewayHealth, ns_to_iso
 from trader.core.logging import redactor
+from trader.engine.overlays import OverlayEvent
 
 log = structlog.get_logger("trader.alerts")
 CREDENTIAL_NAME = "alert_urls"  # a systemd credential file of that name is read too
@@ -81,6 +82,14 @@ def alert_for(event: Any) -> Alert | None:
                      f"{event.nav:,.2f}, budget scale {event.budget_scale:g}",
                      key=f"drawdown:{event.level}",
                      severity="failure" if event.level == "halt" else "warning")
+    if isinstance(event, OverlayEvent):
+        if event.kind != "model_drawdown":
+            return None  # the vol scale and Kelly caps move routinely
+        # One model's own drawdown: the portfolio trades on, so never a "failure".
+        return Alert("drawdown", f"model {event.model} drawdown {event.level}",
+                     f"{event.detail}; the model's budget multiplier is now {event.value:g}",
+                     key=f"model_drawdown:{event.model}:{event.level}",
+                     severity="info" if event.level == "restore" else "warning")
     if isinstance(event, GatewayHealth):
         where = f"{event.gateway}/{event.stream}" if event.stream else event.gateway
         state = str(event.state)
@@ -264,7 +273,7 @@ class AlertSender:
 
     def attach(self, bus: Any) -> None:
         for kind in (Fill, OrderRiskEvent, TradingStateChanged, KillSwitchChanged,
-                     DrawdownEvent, GatewayHealth):
+                     DrawdownEvent, OverlayEvent, GatewayHealth):
             bus.subscribe(kind, self.on_event)
 
     def close(self, timeout: float = 10.0) -> None:

@@ -52,6 +52,7 @@ from trader.engine.config import (
     load_config,
     market_data_gateway,
 )
+from trader.engine.overlays import STORE_SCOPE as OVERLAYS_SCOPE
 from trader.live.feeds import FeedMonitor
 from trader.live.journal import JournalControl, JournalWriter
 from trader.live.lock import DataDirLock, DataDirLocked
@@ -194,6 +195,7 @@ class Daemon:
         self.kill_engaged = False
         self.kill_record: KillSwitchRecord | None = None  # the persistent switch at start
         self._risk_saved: dict[str, Any] | None = None
+        self._overlays_saved: dict[str, Any] | None = None
         self._stages: dict[str, str] = {}  # model -> stage in the lifecycle registry
         self._start_seq = 0
         self._last_fill_ts: int | None = None
@@ -372,6 +374,12 @@ class Daemon:
                 # A halt is persisted as the kill switch; `trader kill --release` while
                 # the daemon was stopped released it: the session starts ACTIVE again.
                 engine.risk.resume(f"kill switch released: {record.reason}")
+        overlays = self.store.load_risk_state(OVERLAYS_SCOPE) if engine.overlays else None
+        if overlays and engine.overlays is not None:
+            cut = engine.overlays.restore(overlays)
+            # 0: halted by its own drawdown, else the de-risk factor it stays at.
+            log.info("overlay_state_restored",
+                     drawdown_levels={m: engine.overlays.dd[m] for m in cut})
 
     def _attach_market_data(self) -> None:
         """The replay-as-live feed over the data files, or a broker gateway's bars."""
@@ -673,6 +681,13 @@ class Daemon:
                 self.store.set_trading_state(snapshot["state"], snapshot["state_reason"],
                                              "risk-engine", time.time_ns())
             self._risk_saved = snapshot
+        overlays = self.session.engine.overlays
+        if overlays is not None:
+            # A model's own drawdown halt outlives the process, like the portfolio's.
+            state = overlays.state_snapshot()
+            if state != self._overlays_saved:
+                self.store.save_risk_state(state, scope=OVERLAYS_SCOPE)
+                self._overlays_saved = state
 
     def _feed_speed(self) -> float | None:
         """Feed time per wall time (1.0 = real time); None when no cadence is expected."""

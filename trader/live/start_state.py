@@ -87,6 +87,10 @@ def capture_state(session: Session) -> dict[str, Any]:
              "marks": dict(sorted(pf.marks.items())), "hwm": pf.hwm, "sims": sims,
              # Restored halt, high-water mark and budget scale: they size and gate orders.
              "risk": engine.risk.state_snapshot()}
+    if engine.overlays is not None:
+        # A model halted by its own drawdown stays halted (absent: no overlays configured,
+        # so earlier headers and their hashes stay as they were).
+        state["overlays"] = engine.overlays.state_snapshot()
     bad = [k for k, v in pf.marks.items() if not math.isfinite(v)]
     if bad or not math.isfinite(pf.hwm):
         raise ValueError(f"start state has non-finite values for {bad or ['hwm']}")
@@ -130,6 +134,9 @@ def load_state(session: Session, state: Mapping[str, Any]) -> None:
     risk = state.get("risk")  # absent in headers written before it was carried
     if risk is not None and risk != engine.risk.state_snapshot():
         engine.risk.restore(risk)
+    overlays = state.get("overlays")
+    if overlays is not None and engine.overlays is not None:
+        engine.overlays.restore(overlays)
 
 
 def restore_header_state(session: Session, header: JournalHeader, path: Any = "") -> None:

@@ -161,6 +161,8 @@ def summarize(engine: Engine) -> dict[str, Any]:
     m["orders"] = engine.router.seq
     m["model_pnl"] = {k: v for k, v in sorted(engine.portfolio.model_pnl().items())}
     m["risk"] = engine.risk.summary()
+    if engine.overlays is not None:
+        m["overlays"] = engine.overlays.summary()
     if rec.details is not None:
         # Only runs with order intents or a configured cost model: older reports keep
         # their exact content.  (The cost model itself is in every run's tear sheet.)

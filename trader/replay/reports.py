@@ -42,6 +42,8 @@ def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path,
                         repr(p.drawdown)])
     if hasattr(engine.risk, "write_events_csv"):
         engine.risk.write_events_csv(out_dir / "risk_events.csv")
+    if getattr(engine, "overlays", None) is not None:
+        engine.overlays.write_events_csv(out_dir / "overlay_events.csv")
     write_tear_sheet(engine, metrics, views, out_dir / "report.html")
 
 

@@ -97,6 +97,7 @@ def write_tear_sheet(engine: Any, metrics: dict[str, Any], views: Any, path: Pat
         _regimes_section(metrics),
         _trades_section(views),
         _risk_section(engine),
+        _overlays_section(engine),
         _costs_section(metrics),
     ]
     html = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)} - "
@@ -337,6 +338,45 @@ def _risk_section(engine: Any) -> str:
     else:
         parts.append('<p class="sub">no risk events</p>')
     return _section("risk", "Risk events", *parts)
+
+
+def _overlays_section(engine: Any) -> str:
+    """Each model's overlay multiplier over time and the decisions; none without overlays
+    (so reports of configs without them are unchanged)."""
+    overlays = getattr(engine, "overlays", None)
+    if overlays is None:
+        return ""
+    import plotly.graph_objects as go
+
+    events = overlays.events
+    start = ns_to_iso(engine.recorder.equity[0].ts) if engine.recorder.equity else None
+    vol, kelly, dd = 1.0, dict.fromkeys(overlays.budgets, 1.0), dict.fromkeys(overlays.budgets,
+                                                                              1.0)
+    curves: dict[str, tuple[list[str], list[float]]] = {
+        m: ([start] if start else [], [1.0] if start else []) for m in overlays.budgets}
+    for ev in events:  # replay the decisions: the multiplier each model ran at
+        if ev.kind == "vol_target":
+            vol = ev.value
+        elif ev.kind == "kelly":
+            kelly[ev.model] = ev.value
+        else:
+            dd[ev.model] = ev.value
+        t = ns_to_iso(ev.ts)
+        for m, (xs, ys) in curves.items():
+            xs.append(t)
+            ys.append(vol * kelly[m] * dd[m])
+    fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=m)
+                     for m, (xs, ys) in sorted(curves.items())])
+    fig.update_layout(height=300, margin={"t": 20}, yaxis={"title": "multiplier of budget"})
+    shown = events[:RISK_ROWS]
+    parts = [_figure_html(fig, "overlay-multipliers"),
+             table(["time", "overlay", "model", "value", "level", "detail"],
+                   [(ns_to_iso(e.ts), e.kind, e.model or "(all)", f"{e.value:.4f}", e.level,
+                     e.detail) for e in shown], "overlay-table")]
+    if len(events) > len(shown):
+        parts.append(f'<p class="sub">first {len(shown):,} of {len(events):,} decisions; all of '
+                     "them are in overlay_events.csv</p>")
+    return _section("overlays", "Portfolio overlays", *parts)
 
 
 def _costs_section(metrics: dict[str, Any]) -> str:

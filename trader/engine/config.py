@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,15 @@ from trader.core.instruments import Instrument
 from trader.core.timeframes import parse_timeframe
 
 
+def _timeframe(v: str) -> str:
+    parse_timeframe(v)  # raises with the accepted spellings
+    return v
+
+
+# A bar length such as 1m, 4h or 1d, checked when the config loads.
+Timeframe = Annotated[str, AfterValidator(_timeframe)]
+
+
 class ConfigError(Exception):
     """A configuration file that cannot be used, with a message fit for an operator."""
 
@@ -46,7 +56,7 @@ class DataSource(Strict):
 
     path: Path | None = None
     catalog: str | None = None
-    timeframe: str = "1m"
+    timeframe: Timeframe = "1m"
     # Where a relative ``path`` was looked for (set by ``load_config``; for messages).
     _searched: tuple[Path, ...] = PrivateAttr(default=())
     # Why ``catalog`` names no file (set by ``load_config``; the feed reports it when the
@@ -60,12 +70,6 @@ class DataSource(Strict):
             raise ValueError("give either path (a bar file) or catalog (an entry of the data "
                              "catalog, e.g. binance/BTCUSDT)")
         return self
-
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        parse_timeframe(v)
-        return v
 
 
 class InstrumentConfig(Instrument):
@@ -136,7 +140,7 @@ class ModelConfig(Strict):
     stage: Literal["research", "candidate", "paper", "live"] = "research"
     budget: float = Field(gt=0, le=1)
     instruments: list[str] = Field(min_length=1)
-    timeframe: str = "1d"
+    timeframe: Timeframe = "1d"
     params: dict[str, Any] = Field(default_factory=dict)
     gateway: str = "sim"
     # Entries, protective exits, sizing, cooldown (models.intents.OrderPolicy).
@@ -144,20 +148,8 @@ class ModelConfig(Strict):
     # Execution gates an entry must pass (models.gates.GateConfig).
     gates: GateConfig = GateConfig()
     # Timeframes the model may subscribe to besides ``timeframe`` (slow features, e.g. 1d).
-    extra_timeframes: list[str] = Field(default_factory=list)
+    extra_timeframes: list[Timeframe] = Field(default_factory=list)
 
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        parse_timeframe(v)
-        return v
-
-    @field_validator("extra_timeframes")
-    @classmethod
-    def _tfs(cls, v: list[str]) -> list[str]:
-        for tf in v:
-            parse_timeframe(tf)
-        return v
 
     def given_timeframes(self) -> list[int]:
         """The timeframes (s) this model was given: its own and its extra ones."""
@@ -171,14 +163,8 @@ class RegimeConfig(Strict):
     kind: str = Field(description="classifier class: TrendRegime, VolatilityRegime, "
                                   "SpreadRegime, an entry point or module:Class")
     instruments: list[str] = Field(min_length=1)
-    timeframe: str = "1d"
+    timeframe: Timeframe = "1d"
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        parse_timeframe(v)
-        return v
 
 
 # regime name -> state -> model name or asset class -> budget multiplier (>= 0)
@@ -238,18 +224,12 @@ class ModelDrawdownConfig(Strict):
 class OverlaysConfig(Strict):
     """``portfolio.overlays``: which overlays run, on which clock; see the module doc."""
 
-    timeframe: str = "1d"
+    timeframe: Timeframe = "1d"
     rebalance_every: int = Field(1, ge=1, description="periods between vol/Kelly re-sizings")
     vol_target: VolTargetConfig | None = None
     kelly: KellyConfig | None = None
     model_drawdown: ModelDrawdownConfig | None = None
     rebalance_band: float = Field(0.0, ge=0, le=1)
-
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        parse_timeframe(v)
-        return v
 
     @model_validator(mode="after")
     def _something(self) -> OverlaysConfig:

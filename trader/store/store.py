@@ -18,8 +18,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from trader.store.baselines import BaselineQueries
@@ -137,9 +135,15 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
 
     def insert_ignore(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this dialect."""
+        # The dialect's module is imported here, not at the top: a SQLite store (every
+        # `trader status`) need not load PostgreSQL's.
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
             return pg_insert(table).on_conflict_do_nothing()
         if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             return sqlite_insert(table).on_conflict_do_nothing()
         raise StoreError(f"unsupported dialect {self.dialect}")
 

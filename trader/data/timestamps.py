@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trader.data.arrays import column_numpy
+
 NS = 1_000_000_000
 
 UNITS = {"s": NS, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -57,7 +59,7 @@ def to_utc_ns(col: pa.ChunkedArray | pa.Array, *, row0: int = 0, tz: str | None 
         first = int(np.flatnonzero(pc.is_null(out).to_numpy(zero_copy_only=False))[0])
         raise TimestampError(f"row {row0 + first + 1}: missing {column} "
                              f"(column {column!r} is empty)")
-    return out.to_numpy(zero_copy_only=False)
+    return column_numpy(out)
 
 
 def _epoch(col: pa.ChunkedArray | pa.Array, unit: str | None) -> pa.Array:

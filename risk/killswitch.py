@@ -24,15 +24,20 @@ import tempfile
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
-import structlog
 
 from trader.core.clock import Clock
 from trader.core.events import ns_to_iso
 
-log = structlog.get_logger(__name__)
+
+def log() -> Any:
+    """This module's logger, imported when a line is logged: the store reads kill switch
+    records for `trader status`, which never logs from here and need not load structlog."""
+    import structlog
+
+    return structlog.get_logger(__name__)
 
 FLAG_FILE = "kill_switch.json"
 
@@ -305,7 +310,7 @@ class KillSwitchWatch:
                 try:
                     self._file_record = self.file.load() or self._file_record
                 except KillSwitchError as exc:
-                    log.error("kill_switch_file_unreadable", path=str(self.path), error=str(exc))
+                    log().error("kill_switch_file_unreadable", path=str(self.path), error=str(exc))
         self._read_database()
         return latest(self._file_record, self._db_record)
 
@@ -315,7 +320,7 @@ class KillSwitchWatch:
         try:
             self._db_record = self.database.load()
         except Exception as exc:  # a database outage must not stop the watch
-            log.error("kill_switch_database_unreadable", error=str(exc))
+            log().error("kill_switch_database_unreadable", error=str(exc))
 
     def write(self, record: KillSwitchRecord) -> None:
         """Persist a change made inside the daemon (a halt) to the file, then the database."""

@@ -101,3 +101,26 @@ def test_daemon_refuses_a_broker_whose_library_is_missing() -> None:
             check_start(cfg, "paper", False)
     finally:
         registry.unregister("absent")
+
+
+def test_a_broker_library_is_imported_only_when_that_broker_is_built() -> None:
+    # In a child process: this test session has imported every broker already.
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+from gateways import registry
+libs = ("ccxt", "alpaca", "ib_async", "mt5linux", "rpyc", "gateways.ccxt", "gateways.alpaca",
+        "gateways.ib", "gateways.mt5")
+for name, entry in registry.brokers().items():
+    registry.broker_for(name, {}), registry.can_build(name, {}), registry.missing_extra(name)
+print("after lookups:", sorted(m for m in libs if m in sys.modules))
+registry.factory("ccxt")
+print("after the ccxt factory:", sorted(m for m in libs if m in sys.modules))
+"""
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["after lookups: []",
+                                       "after the ccxt factory: ['gateways.ccxt']"]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Any
 
@@ -95,10 +96,15 @@ def root(
                                               "$TRADER_LOG_FORMAT"),
 ) -> None:
     """Trading daemon and replay backtester."""
-    from trader.core.logging import set_format
-
     RunState.debug = debug
-    set_format(None if log_format is LogFormat.auto else log_format.value)
+    # This callback also runs for `trader <command> --help`: importing the logging module
+    # (structlog, rich) only to record "auto" would cost that help a tenth of a second.
+    # "auto" is the module's default, so it is set only where an earlier call (another
+    # command in this process) may have changed it.
+    if log_format is not LogFormat.auto or "trader.core.logging" in sys.modules:
+        from trader.core.logging import set_format
+
+        set_format(None if log_format is LogFormat.auto else log_format.value)
 
 
 def failure_text(exc: BaseException) -> str:

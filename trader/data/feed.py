@@ -22,6 +22,7 @@ import structlog
 from trader.core.events import Bar, DataEnded, ns_to_iso
 from trader.core.timeframes import NS, parse_timeframe
 from trader.core.validation import BAR_RULES
+from trader.data.arrays import column_numpy
 from trader.data.timestamps import TimestampError, to_utc_ns
 
 log = structlog.get_logger(__name__)
@@ -155,7 +156,7 @@ class BarFile:
             n = batch.num_rows
             ts = _ts_to_ns(batch.column(0), spec.path, row0)
             o, h, lo, c, v = (
-                batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                column_numpy(batch.column(i)).astype(np.float64, copy=False)
                 for i in range(1, 6)
             )
             bad = self._validate(ts, o, h, lo, c, v, row0)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from trader.data.arrays import column_numpy
+
+# pyarrow.compute builds a wrapper for each of its hundreds of functions when imported:
+# it is imported where a column needs it (time zones, text, epochs, nulls), so a replay
+# of timestamp columns in UTC (the shipped data, what `trader data import` writes) starts
+# without it.
 
 NS = 1_000_000_000
 
@@ -43,8 +49,15 @@ def to_utc_ns(col: pa.ChunkedArray | pa.Array, *, row0: int = 0, tz: str | None 
     t = col.type
     if pa.types.is_timestamp(t):
         if t.tz is None and tz not in (None, "UTC"):
+            import pyarrow.compute as pc
+
             col = pc.assume_timezone(col, tz)
-        out = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
+        if col.type.unit == "ns":
+            # Stored as UTC ns already (a zone only labels them): the values themselves,
+            # without a cast (a cast is a compute function, and imports pyarrow.compute).
+            out = _as_int64(col)
+        else:
+            out = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
     elif pa.types.is_date(t):
         out = col.cast(pa.timestamp("ns")).cast(pa.int64())
     elif pa.types.is_integer(t) or pa.types.is_floating(t):
@@ -54,13 +67,24 @@ def to_utc_ns(col: pa.ChunkedArray | pa.Array, *, row0: int = 0, tz: str | None 
     else:
         raise TimestampError(f"column {column!r} has type {t}; {_EXPECTED}")
     if out.null_count:
+        import pyarrow.compute as pc
+
         first = int(np.flatnonzero(pc.is_null(out).to_numpy(zero_copy_only=False))[0])
         raise TimestampError(f"row {row0 + first + 1}: missing {column} "
                              f"(column {column!r} is empty)")
-    return out.to_numpy(zero_copy_only=False)
+    return column_numpy(out)
+
+
+def _as_int64(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A column of 64-bit values (timestamp[ns]) read as int64, sharing its memory."""
+    if isinstance(col, pa.ChunkedArray):
+        return pa.chunked_array([c.view(pa.int64()) for c in col.chunks], pa.int64())
+    return col.view(pa.int64())
 
 
 def _epoch(col: pa.ChunkedArray | pa.Array, unit: str | None) -> pa.Array:
+    import pyarrow.compute as pc
+
     if unit is not None and unit not in UNITS:
         raise TimestampError(f"unknown epoch unit {unit!r} (use one of {sorted(UNITS)})")
     u = unit or epoch_unit(pc.max(pc.abs(col)).as_py())
@@ -73,6 +97,8 @@ def _epoch(col: pa.ChunkedArray | pa.Array, unit: str | None) -> pa.Array:
 
 def _text(col: pa.ChunkedArray | pa.Array, row0: int, tz: str | None,
           column: str) -> pa.Array:
+    import pyarrow.compute as pc
+
     # the common case (ISO without offset) parses in one vectorised pass
     try:
         naive = pc.cast(col, pa.timestamp("ns"))
@@ -98,6 +124,8 @@ def _text(col: pa.ChunkedArray | pa.Array, row0: int, tz: str | None,
 
 
 def _one(text: str, tz: str | None, row: int, column: str) -> int:
+    import pyarrow.compute as pc
+
     for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
         try:
             v = pc.cast(pa.array([text]), target)

@@ -26,6 +26,15 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message names the database (without secrets)."""
 
 
+def logger(name: str) -> Any:
+    """The store's logger for module ``name``.  structlog is imported when a line is
+    logged, not with the store: `trader status` and other readers open a store and
+    never log from it, and structlog's import is a large share of theirs."""
+    import structlog
+
+    return structlog.get_logger(name)
+
+
 def redact(url: str) -> str:
     """The URL with any password masked, safe for logs and messages."""
     try:

@@ -14,18 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from sqlalchemy import bindparam, func, select
 
 from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, Side
 from trader.engine.orders import IllegalTransition, Order, check_transition
+from trader.store.db import logger
 from trader.store.tables import EVENTS, FILLS, OPEN_STATUSES, ORDERS, SESSIONS, TRADING_MODES
 
 if TYPE_CHECKING:
     from trader.store.sessions import SessionInfo
     from trader.store.store import Store
 
-log = structlog.get_logger(__name__)
 
 # Built once: executing a prepared construct with a parameter dict skips SQLAlchemy's
 # per-call statement building, which dominated the cost of a journal write.
@@ -172,8 +171,8 @@ class Journal:
         with self.store.write() as conn:
             inserted = conn.execute(self._fill_insert, row).scalar_one_or_none() is not None
         if not inserted:
-            log.info("duplicate_fill_ignored", trade_id=fill.trade_id, gateway=row["gateway"],
-                     client_order_id=fill.client_order_id)
+            logger(__name__).info("duplicate_fill_ignored", trade_id=fill.trade_id,
+                                  gateway=row["gateway"], client_order_id=fill.client_order_id)
         return inserted
 
     # -- helpers shared with BufferedJournal ----------------------------------------------
@@ -190,15 +189,15 @@ class Journal:
         if prev is None:
             prev = self._stored_status(coid)
         if prev is None:
-            log.warning("order_changed_for_unstored_order", client_order_id=coid)
+            logger(__name__).warning("order_changed_for_unstored_order", client_order_id=coid)
             return None
         try:
             if not check_transition(prev, order.status):
                 return None  # a repeat of what is stored: nothing to write twice
         except IllegalTransition as exc:
             self.refused += 1
-            log.error("illegal_order_transition_refused_by_store", client_order_id=coid,
-                      transition=str(exc))
+            logger(__name__).error("illegal_order_transition_refused_by_store",
+                                   client_order_id=coid, transition=str(exc))
             return None
         return prev
 

@@ -16,22 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from trader.store.baselines import BaselineQueries
-from trader.store.db import StoreError, db_error_text, make_engine, redact, resolve_url
+from trader.store.db import StoreError, db_error_text, logger, make_engine, redact, resolve_url
 from trader.store.migrate import upgrade
 from trader.store.orders import OrderQueries
 from trader.store.risk_state import RiskStateQueries
 from trader.store.runs import RunQueries
 from trader.store.sessions import SessionQueries
 from trader.store.snapshots import SnapshotQueries
-
-log = structlog.get_logger(__name__)
 
 
 class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, RunQueries,
@@ -69,7 +64,8 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
             if migrate:
                 before, after = upgrade(engine)
                 if before != after:
-                    log.info("store_migrated", database=redact(url), before=before, after=after)
+                    logger(__name__).info("store_migrated", database=redact(url), before=before,
+                                          after=after)
         except DBAPIError as exc:
             engine.dispose()
             raise StoreError(f"database {redact(url)}: cannot open: {db_error_text(exc)}") from None
@@ -121,7 +117,7 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
                 conn.rollback()
                 conn.close()
             except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.warning("store_connection_discarded", database=self.safe_url)
+                logger(__name__).warning("store_connection_discarded", database=self.safe_url)
             raise
 
     def flush(self) -> None:
@@ -137,9 +133,15 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
 
     def insert_ignore(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this dialect."""
+        # The dialect's module is imported here, not at the top: a SQLite store (every
+        # `trader status`) need not load PostgreSQL's.
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
             return pg_insert(table).on_conflict_do_nothing()
         if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             return sqlite_insert(table).on_conflict_do_nothing()
         raise StoreError(f"unsupported dialect {self.dialect}")
 

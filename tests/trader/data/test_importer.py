@@ -22,6 +22,8 @@ JAN2 = 1_577_923_200 * NS  # 2020-01-02T00:00:00Z
     pa.array(["2020-01-02T00:00:00Z"]), pa.array([JAN2]).cast(pa.timestamp("ns", tz="UTC")),
     pa.array([JAN2 // 1000]).cast(pa.timestamp("us", tz="Asia/Tokyo")),
     pa.array([18263], pa.date32()),
+    pa.array([JAN2]).cast(pa.timestamp("ns", tz="Asia/Tokyo")),  # a zone only labels UTC
+    pa.chunked_array([pa.array([JAN2]).cast(pa.timestamp("ns", tz="UTC"))]),
 ])
 def test_every_timestamp_shape_reads_as_utc(values: pa.Array) -> None:
     assert to_utc_ns(values).tolist() == [JAN2]
@@ -31,6 +33,9 @@ def test_naive_times_take_the_time_zone_and_dates_do_not() -> None:
     ny = to_utc_ns(pa.array(["2020-01-01T19:00:00"]), tz="America/New_York")
     assert ny.tolist() == [JAN2]  # 19:00 New York (EST) is midnight UTC
     assert to_utc_ns(pa.array([18263], pa.date32()), tz="America/New_York").tolist() == [JAN2]
+    naive_ns = pa.array([JAN2 - 5 * 3600 * NS]).cast(pa.timestamp("ns"))
+    assert to_utc_ns(naive_ns, tz="America/New_York").tolist() == [JAN2]
+    assert to_utc_ns(naive_ns).tolist() == [JAN2 - 5 * 3600 * NS]  # naive is UTC by default
 
 
 def test_the_bad_row_is_named_and_quoted() -> None:

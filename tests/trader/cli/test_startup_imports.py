@@ -1,0 +1,118 @@
+"""What each command loads before it does its work: start-up stays fast by loading less.
+
+The time itself is measured by ``bench/startup.py``; these tests pin the cause, in
+child processes: the modules in ``sys.modules`` when ``trader status`` has printed,
+when a backtest's kernel takes its first bar and when the paper daemon says READY.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_harness import write_config
+
+# Brokers, model libraries, reports and tracking: none is needed to start any of these.
+NEVER_AT_START = {"ccxt", "alpaca", "ib_async", "rpyc", "mt5linux", "xgboost", "optuna",
+                  "mlflow", "plotly", "apprise", "pandas", "sqlmodel", "sqlalchemy.orm"}
+# A database already at head is checked with one query: Alembic loads only to migrate.
+MIGRATION_ONLY = {"alembic"}
+
+# Runs the CLI in this process; prints sys.modules (as JSON, on stderr) at a point.
+_PROBE = """
+import json, sys
+point = sys.argv.pop(1)
+
+def dump():
+    print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr, flush=True)
+
+if point == "first_bar":
+    import trader.core.kernel as kernel
+    run = kernel.Kernel.run
+
+    def first_bar(self, events, progress=None):
+        def marked():
+            it = iter(events)
+            for bar in it:
+                dump()
+                yield bar
+                break
+            yield from it
+        return run(self, marked(), progress)
+
+    kernel.Kernel.run = first_bar
+elif point == "ready":
+    import trader.live.notify as notify
+    ready = notify.Notifier.ready
+
+    def on_ready(self, *args, **kw):
+        dump()
+        return ready(self, *args, **kw)
+
+    notify.Notifier.ready = on_ready
+sys.argv = ["trader", *sys.argv[1:]]
+from trader.cli import main
+try:
+    main()
+finally:
+    if point == "exit":
+        dump()
+"""
+
+
+def _modules(point: str, *args: str, cwd: Path | None = None) -> tuple[set[str], str]:
+    res = subprocess.run([sys.executable, "-c", _PROBE, point, *args], capture_output=True,
+                         text=True, timeout=120, cwd=cwd)
+    dumps = [line for line in res.stderr.splitlines() if line.startswith("MODULES ")]
+    assert res.returncode == 0 and dumps, res.stderr[-3000:] + res.stdout[-2000:]
+    return set(json.loads(dumps[0].removeprefix("MODULES "))), res.stdout
+
+
+def _present(modules: set[str], names: set[str]) -> set[str]:
+    return {n for n in names if n in modules}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["backtest", "--help"], ["status", "--help"],
+                                  ["kill", "--help"], ["models", "--help"],
+                                  ["optimize", "--help"], ["web", "--help"]])
+def test_help_loads_no_store_no_data_no_logging(args: list[str]) -> None:
+    modules, out = _modules("exit", *args)
+    assert "Usage" in out
+    assert "typer" in modules  # the listing is what it claims to be
+    heavy = NEVER_AT_START | MIGRATION_ONLY | {"sqlalchemy", "pyarrow", "numpy", "structlog"}
+    assert _present(modules, heavy) == set()
+
+
+def test_status_reads_the_store_without_migrations_logging_or_data_libraries(tmp_path):
+    from trader.live.status import Snapshot, write_snapshot
+
+    cfg = write_config(tmp_path, register=True)  # creates the store at head, stages set
+    data_dir = tmp_path / "data"
+    write_snapshot(data_dir, Snapshot("paper", "stopped", 1, "paper-1-x", "test-session", 1,
+                                      1.0))
+    modules, out = _modules("exit", "status", "--config", str(cfg), "--json")
+    snap = json.loads(out)
+    assert snap["store"]["stages"] == {"btc_fast": "paper", "btc_4h": "paper",
+                                       "spy_daily": "paper"}  # it did read the store
+    assert "sqlalchemy" in modules  # the listing is what it claims to be
+    assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {
+        "numpy", "pyarrow", "structlog", "pygments", "risk.engine", "models.xgboost"}) == set()
+
+
+def test_backtest_first_bar_comes_before_reports_and_migrations(tmp_path):
+    cfg = write_config(tmp_path, register=True)  # the store exists and is at head
+    modules, _ = _modules("first_bar", "backtest", str(cfg), "--no-progress", "--out",
+                          str(tmp_path / "run"))
+    assert {"trader.core.kernel", "pyarrow", "sqlalchemy"} <= modules
+    assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {"pyarrow.compute"}) == set()
+
+
+def test_paper_daemon_is_ready_without_brokers_reports_or_migrations(tmp_path):
+    cfg = write_config(tmp_path, register=True)
+    modules, _ = _modules("ready", "run", "--config", str(cfg), "--mode", "paper",
+                          cwd=tmp_path)
+    assert {"trader.live.daemon", "gateways.replay_live"} <= modules
+    assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {"pyarrow.compute"}) == set()

@@ -36,8 +36,8 @@ from trader.store import schema as s
 from trader.store.store import Store
 from trader.store.tables import FILLS, ORDERS, SESSIONS
 
-STAGES_T = s.MODEL_STAGES
-HISTORY_T = s.MODEL_STAGE_HISTORY
+STAGES_T = s.ModelStageRow.__table__
+HISTORY_T = s.ModelStageHistoryRow.__table__
 
 
 class Lifecycle:

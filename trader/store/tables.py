@@ -1,23 +1,23 @@
-"""The store's tables, named once for every query module (declared in ``schema``)."""
+"""The store's tables as SQLAlchemy ``Table`` objects, named once for every query module."""
 
 from __future__ import annotations
 
 from trader.core.events import OrderStatus
 from trader.store import schema as s
 
-ORDERS = s.ORDERS
-EVENTS = s.ORDER_EVENTS
-FILLS = s.FILLS
-SESSIONS = s.SESSIONS
-RUNS = s.RUNS
-ACCOUNTS = s.ACCOUNT_SNAPSHOTS
-POSITIONS = s.POSITION_SNAPSHOTS
-RESTORED = s.RESTORED_STATES
-RISK_EVENTS = s.RISK_EVENTS
-RISK_STATE = s.RISK_STATE
-TRADING_STATE = s.TRADING_STATE
-KILL_SWITCH = s.KILL_SWITCH
-BASELINES = s.ACCOUNT_BASELINES
+ORDERS = s.OrderRow.__table__
+EVENTS = s.OrderEventRow.__table__
+FILLS = s.FillRow.__table__
+SESSIONS = s.SessionRow.__table__
+RUNS = s.RunRow.__table__
+ACCOUNTS = s.AccountSnapshotRow.__table__
+POSITIONS = s.PositionSnapshotRow.__table__
+RESTORED = s.RestoredStateRow.__table__
+RISK_EVENTS = s.RiskEventRow.__table__
+RISK_STATE = s.RiskStateRow.__table__
+TRADING_STATE = s.TradingStateRow.__table__
+KILL_SWITCH = s.KillSwitchRow.__table__
+BASELINES = s.AccountBaselineRow.__table__
 
 OPEN_STATUSES = tuple(st.value for st in OrderStatus if not st.is_terminal)
 # Session modes whose orders reach a broker (or a paper account standing in for one);

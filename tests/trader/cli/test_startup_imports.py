@@ -17,7 +17,7 @@ from daemon_harness import write_config
 
 # Brokers, model libraries, reports and tracking: none is needed to start any of these.
 NEVER_AT_START = {"ccxt", "alpaca", "ib_async", "rpyc", "mt5linux", "xgboost", "optuna",
-                  "mlflow", "plotly", "apprise", "pandas", "sqlmodel", "sqlalchemy.orm"}
+                  "mlflow", "plotly", "apprise", "pandas"}
 # A database already at head is checked with one query: Alembic loads only to migrate.
 MIGRATION_ONLY = {"alembic"}
 

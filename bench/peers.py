@@ -167,10 +167,8 @@ def run_floor(path: Path) -> dict[str, Any]:
 
 def run_kernel(path: Path) -> dict[str, Any]:
     from bench.replay_throughput import config_for
-    from trader.core.logging import configure_logging
     from trader.replay.backtest import run_backtest
 
-    configure_logging("error", sys.stderr)
     cfg = config_for(path)
     t0 = time.perf_counter()
     result = run_backtest(cfg, None)
@@ -288,6 +286,10 @@ RUNNERS = {"floor": run_floor, "kernel": run_kernel, "backtesting": run_backtest
 
 
 def child(engine: str, path: Path) -> None:
+    if engine == "kernel":
+        from trader.core.logging import configure_logging
+
+        configure_logging("error", sys.stderr)
     out = RUNNERS[engine](path)
     out["engine"] = engine
     out["rss_mb"] = peak_rss_mb()

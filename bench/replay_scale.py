@@ -169,11 +169,9 @@ def held_fraction(fills: list[Any], first_ts: int, end_ts: int, instruments: int
 
 def run_case(case: Case, folder: Path) -> dict[str, Any]:
     """Replay one case in this process; its figures as a dict."""
-    from trader.core.logging import configure_logging
     from trader.data.feed import feed_from_config
     from trader.replay.backtest import run_backtest
 
-    configure_logging("error", sys.stderr)
     paths = data_files(folder, case.instruments, case.bars)
     cfg = config_for(case, paths)
     marks: list[float] = []
@@ -273,6 +271,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
+        from trader.core.logging import configure_logging
+
+        configure_logging("error", sys.stderr)
         print(json.dumps(run_case(Case(**json.loads(args.child)), args.data)))
         return
     if args.quick:

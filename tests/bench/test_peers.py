@@ -73,12 +73,12 @@ def test_comparison_finds_the_first_difference() -> None:
 def test_summary_ratios_and_agreement() -> None:
     ref = [(60, 10.0, 100.0), (120, -10.0, 101.0)]
     runs = {
-        "kernel": [{"seconds": s, "bars": 1000, "fills": ref, "pnl": 10.0, "rss_mb": 200.0}
-                   for s in (2.0, 1.0, 3.0)],
-        "backtesting": [{"seconds": s, "bars": 1000, "fills": ref[:1], "pnl": 0.0,
+        "kernel": [{"seconds": s, "wall": s, "bars": 1000, "fills": ref, "pnl": 10.0,
+                    "rss_mb": 200.0} for s in (2.0, 1.0, 3.0)],
+        "backtesting": [{"seconds": s, "wall": s, "bars": 1000, "fills": ref[:1], "pnl": 0.0,
                          "rss_mb": 300.0} for s in (4.0, 6.0, 5.0)],
-        "floor": [{"seconds": 0.1, "bars": 1000, "fills": None, "crosses": 2, "pnl": None,
-                   "rss_mb": 100.0}],
+        "floor": [{"seconds": 0.1, "wall": 0.1, "bars": 1000, "fills": None, "crosses": 2,
+                   "pnl": None, "rss_mb": 100.0}],
     }
     out = summarise(runs, ref, 10.0, 1000, 3)["engines"]
     assert out["kernel"]["seconds"] == 2.0 and out["kernel"]["identical"]

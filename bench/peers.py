@@ -8,7 +8,9 @@ close, all of it sold on the cross down.  Every engine runs in a fresh process p
 round (peak memory is the process's own high-water mark), rounds are interleaved
 and the median of each engine's rounds is kept, so the speed ratios are taken
 under the same load.  The timed span is the same for all: from the Parquet file
-to the finished run (imports excluded), in CPU time of the process -- on this
+to the finished run, after a first run of the same engine on 2,000 bars in the
+same process (imports and first-use set-up, e.g. lazy imports, are paid there:
+start-up is bench/startup.py's business), in CPU time of the process -- on this
 shared machine wall time includes waiting for a core, which moved one engine's
 rounds by 1.8x (wall time is kept in the JSON).
 
@@ -47,6 +49,7 @@ PEERS_VENV = ROOT / "bench" / ".peers-venv"
 PEER_PACKAGES = ["backtesting==0.6.6", "backtrader==1.9.78.123", "pandas", "pyarrow"]
 FAST, SLOW = 10, 30
 CASH = 100_000.0  # the kernel's default initial cash
+WARM_BARS = 2_000
 ENGINES = ("floor", "kernel", "backtesting", "backtrader")
 PEERS = ("backtesting", "backtrader")
 
@@ -298,11 +301,13 @@ RUNNERS = {"floor": run_floor, "kernel": run_kernel, "backtesting": run_backtest
            "backtrader": run_backtrader}
 
 
-def child(engine: str, path: Path) -> None:
+def child(engine: str, path: Path, warm: Path | None = None) -> None:
     if engine == "kernel":
         from trader.core.logging import configure_logging
 
         configure_logging("error", sys.stderr)
+    if warm is not None:
+        RUNNERS[engine](warm)
     out = RUNNERS[engine](path)
     out["engine"] = engine
     out["rss_mb"] = peak_rss_mb()
@@ -326,10 +331,11 @@ def peers_python(venv: Path = PEERS_VENV) -> Path:
     return py
 
 
-def run_child(python: Path, engine: str, path: Path) -> dict[str, Any]:
+def run_child(python: Path, engine: str, path: Path, warm: Path) -> dict[str, Any]:
     # cwd and PYTHONPATH: the peers' venv does not have the project installed, and the
     # child imports this file's module by path (bench.replay_throughput for the floor).
-    out = subprocess.run([str(python), __file__, "--child", engine, "--file", str(path)],
+    out = subprocess.run([str(python), __file__, "--child", engine, "--file", str(path),
+                          "--warm", str(warm)],
                          capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
@@ -354,10 +360,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--warm", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         sys.path.insert(0, str(ROOT))
-        child(args.child, args.file)
+        child(args.child, args.file, args.warm)
         return
 
     sys.path.insert(0, str(ROOT))
@@ -374,6 +381,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bars.parquet"
         make_bars(path, args.bars)
+        warm = Path(tmp) / "warm.parquet"
+        make_bars(warm, WARM_BARS, seed=8)
         ts, opens, closes = read_bars(path)
         ref_fills, ref_equity = reference_fills(ts, opens, closes)
         del ts, opens, closes
@@ -381,7 +390,7 @@ def main() -> None:
         for r in range(args.rounds):
             # Rotate the order each round: no engine always runs first or last.
             for e in engines[r % len(engines):] + engines[:r % len(engines)]:
-                runs[e].append(run_child(pythons[e], e, path))
+                runs[e].append(run_child(pythons[e], e, path, warm))
                 print(f"round {r + 1}: {e:<12} {runs[e][-1]['seconds']:8.2f} s CPU "
                       f"({runs[e][-1]['wall']:.2f} s wall)", flush=True)
     report = summarise(runs, ref_fills, ref_equity - CASH, args.bars, args.rounds)

@@ -58,8 +58,12 @@ def test_judge_flags_growth_beyond_linear() -> None:
                  Case("positions=many", "positions", 100, 10, [{}])]
     us = {"instruments=1": 10.0, "instruments=100": 12.0, "models=2": 23.0,
           "models=3": 50.0, "positions=few": 10.0, "positions=many": 20.0}
-    results = judge([{"case": k, "us_per_instrument_bar": v} for k, v in us.items()], all_cases)
+    fills = {"models=2": 150, "models=3": 300}  # the others: 100
+    results = judge([{"case": k, "us_per_instrument_bar": v, "fills": fills.get(k, 100)}
+                     for k, v in us.items()], all_cases)
     flagged = {r["case"] for r in results if r["superlinear"]}
-    # 1.2x on instruments and 1.9x for two models are linear; 4.2x for three models
-    # (bound 3x) and 2x with many positions (bound 1x) are not.
+    # Over instruments=100: 1.9x for two models (bound 2x, the fills only 1.5x) is
+    # linear; 4.2x for three models (bound 3x, the fills 3x too) is not.  1.2x on
+    # instruments is within the tolerance, 2x with many positions (bound 1x) is not.
     assert flagged == {"models=3", "positions=many"}
+    assert {r["case"]: r["linear_bound"] for r in results}["models=2"] == 2.0

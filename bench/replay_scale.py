@@ -24,7 +24,7 @@ the models add: their number, or the fills they make if those grew more (the
 added models trade more often than SmaCross does); a ratio more than
 ``TOLERANCE`` above that is flagged.
 
-    .venv/bin/python bench/replay_scale.py            # 2,000 bars per instrument, 2-4 min
+    .venv/bin/python bench/replay_scale.py            # 2,000 bars per instrument, ~4 min
     .venv/bin/python bench/replay_scale.py --quick    # small sizes, under a minute
     .venv/bin/python bench/replay_scale.py --bars 5000 --rounds 3 --json scale.json
 """
@@ -54,6 +54,7 @@ from bench.replay_throughput import MINUTE_NS, make_bars  # noqa: E402
 TOLERANCE = 1.3
 INITIAL_CASH = 10_000_000.0  # whole shares of 1 % positions stay well above one lot
 HISTORY_FACTOR = 4
+WARM_BARS = 300
 
 # The five models, in the order the models axis adds them.  Per instrument a model
 # holds weight x budget of NAV: SmaCross has no weight (1.0), so its budget is
@@ -275,11 +276,11 @@ def print_report(results: list[dict[str, Any]]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bars", type=int, default=2_000, help="bars per instrument")
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; best kept")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept")
     ap.add_argument("--instruments", default="1,10,50,100", help="the instruments axis")
     ap.add_argument("--models", type=int, default=5, help="up to this many models (1-5)")
     ap.add_argument("--quick", action="store_true", help="small sizes: 400 bars, 1,4,8 "
-                    "instruments, 3 models (a smoke run, not a measurement)")
+                    "instruments, 3 models, 1 round (a smoke run, not a measurement)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -288,10 +289,15 @@ def main() -> None:
         from trader.core.logging import configure_logging
 
         configure_logging("error", sys.stderr)
-        print(json.dumps(run_case(Case(**json.loads(args.child)), args.data)))
+        case = Case(**json.loads(args.child))
+        # A small run of the same models first: lazy imports and first-use set-up
+        # (the first order, the first fill) would otherwise land in the smallest
+        # cases' loops and flatter the ratios of the larger ones.
+        run_case(Case("warm-up", case.axis, 1, WARM_BARS, case.models), args.data)
+        print(json.dumps(run_case(case, args.data)))
         return
     if args.quick:
-        args.bars, args.instruments, args.models = 400, "1,4,8", 3
+        args.bars, args.instruments, args.models, args.rounds = 400, "1,4,8", 3, 1
     counts = sorted({int(n) for n in args.instruments.split(",")})
     if len(counts) < 2 or not 1 <= args.models <= len(MODELS):
         ap.error("need at least two instrument counts and 1-5 models")
@@ -302,6 +308,7 @@ def main() -> None:
         for case in all_cases:
             # Data made here, once, so that no case's time includes writing it.
             data_files(folder, case.instruments, case.bars)
+        data_files(folder, 1, WARM_BARS)
         # Best of N, the cases interleaved: this shared machine's speed drifts, and
         # the best run is the one least disturbed by neighbours.
         for n in range(args.rounds):

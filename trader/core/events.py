@@ -151,6 +151,17 @@ class Timer(Event, frozen=True, tag="timer"):
     name: str = "tick"
 
 
+class OverlayEvent(Event, frozen=True, tag="overlay"):
+    """An overlay changed a multiplier: ``kind`` is vol_target, kelly or model_drawdown
+    (``level`` derisk/halt/restore), ``model`` empty for the portfolio-wide vol scale."""
+
+    kind: str
+    model: str
+    value: float
+    level: str = ""
+    detail: str = ""
+
+
 class RegimeChanged(Event, frozen=True, tag="regime_changed"):
     """A regime classifier's state changed on the closed bar whose close time is ``ts``.
 

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from risk.drawdown import DrawdownAction, DrawdownMonitor
-from trader.core.events import Bar, Event, ns_to_iso
+from trader.core.events import Bar, OverlayEvent, ns_to_iso
 from trader.core.timeframes import parse_timeframe
 from trader.engine.allocator import Allocator
 from trader.engine.config import OverlaysConfig
@@ -43,17 +43,6 @@ log = structlog.get_logger(__name__)
 
 NS = 1_000_000_000
 YEAR_S = 365.25 * 86_400
-
-
-class OverlayEvent(Event, frozen=True, tag="overlay"):
-    """An overlay changed a multiplier: ``kind`` is vol_target, kelly or model_drawdown
-    (``level`` derisk/halt/restore), ``model`` empty for the portfolio-wide vol scale."""
-
-    kind: str
-    model: str
-    value: float
-    level: str = ""
-    detail: str = ""
 
 
 # The store's risk_state row that keeps ``Overlays.state_snapshot`` between sessions.

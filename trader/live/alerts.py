@@ -30,9 +30,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import structlog
 
 from risk.events import DrawdownEvent, KillSwitchChanged, OrderRiskEvent, TradingStateChanged
-from trader.core.events import Fill, GatewayHealth, ns_to_iso
+from trader.core.events import Fill, GatewayHealth, OverlayEvent, ns_to_iso
 from trader.core.logging import redactor
-from trader.engine.overlays import OverlayEvent
 
 log = structlog.get_logger("trader.alerts")
 CREDENTIAL_NAME = "alert_urls"  # a systemd credential file of that name is read too

@@ -40,7 +40,7 @@ from risk.killswitch import DatabaseBackend, KillSwitchError, KillSwitchRecord, 
 from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
-from trader.core.events import Bar, GatewayHealth, RegimeChanged, ns_to_iso
+from trader.core.events import Bar, GatewayHealth, OverlayEvent, RegimeChanged, ns_to_iso
 from trader.core.logging import redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
@@ -429,10 +429,12 @@ class Daemon:
         kernel = engine.kernel
         kernel.consumers.append(self._on_event)
         kernel.consumers.append(self.journal.append)
+        # A budget decision (a regime change, an overlay's multiplier) is an output of the
+        # session: journaled, and compared by the replay of the journal, like its orders.
         if engine.regimes is not None:
-            # A regime change is a decision of the session: journaled (and compared by the
-            # replay of the journal) like its orders.
             kernel.bus.subscribe(RegimeChanged, self._on_regime)
+        if engine.overlays is not None:
+            kernel.bus.subscribe(OverlayEvent, self._on_overlay)
         # Write-ahead: the events that led to an order reach the OS before the order leaves.
         engine.router.order_listeners.insert(0, self._on_order)
         engine.router.fill_listeners.append(self._on_fill)
@@ -619,6 +621,10 @@ class Daemon:
             self.journal.append(event)
         log.info("regime_changed", regime=event.regime, state=event.state,
                  previous=event.previous or None, bar=ns_to_iso(event.ts))
+
+    def _on_overlay(self, event: OverlayEvent) -> None:
+        if self.journal is not None:
+            self.journal.append(event)  # the overlays log the decision themselves
 
     def _on_order(self, order: Any) -> None:
         self._orders += 1

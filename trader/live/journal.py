@@ -5,9 +5,10 @@ The first record is a ``JournalHeader``; then kernel events (``Bar``, ``OrderUpd
 ``Fill``, ...) in the exact order the kernel dispatched them, interleaved with
 ``JournalControl`` records for the session's own decisions that change what the
 kernel does with later events (trading on/off, halts, model reloads), and the
-``OrderRequest`` records the session handed to its gateways and the
-``RegimeChanged`` its regime engine published (its *outputs*, written when they
-happened; a replay does not dispatch them, it compares against them).  Replaying
+``OrderRequest`` records the session handed to its gateways and its budget
+decisions, the ``RegimeChanged`` of its regime engine and the ``OverlayEvent`` of
+its overlays (its *outputs*, written when they happened; a replay does not
+dispatch them, it compares against them).  Replaying
 the records reproduces the session's orders.
 
 Durability policy:
@@ -46,6 +47,7 @@ from trader.core.events import (
     GatewayHealth,
     OrderRequest,
     OrderUpdate,
+    OverlayEvent,
     RegimeChanged,
     Timer,
 )
@@ -103,7 +105,7 @@ class JournalControl(msgspec.Struct, frozen=True, tag="control"):
 
 Record = (JournalHeader | JournalControl | Bar | OrderUpdate | Fill | OrderRequest
           | CancelRequest | Timer | BarCorrection | GatewayHealth | FillCorrection
-          | RegimeChanged)
+          | RegimeChanged | OverlayEvent)
 
 
 @dataclass

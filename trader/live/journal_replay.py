@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trader.core.clock import ReplayClock
-from trader.core.events import OrderRequest, RegimeChanged
+from trader.core.events import OrderRequest, OverlayEvent, RegimeChanged
 from trader.engine.build import Engine
 from trader.engine.config import AppConfig, ConfigError
 from trader.live.journal import JournalHeader, read_journal
@@ -23,6 +23,9 @@ from trader.live.session import (
     replay_records,
 )
 from trader.live.start_state import restore_header_state
+
+# A session's budget decision: journaled as it happened, derived again by the replay.
+Decision = RegimeChanged | OverlayEvent
 
 
 def order_key(o: OrderRequest) -> tuple:
@@ -40,24 +43,25 @@ class ReplayOutcome:
     torn_tail: bool = False
     notes: list[str] = field(default_factory=list)
     engine: Engine | None = None  # the replay's engine (portfolio, router, ...)
-    # Regime changes the session journaled and the ones the replay derived from the bars.
-    session_regimes: list[RegimeChanged] = field(default_factory=list)
-    replay_regimes: list[RegimeChanged] = field(default_factory=list)
+    # Budget decisions (RegimeChanged, OverlayEvent) the session journaled, and the ones
+    # the replay derived from the bars, each in the order they were published.
+    session_decisions: list[Decision] = field(default_factory=list)
+    replay_decisions: list[Decision] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
         return ([order_key(o) for o in self.session_orders]
                 == [order_key(o) for o in self.replay_orders]
-                and self.session_regimes == self.replay_regimes)
+                and self.session_decisions == self.replay_decisions)
 
     def first_difference(self) -> str | None:
-        for i, (x, y) in enumerate(zip(self.session_regimes, self.replay_regimes,
+        for i, (x, y) in enumerate(zip(self.session_decisions, self.replay_decisions,
                                        strict=False)):
             if x != y:
-                return f"regime change {i}: session {x} != replay {y}"
-        if len(self.session_regimes) != len(self.replay_regimes):
-            return (f"session has {len(self.session_regimes)} regime changes, replay has "
-                    f"{len(self.replay_regimes)}")
+                return f"decision {i}: session {x} != replay {y}"
+        if len(self.session_decisions) != len(self.replay_decisions):
+            return (f"session has {len(self.session_decisions)} budget decisions, replay has "
+                    f"{len(self.replay_decisions)}")
         a, b = self.session_orders, self.replay_orders
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if order_key(x) != order_key(y):
@@ -94,8 +98,11 @@ def replay_journal(path: Path, cfg: AppConfig | None = None) -> ReplayOutcome:
     expected: list[OrderRequest] = []
     produced: list[OrderRequest] = []  # unbounded, unlike Engine.orders
     session.engine.router.order_listeners.append(lambda o: produced.append(o.request))
-    journaled: list[RegimeChanged] = []
+    journaled: list[Decision] = []
+    derived: list[Decision] = []
+    bus = session.engine.kernel.bus
+    bus.subscribe(RegimeChanged, derived.append)
+    bus.subscribe(OverlayEvent, derived.append)
     n = session.engine.kernel.run(replay_records(session, read.records, expected, journaled))
-    regimes = session.engine.regimes
     return ReplayOutcome(header, expected, produced, n, read.torn_tail, read.notes,
-                         session.engine, journaled, list(regimes.history) if regimes else [])
+                         session.engine, journaled, derived)

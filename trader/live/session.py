@@ -27,7 +27,7 @@ from gateways.sim import SimulatedGateway
 from models.lifecycle import MODE_STAGES
 from models.registry import model_class
 from trader.core.clock import Clock
-from trader.core.events import Fill, OrderRequest, OrderStatus, RegimeChanged
+from trader.core.events import Fill, OrderRequest, OrderStatus, OverlayEvent, RegimeChanged
 from trader.engine.build import Engine, build_engine, execution_gateways, make_sim
 from trader.engine.config import AppConfig, ModelConfig
 from trader.engine.orders import Order
@@ -213,11 +213,12 @@ def header_models(cfg: AppConfig) -> list[dict[str, Any]]:
 
 def replay_records(session: Session, records: Iterable[Any],
                    outputs: list[OrderRequest] | None = None,
-                   regimes: list[RegimeChanged] | None = None) -> Iterator[Any]:
+                   decisions: list[Any] | None = None) -> Iterator[Any]:
     """Events for ``Kernel.run``; control records are applied as they are reached.
 
-    ``OrderRequest`` and ``RegimeChanged`` records are the session's outputs: collected
-    into ``outputs`` and ``regimes`` (the replay derives its own from the bars).
+    ``OrderRequest`` records and the budget decisions (``RegimeChanged``,
+    ``OverlayEvent``) are the session's outputs: collected into ``outputs`` and
+    ``decisions`` (the replay derives its own from the bars).
     """
     for rec in records:
         t = type(rec)
@@ -226,9 +227,9 @@ def replay_records(session: Session, records: Iterable[Any],
         elif t is OrderRequest:
             if outputs is not None:
                 outputs.append(rec)
-        elif t is RegimeChanged:
-            if regimes is not None:
-                regimes.append(rec)
+        elif t is RegimeChanged or t is OverlayEvent:
+            if decisions is not None:
+                decisions.append(rec)
         elif t is JournalHeader:
             continue
         else:

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 from daemon_harness import events, log_lines, run_cli, start_daemon, wait_for_exit, write_config
 
-from trader.core.events import ns_to_iso
+from trader.core.events import OverlayEvent, ns_to_iso
+from trader.live.journal import read_journal
 from trader.live.journal_replay import order_key, replay_journal
 from trader.store import open_store
 
@@ -52,6 +53,13 @@ def test_paper_session_with_overlays_replays_identically(tmp_path) -> None:
                 for e in engine.overlays.events]
     assert logged and logged == replayed
     assert {e.kind for e in engine.overlays.events} == {"vol_target", "kelly", "model_drawdown"}
+    # The journal holds the session's decisions as they were published; the replay's equal them.
+    journaled = [r for r in read_journal(snap["journal"]).records if type(r) is OverlayEvent]
+    assert journaled == outcome.session_decisions == outcome.replay_decisions
+    assert len(journaled) == len(logged)
+    dropped = outcome.session_decisions.pop()
+    assert not outcome.identical and "budget decisions" in (outcome.first_difference() or "")
+    outcome.session_decisions.append(dropped)
     # The CLI says so too.
     res = run_cli("backtest", "--journal", snap["journal"], "--out", str(tmp_path / "replay"))
     assert res.returncode == 0 and "identical orders" in res.stdout, res.stdout + res.stderr

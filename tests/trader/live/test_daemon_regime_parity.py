@@ -63,7 +63,7 @@ def test_paper_session_with_regimes_replays_to_identical_orders_and_changes(tmp_
 
     outcome = replay_journal(snap["journal"])
     assert outcome.identical, outcome.first_difference()
-    assert outcome.session_regimes == journaled == outcome.replay_regimes
+    assert outcome.session_decisions == journaled == outcome.replay_decisions
     # trader status shows the states the session ended in and the multipliers in force.
     last = {r.regime: r for r in journaled}
     assert snap["regimes"] == {n: {"state": r.state, "since": ns_to_iso(r.ts)}
@@ -98,7 +98,7 @@ def test_a_journal_whose_regime_changes_differ_is_not_identical(tmp_path):
     wait_for_exit(proc, log_path)
     snap = json.loads(run_cli("status", "--config", str(path), "--json").stdout)
     outcome = replay_journal(snap["journal"])
-    assert outcome.identical and outcome.session_regimes
-    outcome.session_regimes.pop()
+    assert outcome.identical and outcome.session_decisions
+    outcome.session_decisions.pop()
     assert not outcome.identical
-    assert "regime changes" in (outcome.first_difference() or "")
+    assert "budget decisions" in (outcome.first_difference() or "")

@@ -3,7 +3,7 @@ the routine moves of the vol scale and the Kelly caps are not."""
 
 from __future__ import annotations
 
-from trader.engine.overlays import OverlayEvent
+from trader.core.events import OverlayEvent
 from trader.live.alerts import alert_for
 
 

@@ -625,6 +625,10 @@ class Daemon:
     def _on_overlay(self, event: OverlayEvent) -> None:
         if self.journal is not None:
             self.journal.append(event)  # the overlays log the decision themselves
+        if event.kind == "model_drawdown":
+            # Stored before the orders of the cut leave (they follow this event): a crash
+            # right after a model's halt must not bring the model back at the next start.
+            self._save_overlay_state()
 
     def _on_order(self, order: Any) -> None:
         self._orders += 1
@@ -687,9 +691,14 @@ class Daemon:
                 self.store.set_trading_state(snapshot["state"], snapshot["state_reason"],
                                              "risk-engine", time.time_ns())
             self._risk_saved = snapshot
+        self._save_overlay_state()
+
+    def _save_overlay_state(self) -> None:
+        """A model's own drawdown state outlives the process, like the portfolio's."""
+        if self.session is None or self.store is None:
+            return
         overlays = self.session.engine.overlays
         if overlays is not None:
-            # A model's own drawdown halt outlives the process, like the portfolio's.
             state = overlays.state_snapshot()
             if state != self._overlays_saved:
                 self.store.save_risk_state(state, scope=OVERLAYS_SCOPE)

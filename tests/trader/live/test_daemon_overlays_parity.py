@@ -6,6 +6,8 @@ logged, at the same bars."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import yaml
@@ -129,3 +131,29 @@ def test_the_operator_releases_a_halted_model_between_sessions(tmp_path) -> None
     with open_store(None, tmp_path / "data", migrate=False) as store:
         (event,) = store.risk_events("model_drawdown_released")
     assert event["reason"] == "reviewed" and event["detail"]["model"] == "btc_fast"
+
+
+def test_a_models_halt_is_stored_when_it_happens(tmp_path) -> None:
+    """SIGKILL shortly after a model's halt: the halt is in the store although no status
+    heartbeat ran (one an hour), so the next start keeps the model halted."""
+    cfg = _with_overlays(write_config(tmp_path, data_end="2018-09-15", models=TWO_MODELS,
+                                      speed=20_000, daemon={"status_interval": 3600}), TIGHT)
+    proc, log = start_daemon(cfg)
+    try:
+        deadline = time.monotonic() + 60
+        halted = False
+        while not halted and time.monotonic() < deadline and proc.poll() is None:
+            halted = any(x.get("event") == "overlay_decision" and x.get("action") == "halt"
+                         for x in log_lines(log))
+            time.sleep(0.05)
+        assert halted, "no halt seen in time"
+        time.sleep(0.3)  # the next heartbeat is an hour away: only the halt itself saves
+        assert proc.poll() is None, "the session ended before the kill"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    with open_store(None, tmp_path / "data", migrate=False) as store:
+        state = store.load_risk_state("overlays")
+    assert state is not None and state["model_drawdown"]["btc_fast"]["halted"] is True

@@ -27,9 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
+
 from models.regimes import RegimeClassifier
-from trader.core.events import Bar, RegimeChanged
+from trader.core.events import Bar, RegimeChanged, ns_to_iso
 from trader.engine.allocator import Allocator
+
+log = structlog.get_logger(__name__)
 
 REASON = "regime"  # why the orders of a budget switch are sent (trades.csv ``reason``)
 
@@ -118,6 +122,7 @@ class RegimeEngine:
             for key in c.subscriptions():
                 self._routes.setdefault(key, []).append(c)
         self._pending: int | None = None  # ts of the bar whose regime change awaits its budgets
+        self._reported: set[tuple[str, str]] = set()  # undeclared states already logged
 
     def subscriptions(self) -> list[tuple[str, int]]:
         """Every (instrument, timeframe) a classifier reads."""
@@ -137,14 +142,24 @@ class RegimeEngine:
             if state is None or state == previous:
                 continue
             if state not in self.declared[clf.name]:
-                raise ValueError(f"regime {clf.name!r} ({type(clf).__name__}) named state "
-                                 f"{state!r}, which it does not declare "
-                                 f"({sorted(self.declared[clf.name])})")
+                # A user classifier's bug: no budget rule can name that state, so it is
+                # not taken (the regime keeps its state), in replay and live alike.
+                self._undeclared(clf, state, bar.ts)
+                continue
             self.states[clf.name] = state
             event = RegimeChanged(bar.ts, clf.name, state, previous or "")
             self.history.append(event)
             self._pending = bar.ts
             self.publish(event)
+
+    def _undeclared(self, clf: RegimeClassifier, state: str, ts: int) -> None:
+        key = (clf.name, state)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        log.error("regime_state_undeclared", regime=clf.name, classifier=type(clf).__name__,
+                  state=state, declared=sorted(self.declared[clf.name]), bar=ns_to_iso(ts),
+                  action="ignored: the regime keeps its state")
 
     def _apply(self, bar: Bar) -> None:
         self._pending = None

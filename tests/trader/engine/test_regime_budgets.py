@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from models.base import Model
+from models.regimes import RegimeClassifier
 from trader.core.events import Bar, RegimeChanged
 from trader.engine.build import build_engine
 from trader.engine.config import AppConfig, ConfigError, config_from_dict
-from trader.engine.regime import RegimeBudgets
+from trader.engine.regime import RegimeBudgets, RegimeEngine
 from trader.replay.backtest import run_backtest
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -286,3 +288,29 @@ def test_set_multipliers_resizes_only_the_models_whose_multiplier_moved() -> Non
     assert alloc.set_multipliers({"a": 1.0, "b": 0.5, "q": 0.5}) == []  # nothing moved
     assert alloc.set_multipliers({}) == ["SPY"]  # back to 1: q re-sized
     assert alloc.targets["q"]["SPY"] == 10.0
+
+
+class Moody(RegimeClassifier):
+    """A user classifier with a bug: it names a state it does not declare on odd bars."""
+
+    def states(self) -> tuple[str, ...]:
+        return ("calm", "busy")
+
+    def on_bar(self, bar: Bar) -> str | None:
+        return "calm" if (bar.ts // DAY_NS) % 2 == 0 else "panic"
+
+
+def test_an_undeclared_state_is_logged_once_and_not_taken() -> None:
+    published: list[RegimeChanged] = []
+    engine = RegimeEngine([Moody("mood", ["SPY"], "1d")], published.append, allocator=None,
+                          budgets=None, rebalance=lambda *a: None, trading=lambda: True,
+                          last_bar_ts={})
+    feed = daily("SPY", [100.0] * 6)
+    with capture_logs() as logs:
+        for bar in feed:
+            engine.on_bar(bar)
+    assert published == [RegimeChanged(feed[1].ts, "mood", "calm", "")]
+    assert engine.states == {"mood": "calm"}
+    errors = [x for x in logs if x["event"] == "regime_state_undeclared"]
+    assert len(errors) == 1 and errors[0]["state"] == "panic"
+    assert errors[0]["declared"] == ["busy", "calm"]

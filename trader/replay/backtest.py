@@ -76,7 +76,7 @@ def run_backtest(
         if isinstance(source, HistoricalFeed):
             source.announce_end = True  # an instrument's early end is an event of the replay
         engine.kernel.run(source, progress)
-        views.curves.finish()
+        views.finish()
         engine.recorder.finish()
     finally:
         if trades_fh is not None:

@@ -132,22 +132,38 @@ class RunTrace:
         self.fills: list[tuple[int, str, str, float, float]] = []  # ts, inst, side, qty, price
         self.commission: dict[str, float] = {}
         self.fill_count: dict[str, int] = {}
-        engine.kernel.bus.subscribe(Bar, self.on_bar)
+        # Instrument -> the UTC day its last base bar closed in.  The close of a day's
+        # last bar is the portfolio's mark until the instrument's next base bar, so it
+        # is read from there when that bar arrives (a kernel consumer sees it before
+        # the portfolio does), not copied on every bar.
+        self._day: dict[str, int] = {}
+        engine.kernel.consumers.append(self.before_event)
         self.pf.fill_listeners.append(self.on_fill)
 
-    def on_bar(self, bar: Bar) -> None:
-        inst = bar.instrument_id
-        if self.bases.get(inst, bar.timeframe) != bar.timeframe:
-            return
-        ts = bar.ts
-        series = self.closes.get(inst)
-        if series is None:
-            self.closes[inst] = [(ts, bar.close)]
-        # A bar closing at midnight belongs to the day before, as in the recorder.
-        elif (series[-1][0] - 1) // DAY_NS == (ts - 1) // DAY_NS:
-            series[-1] = (ts, bar.close)
-        else:
-            series.append((ts, bar.close))
+    def before_event(self, event: Any) -> None:
+        """Keep each instrument's daily close; called before ``event`` is dispatched."""
+        if type(event) is Bar:
+            inst = event.instrument_id
+            if self.bases.get(inst, event.timeframe) != event.timeframe:
+                return
+            # A bar closing at midnight belongs to the day before, as in the recorder.
+            day = (event.ts - 1) // DAY_NS
+            last = self._day.get(inst)
+            if day != last:
+                if last is not None:
+                    self._close_day(inst)
+                else:
+                    self.closes[inst] = []  # instruments in the order their bars began
+                self._day[inst] = day
+
+    def _close_day(self, inst: str) -> None:
+        self.closes[inst].append((self.pf.last_bar_ts[inst], self.pf.marks[inst]))
+
+    def finish(self) -> None:
+        """The replay ended: each instrument's last day closes at its last bar."""
+        for inst in self._day:
+            self._close_day(inst)
+        self._day.clear()
 
     def on_fill(self, fill: Fill, _realized: float) -> None:
         inst = fill.instrument_id

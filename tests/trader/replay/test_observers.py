@@ -1,4 +1,4 @@
-"""The per-model curves sample once a day, lazily: the same samples as reading every bar."""
+"""The run's observers sample once a day, lazily: the same samples as reading every bar."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from trader.core.events import Bar
 from trader.engine.config import AppConfig
 from trader.replay.backtest import run_backtest
-from trader.replay.observers import DAY_NS, ModelCurves
+from trader.replay.observers import DAY_NS, ModelCurves, RunTrace
 
 NS = 1_000_000_000
 T0 = 1_704_067_200  # 2024-01-01
@@ -59,9 +59,16 @@ class EveryBar:
         self.navs: dict[str, list[float]] = {m: [] for m in curves.capital}
         self.day: int | None = None
         self.pending: tuple[int, dict[str, float]] | None = None
+        self.closes: dict[str, list[tuple[int, float]]] = {}
         engine.kernel.bus.subscribe(Bar, self.on_bar)  # last: the dispatch is over
 
     def on_bar(self, bar: Bar) -> None:
+        if self.curves.bases.get(bar.instrument_id, bar.timeframe) == bar.timeframe:
+            series = self.closes.setdefault(bar.instrument_id, [])
+            if series and (series[-1][0] - 1) // DAY_NS == (bar.ts - 1) // DAY_NS:
+                series[-1] = (bar.ts, bar.close)
+            else:
+                series.append((bar.ts, bar.close))
         if self.curves.bases.get(bar.instrument_id) != bar.timeframe:
             return
         day = bar.ts // DAY_NS
@@ -87,9 +94,9 @@ def test_daily_samples_match_reading_every_bar(tmp_path: Path, timeframe: str, s
     seen: dict[str, Any] = {}
 
     def on_engine(engine: Any) -> None:
-        curves = engine.kernel.consumers[0].__self__
-        assert isinstance(curves, ModelCurves)
-        seen["curves"], seen["ref"] = curves, EveryBar(engine, curves)
+        curves, trace = (c.__self__ for c in engine.kernel.consumers)
+        assert isinstance(curves, ModelCurves) and isinstance(trace, RunTrace)
+        seen["curves"], seen["trace"], seen["ref"] = curves, trace, EveryBar(engine, curves)
 
     res = run_backtest(config(tmp_path, timeframe, step, short_n), on_engine=on_engine)
     curves, ref = seen["curves"], seen["ref"]
@@ -102,3 +109,7 @@ def test_daily_samples_match_reading_every_bar(tmp_path: Path, timeframe: str, s
     assert curves.ts == ref.ts and len(ref.ts) > 5
     assert curves.navs == ref.navs
     assert len(set(ref.navs["a"])) > 3 and len(set(ref.navs["b"])) > 3
+    trace = seen["trace"]
+    assert list(trace.closes) == list(ref.closes) == ["LONG", "SHORT"]
+    assert trace.closes == ref.closes
+    assert len(ref.closes["LONG"]) > len(ref.closes["SHORT"]) > 3

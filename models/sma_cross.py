@@ -36,6 +36,9 @@ class SmaCross(Model):
         self._state: dict[str, list] = {
             inst: [deque(), 0.0, 0.0, None] for inst in self.instruments
         }
+        # The (frozen) parameters as plain attributes: read on every bar.
+        self._fast = self.params.fast
+        self._slow = self.params.slow
 
     def warmup_bars(self) -> int:
         return self.params.slow
@@ -55,8 +58,8 @@ class SmaCross(Model):
         buf.append(c)
         fsum = st[1] + c
         ssum = st[2] + c
-        fast = self.params.fast
-        slow = self.params.slow
+        fast = self._fast
+        slow = self._slow
         n = len(buf)
         if n > fast:
             fsum -= buf[-fast - 1]

@@ -8,6 +8,8 @@ hot path; they also encode compactly for the session journal.
 
 from __future__ import annotations
 
+import datetime as _dt
+import functools
 from enum import StrEnum
 
 import msgspec
@@ -227,10 +229,35 @@ class FillCorrection(Event, frozen=True, tag="fill_correction"):
     quantity: float | None = None
 
 
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+_FIRST_DAY = 1 - _EPOCH_ORDINAL  # 0001-01-01, in days since the epoch
+_LAST_DAY = 2_932_896  # 9999-12-31
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(day: int) -> str:
+    return _dt.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+
+
 def ns_to_iso(ts: int) -> str:
     """Render nanoseconds as an ISO-8601 UTC string (for reports and logs)."""
-    import datetime as _dt
+    secs, rem = divmod(ts, 1_000_000_000)
+    day, sec = divmod(secs, 86_400)
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        return _ns_to_iso_datetime(ts)  # outside datetime's years: its error, as always
+    # Every fill of a replay is rendered for trades.csv: the date part is looked up
+    # (fills cluster on few days) and the time is plain arithmetic, not a datetime.
+    # %-formatting: a third faster here than an f-string with format specs.
+    micros = rem // 1000
+    if micros:
+        return "%sT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+            _iso_date(day), sec // 3600, sec // 60 % 60, sec % 60, micros)
+    return "%sT%02d:%02d:%02dZ" % (  # noqa: UP031
+        _iso_date(day), sec // 3600, sec // 60 % 60, sec % 60)
 
+
+def _ns_to_iso_datetime(ts: int) -> str:
+    """``ns_to_iso`` through ``datetime``: the reference the fast path is tested against."""
     secs, rem = divmod(ts, 1_000_000_000)
     dt = _dt.datetime.fromtimestamp(secs, tz=_dt.UTC).replace(microsecond=rem // 1000)
     return dt.isoformat().replace("+00:00", "Z")

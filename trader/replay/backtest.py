@@ -76,6 +76,7 @@ def run_backtest(
         if isinstance(source, HistoricalFeed):
             source.announce_end = True  # an instrument's early end is an event of the replay
         engine.kernel.run(source, progress)
+        views.finish()
         engine.recorder.finish()
     finally:
         if trades_fh is not None:

@@ -39,20 +39,46 @@ class ModelCurves:
         self._realized = dict.fromkeys(self.capital, 0.0)
         self._held: dict[tuple[str, str], float] = {}
         self._day: int | None = None
-        self._pending: tuple[int, dict[str, float]] | None = None
-        engine.kernel.bus.subscribe(Bar, self.on_bar)
+        # The day's last sample: the close time of its last base bar, and the models'
+        # NAVs once that bar's dispatch ended.  The NAVs are read only when they are
+        # needed (the day ends, or another event may move them): None until then.
+        self._pending_ts: int | None = None
+        self._pending_navs: dict[str, float] | None = None
+        self._opening = True
+        # A kernel consumer sees each replayed event before any handler does, i.e. while
+        # the books still show where the last event left them: one NAV sample a day
+        # instead of one per bar.
+        engine.kernel.consumers.insert(0, self.before_event)
         self.pf.fill_listeners.append(self.on_fill)
 
-    def on_bar(self, bar: Any) -> None:
-        if self.bases.get(bar.instrument_id) != bar.timeframe:
-            return
-        day = bar.ts // DAY_NS
-        if day != self._day and self._pending is not None:
-            self._push()
-        self._day = day
+    def before_event(self, event: Any) -> None:
+        """Sample at the last base bar of each UTC day; called before ``event`` is dispatched."""
+        if self._opening and self._pending_ts is not None:
+            # The models' books open where they always did, once the first base bar was
+            # dispatched: their order in the portfolio is the order costs are charged in.
+            self._opening = False
+            self.finish()
+        if type(event) is Bar and self.bases.get(event.instrument_id) == event.timeframe:
+            day = event.ts // DAY_NS
+            if day != self._day:
+                if self._pending_ts is not None:
+                    self._push()
+                self._day = day
+            self._pending_ts = event.ts
+            self._pending_navs = None
+        else:
+            # Not a base bar of the same day, which would replace the sample: this
+            # event may move the books, so the last base bar's NAVs are read now.
+            self.finish()
+
+    def finish(self) -> None:
+        """Read the pending sample's NAVs now: the replay ended, or something may move them."""
+        if self._pending_navs is None and self._pending_ts is not None:
+            self._pending_navs = self._navs()
+
+    def _navs(self) -> dict[str, float]:
         marks = self.pf.marks
-        self._pending = (bar.ts, {m: c + self.pf.model_book(m).equity(marks)
-                                  for m, c in self.capital.items()})
+        return {m: c + self.pf.model_book(m).equity(marks) for m, c in self.capital.items()}
 
     def on_fill(self, fill: Any, _realized: float) -> None:
         inst = fill.instrument_id
@@ -74,16 +100,16 @@ class ModelCurves:
                     self.gross_loss[m] -= change
 
     def _push(self) -> None:
-        assert self._pending is not None
-        ts, navs = self._pending
-        self.ts.append(ts)
+        assert self._pending_ts is not None
+        navs = self._pending_navs if self._pending_navs is not None else self._navs()
+        self.ts.append(self._pending_ts)
         for m, v in navs.items():
             self.navs[m].append(v)
-        self._pending = None
+        self._pending_ts = self._pending_navs = None
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Every headline metric of each model's own curve (models that saw a bar)."""
-        if self._pending is not None:
+        if self._pending_ts is not None:
             self._push()
         out = {}
         for m, navs in self.navs.items():
@@ -106,18 +132,38 @@ class RunTrace:
         self.fills: list[tuple[int, str, str, float, float]] = []  # ts, inst, side, qty, price
         self.commission: dict[str, float] = {}
         self.fill_count: dict[str, int] = {}
-        engine.kernel.bus.subscribe(Bar, self.on_bar)
+        # Instrument -> the UTC day its last base bar closed in.  The close of a day's
+        # last bar is the portfolio's mark until the instrument's next base bar, so it
+        # is read from there when that bar arrives (a kernel consumer sees it before
+        # the portfolio does), not copied on every bar.
+        self._day: dict[str, int] = {}
+        engine.kernel.consumers.append(self.before_event)
         self.pf.fill_listeners.append(self.on_fill)
 
-    def on_bar(self, bar: Bar) -> None:
-        if self.bases.get(bar.instrument_id, bar.timeframe) != bar.timeframe:
-            return
-        series = self.closes.setdefault(bar.instrument_id, [])
-        # A bar closing at midnight belongs to the day before, as in the recorder.
-        if series and (series[-1][0] - 1) // DAY_NS == (bar.ts - 1) // DAY_NS:
-            series[-1] = (bar.ts, bar.close)
-        else:
-            series.append((bar.ts, bar.close))
+    def before_event(self, event: Any) -> None:
+        """Keep each instrument's daily close; called before ``event`` is dispatched."""
+        if type(event) is Bar:
+            inst = event.instrument_id
+            if self.bases.get(inst, event.timeframe) != event.timeframe:
+                return
+            # A bar closing at midnight belongs to the day before, as in the recorder.
+            day = (event.ts - 1) // DAY_NS
+            last = self._day.get(inst)
+            if day != last:
+                if last is not None:
+                    self._close_day(inst)
+                else:
+                    self.closes[inst] = []  # instruments in the order their bars began
+                self._day[inst] = day
+
+    def _close_day(self, inst: str) -> None:
+        self.closes[inst].append((self.pf.last_bar_ts[inst], self.pf.marks[inst]))
+
+    def finish(self) -> None:
+        """The replay ended: each instrument's last day closes at its last bar."""
+        for inst in self._day:
+            self._close_day(inst)
+        self._day.clear()
 
     def on_fill(self, fill: Fill, _realized: float) -> None:
         inst = fill.instrument_id

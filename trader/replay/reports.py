@@ -27,6 +27,11 @@ class RunViews:
     curves: ModelCurves
     trace: RunTrace
 
+    def finish(self) -> None:
+        """The replay ended: take the observers' last samples."""
+        self.curves.finish()
+        self.trace.finish()
+
 
 def write_reports(engine: Any, metrics: dict[str, Any], out_dir: Path,
                   views: RunViews | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -68,6 +69,22 @@ def test_replay_run_advances_clock_feeds_consumers_and_dispatches_all_types() ->
     assert seen == [("bar", 100, 100), ("upd", 150, 150), ("bar", 200, 200)]
     assert consumed == events
     assert k.events_dispatched == 3
+
+
+def test_replay_sets_earlier_objects_aside_from_the_collector_and_restores_them() -> None:
+    k = Kernel(ReplayClock())
+    frozen: list[int] = []
+    k.bus.subscribe(Bar, lambda e: frozen.append(gc.get_freeze_count()))
+    assert gc.get_freeze_count() == 0
+    assert k.run(iter([bar(100), bar(200)])) == 2
+    assert frozen[0] > 0 and gc.get_freeze_count() == 0
+    def boom(e: Bar) -> None:
+        raise ValueError("handler failed")
+
+    k.bus.subscribe(Bar, boom)
+    with pytest.raises(ValueError, match="handler failed"):
+        k.run(iter([bar(400)]))
+    assert gc.get_freeze_count() == 0  # restored on the way out of a failure too
 
 
 async def test_live_run_dispatches_posted_events_in_order_from_tasks_and_threads() -> None:

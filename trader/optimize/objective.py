@@ -32,6 +32,10 @@ RESULT = "result"  # the trial's user attribute: metrics, daily returns, constra
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which host and process ran a trial
 
 
+# User attribute of a trial a worker opened after the grid was exhausted (pruned at once).
+SURPLUS = "surplus"
+
+
 class InvalidVariant(Exception):
     """A sampled combination the config refuses (e.g. fast >= slow); the trial fails."""
 
@@ -103,6 +107,7 @@ class TrialRunner:
             # Queued again (an interrupted point, a dead worker's) is fine; anything else
             # means another worker took the last point between our check and this trial.
             if not {"fixed_params", "failed_trial"} & attrs.keys():
+                trial.set_user_attr(SURPLUS, True)  # not a trial run: counts never show it
                 raise optuna.TrialPruned("grid exhausted by other workers")
         values = suggest(trial, self.spec.params)
         cfg = self.variant(values)

@@ -29,7 +29,11 @@ class Outcome:
 
 
 def _count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False))
+    """Trials run: a surplus trial (opened by a worker racing for the last grid point and
+    pruned before it sampled anything) ran nothing."""
+    from trader.optimize.objective import SURPLUS
+
+    return sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS))
 
 
 def run_experiment(exp: LoadedExperiment, storage_url: str, workers: int, *,

@@ -183,3 +183,23 @@ params:
         if not short:  # the base's fast (10) stays where the condition does not hold
             assert t.values[0] == pytest.approx(long_only)
     assert seen == {False, True}
+
+
+def test_a_trial_opened_after_the_grid_is_exhausted_runs_nothing_and_is_not_counted(
+        clone: Path) -> None:
+    """Two workers racing for the last grid point can open one trial too many: it is
+    pruned before it samples anything, and the study's count of trials run leaves it out."""
+    from trader.optimize.objective import SURPLUS, TrialRunner
+    from trader.optimize.run import _count
+    from trader.optimize.study import create_study
+
+    exp = load_experiment(write_experiment(clone, "surplus", GRID))
+    url = f"sqlite:///{clone / 'surplus.db'}"
+    study = create_study(exp, storage_for(url), seed=exp.spec.seed)
+    runner = TrialRunner(exp)
+    study.optimize(runner, n_trials=6)
+    assert _count(study) == 6
+    study.optimize(runner, n_trials=1)  # what a racing worker does once the grid is done
+    (surplus,) = [t for t in study.trials if t.user_attrs.get(SURPLUS)]
+    assert surplus.number == 6 and surplus.state == TrialState.PRUNED and not surplus.params
+    assert _count(study) == 6

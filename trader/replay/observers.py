@@ -36,7 +36,7 @@ class ModelCurves:
         self.losses = dict.fromkeys(self.capital, 0)
         self.gross_profit = dict.fromkeys(self.capital, 0.0)
         self.gross_loss = dict.fromkeys(self.capital, 0.0)
-        self._realized = dict.fromkeys(self.capital, 0.0)
+        self._realized: dict[tuple[str, str], float] = {}  # (model, instrument) -> realized
         self._held: dict[tuple[str, str], float] = {}
         self._day: int | None = None
         # The day's last sample: the close time of its last base bar, and the models'
@@ -89,9 +89,12 @@ class ModelCurves:
                 if q != self._held.get((m, inst), 0.0):
                     self.trades[m] += 1
                     self._held[(m, inst)] = q
-                realized = book.realized()
-                change = realized - self._realized[m]
-                self._realized[m] = realized
+                # Only this instrument's position realized anything: O(1) per fill, however
+                # many instruments the model's book has held.
+                pos = book.positions.get(inst)
+                realized = pos.realized if pos is not None else 0.0
+                change = realized - self._realized.get((m, inst), 0.0)
+                self._realized[(m, inst)] = realized
                 if change > 0:
                     self.wins[m] += 1
                     self.gross_profit[m] += change

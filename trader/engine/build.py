@@ -61,11 +61,14 @@ def build_models(cfg: AppConfig, names: Iterable[str] | None = None) -> list[Mod
         except KeyError as exc:
             raise ConfigError(f"models[{idx}] ({mc.name}).model: {exc.args[0]}") from None
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in err.errors()
-            )
-            raise ConfigError(f"models[{idx}] ({mc.name}).params: {problems}") from None
+            raise ConfigError(f"models[{idx}] ({mc.name}).params: {_problems(err)}") from None
     return out
+
+
+def _problems(err: ValidationError) -> str:
+    """A component's parameter errors on one line: ``key: message; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
+                     for e in err.errors())
 
 
 def build_regimes(cfg: AppConfig) -> list[RegimeClassifier]:
@@ -78,10 +81,7 @@ def build_regimes(cfg: AppConfig) -> list[RegimeClassifier]:
         except KeyError as exc:
             raise ConfigError(f"regimes.{idx} ({rc.name}).kind: {exc.args[0]}") from None
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in err.errors()
-            )
-            raise ConfigError(f"regimes.{idx} ({rc.name}).params: {problems}") from None
+            raise ConfigError(f"regimes.{idx} ({rc.name}).params: {_problems(err)}") from None
         except ValueError as exc:
             raise ConfigError(f"regimes.{idx} ({rc.name}).instruments: {exc}") from None
     return out

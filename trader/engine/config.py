@@ -171,6 +171,12 @@ class RegimeConfig(Strict):
 RegimeBudgets = dict[str, dict[str, dict[str, float]]]
 
 
+def _within_lookback(min_periods: int, lookback: int, otherwise: str) -> None:
+    if min_periods > lookback:
+        raise ValueError(f"min_periods ({min_periods}) exceeds lookback ({lookback}): "
+                         f"{otherwise}")
+
+
 class VolTargetConfig(Strict):
     """Scale every model's budget so the portfolio's predicted volatility is ``annual_vol``."""
 
@@ -181,9 +187,7 @@ class VolTargetConfig(Strict):
 
     @model_validator(mode="after")
     def _periods(self) -> VolTargetConfig:
-        if self.min_periods > self.lookback:
-            raise ValueError(f"min_periods ({self.min_periods}) exceeds lookback "
-                             f"({self.lookback}): the scale would never move")
+        _within_lookback(self.min_periods, self.lookback, "the scale would never move")
         return self
 
 
@@ -197,9 +201,7 @@ class KellyConfig(Strict):
 
     @model_validator(mode="after")
     def _periods(self) -> KellyConfig:
-        if self.min_periods > self.lookback:
-            raise ValueError(f"min_periods ({self.min_periods}) exceeds lookback "
-                             f"({self.lookback}): the cap would never act")
+        _within_lookback(self.min_periods, self.lookback, "the cap would never act")
         return self
 
 

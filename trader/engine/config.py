@@ -468,7 +468,8 @@ class AppConfig(Strict):
         total = sum(m.budget for m in self.models)
         if total > 1 + 1e-9:
             raise ValueError(f"models.*.budget: model budgets sum to {total:.4f}, which exceeds 1")
-        problem = market_data_problem(self) or regime_budget_problem(self)
+        problem = (market_data_problem(self) or regime_budget_problem(self)
+                   or overlay_leverage_problem(self))
         if problem:
             raise ValueError(problem)
         for path in secret_paths(self.gateways, "gateways"):
@@ -483,6 +484,22 @@ class AppConfig(Strict):
             if inst.id == instrument_id:
                 return inst
         raise KeyError(instrument_id)
+
+
+def overlay_leverage_problem(cfg: AppConfig) -> str | None:
+    """Volatility targeting may lever the budgets up to ``max_leverage``; that must fit in
+    risk's gross leverage cap, or the overlay would keep asking for what risk refuses."""
+    ov = cfg.portfolio.overlays
+    cap = cfg.risk.gross_leverage.limit
+    if ov is None or ov.vol_target is None or cap is None:
+        return None
+    total = sum(m.budget for m in cfg.models)
+    most = ov.vol_target.max_leverage * total
+    if most > cap + 1e-9:
+        return (f"portfolio.overlays.vol_target.max_leverage: {ov.vol_target.max_leverage} "
+                f"x the models' budgets ({total:.4f}) = {most:.4f} exceeds "
+                f"risk.gross_leverage.limit ({cap}); lower max_leverage or raise the cap")
+    return None
 
 
 def regime_budget_problem(cfg: AppConfig) -> str | None:

@@ -142,6 +142,27 @@ def test_bad_overlay_config_names_the_key_and_the_problem(tmp_path: Path,
     assert expected in str(err.value)
 
 
+def test_vol_target_leverage_must_fit_in_risks_gross_leverage_cap(tmp_path: Path) -> None:
+    import yaml
+
+    doc = {
+        "portfolio": {"overlays": {"vol_target": {"annual_vol": 0.1, "max_leverage": 2.0}}},
+        "instruments": [_inst("SPY", str(DATA / "spy_1d.parquet"))],
+        "models": [{"name": "spy", "model": "SmaCross", "budget": 0.8, "instruments": ["SPY"],
+                    "timeframe": "1d"}],
+        "risk": {"gross_leverage": {"limit": 1.2}},
+    }
+    path = tmp_path / "lever.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert ("portfolio.overlays.vol_target.max_leverage: 2.0 x the models' budgets (0.8000) "
+            "= 1.6000 exceeds risk.gross_leverage.limit (1.2)") in str(err.value)
+    doc["risk"]["gross_leverage"]["limit"] = 1.6
+    path.write_text(yaml.safe_dump(doc))
+    assert load_config(path).portfolio.overlays is not None
+
+
 def test_config_without_overlays_dumps_as_before() -> None:
     """No ``overlays`` key in the dump: config hashes and journal headers are unchanged."""
     cfg = AppConfig.model_validate({"instruments": [_inst("AAA")]})

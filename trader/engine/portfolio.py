@@ -33,6 +33,9 @@ class Position:
     quantity: float = 0.0
     avg_price: float = 0.0
     realized: float = 0.0
+    # Counts the times the position went flat or flipped: a lot opened in an earlier
+    # epoch is no longer held (a price correction of it is realized PnL).
+    epoch: int = 0
 
 
 def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float) -> float:
@@ -49,8 +52,10 @@ def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float
     new_q = q + signed_qty
     if abs(new_q) < 1e-12:
         pos.quantity, pos.avg_price = 0.0, 0.0
+        pos.epoch += 1
     elif (new_q > 0) != (q > 0):
         pos.quantity, pos.avg_price = new_q, price  # flipped through zero
+        pos.epoch += 1
     else:
         pos.quantity = new_q
     return pnl
@@ -75,6 +80,7 @@ class _Leg:
     share: float  # share of the fill's commission
     effective: float  # signed position change (net of a fee paid in the instrument)
     closed: float  # signed part of ``effective`` that closed a position
+    epoch: int = 0  # the position's epoch once the fill was booked (``Position.epoch``)
 
 
 @dataclass(slots=True)
@@ -131,13 +137,17 @@ class Book:
             return apply_fill(pos, net, signed_qty * price / net, mult)
         return apply_fill(pos, signed_qty, price, mult)
 
-    def leg(self, name: str | None, instrument_id: str, signed_qty: float, share: float,
-            fee_units: float) -> _Leg:
-        """What booking this fill here will open and close (call before ``apply``)."""
+    def apply_traced(self, name: str | None, instrument_id: str, signed_qty: float,
+                     price: float, fee: float, share: float, *, fee_units: float = 0.0,
+                     fee_in_cash: bool = True) -> tuple[float, _Leg]:
+        """``apply``, and what a later correction of the fill needs to know of it here."""
         net = signed_qty - fee_units
         effective = net if fee_units and abs(net) > 1e-15 else signed_qty  # as ``apply``
         closed, _opened = _opened_closed(self.positions.get(instrument_id), effective)
-        return _Leg(name, signed_qty, share, effective, closed)
+        realized = self.apply(instrument_id, signed_qty, price, fee, fee_units=fee_units,
+                              fee_in_cash=fee_in_cash)
+        epoch = self.positions[instrument_id].epoch
+        return realized, _Leg(name, signed_qty, share, effective, closed, epoch)
 
     def recharge(self, fee_change: float, *, fee_in_cash: bool) -> None:
         """A fill's commission was revised by ``fee_change`` (leaves cash if it is cash)."""
@@ -152,9 +162,10 @@ class Book:
         Cash changes by the traded quantity times the change.  Of the position change,
         the part that closed a position realized that much less; the part that opened
         one moves the held position's average price, or, when the position has since
-        been closed out (flat, or flipped), realized PnL. Either way cash + market value
-        == initial + realized + unrealized - commission still holds; the split between
-        realized and unrealized is exact unless the position was partly closed in between.
+        been closed out (went flat or flipped: ``Position.epoch``), realized PnL.
+        Either way cash + market value == initial + realized + unrealized - commission
+        still holds; the split between realized and unrealized is exact unless the
+        position was partly closed in between.
         """
         mult = self._mult[instrument_id]
         self.cash -= leg.qty * price_change * mult
@@ -168,7 +179,7 @@ class Book:
         opened = leg.effective - leg.closed
         if opened:
             q = pos.quantity
-            if q and (q > 0) == (opened > 0):
+            if q and pos.epoch == leg.epoch:  # the lot is (at least partly) still held
                 pos.avg_price += opened * unit / q
             else:
                 realized -= opened * unit * mult
@@ -258,9 +269,10 @@ class Portfolio:
         in_cash = not fill.fee_asset
         units = fill.fee_quantity if fill.fee_in_instrument else 0.0
         inst = fill.instrument_id
-        legs = [self.account.leg(None, inst, signed, 1.0, units)]
-        realized = self.account.apply(inst, signed, fill.price, fill.commission,
-                                      fee_units=units, fee_in_cash=in_cash)
+        realized, leg = self.account.apply_traced(None, inst, signed, fill.price,
+                                                  fill.commission, 1.0, fee_units=units,
+                                                  fee_in_cash=in_cash)
+        legs = [leg]
         if fill.fee_asset and not fill.fee_in_instrument:
             kind = self.account.fees_in_kind
             kind[fill.fee_asset] = kind.get(fill.fee_asset, 0.0) + fill.fee_quantity
@@ -270,10 +282,10 @@ class Portfolio:
             parts.append((UNATTRIBUTED, rest))
         for model, qty in parts:
             share = abs(qty) / fill.quantity if fill.quantity else 0.0
-            book = self.model_book(model)
-            legs.append(book.leg(model, inst, qty, share, units * share))
-            book.apply(inst, qty, fill.price, fill.commission * share, fee_units=units * share,
-                       fee_in_cash=in_cash)
+            _r, leg = self.model_book(model).apply_traced(
+                model, inst, qty, fill.price, fill.commission * share, share,
+                fee_units=units * share, fee_in_cash=in_cash)
+            legs.append(leg)
         booked = self._booked
         booked[fill.trade_id] = _Booked(inst, signed, fill.price, fill.commission, in_cash, legs)
         if len(booked) > FILL_MEMORY:

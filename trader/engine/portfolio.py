@@ -61,18 +61,17 @@ def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float
     return pnl
 
 
-def _opened_closed(pos: Position | None, effective: float) -> tuple[float, float]:
-    """(signed part of ``effective`` that closed the position, signed part that opened it)."""
+def _closed_part(pos: Position | None, effective: float) -> float:
+    """The signed part of a position change ``effective`` that closes ``pos`` (the rest opens)."""
     q = pos.quantity if pos is not None else 0.0
     if q == 0 or (q > 0) == (effective > 0):
-        return 0.0, effective
+        return 0.0
     closed = min(abs(effective), abs(q))
-    closed = closed if effective > 0 else -closed
-    return closed, effective - closed
+    return closed if effective > 0 else -closed
 
 
 @dataclass(slots=True)
-class _Leg:
+class FillLeg:
     """What one book (the account or a model's) took of a fill, as a correction needs it."""
 
     book: str | None  # None: the account; else the model book's name
@@ -92,7 +91,7 @@ class _Booked:
     price: float
     commission: float
     fee_in_cash: bool
-    legs: list[_Leg]
+    legs: list[FillLeg]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +138,15 @@ class Book:
 
     def apply_traced(self, name: str | None, instrument_id: str, signed_qty: float,
                      price: float, fee: float, share: float, *, fee_units: float = 0.0,
-                     fee_in_cash: bool = True) -> tuple[float, _Leg]:
+                     fee_in_cash: bool = True) -> tuple[float, FillLeg]:
         """``apply``, and what a later correction of the fill needs to know of it here."""
         net = signed_qty - fee_units
         effective = net if fee_units and abs(net) > 1e-15 else signed_qty  # as ``apply``
-        closed, _opened = _opened_closed(self.positions.get(instrument_id), effective)
+        closed = _closed_part(self.positions.get(instrument_id), effective)
         realized = self.apply(instrument_id, signed_qty, price, fee, fee_units=fee_units,
                               fee_in_cash=fee_in_cash)
         epoch = self.positions[instrument_id].epoch
-        return realized, _Leg(name, signed_qty, share, effective, closed, epoch)
+        return realized, FillLeg(name, signed_qty, share, effective, closed, epoch)
 
     def recharge(self, fee_change: float, *, fee_in_cash: bool) -> None:
         """A fill's commission was revised by ``fee_change`` (leaves cash if it is cash)."""
@@ -155,7 +154,7 @@ class Book:
             self.cash -= fee_change
         self.commission += fee_change
 
-    def reprice(self, instrument_id: str, leg: _Leg, price_change: float) -> float:
+    def reprice(self, instrument_id: str, leg: FillLeg, price_change: float) -> float:
         """The fill ``leg`` booked here was at ``price_change`` more; return the change of
         realized PnL.
 
@@ -322,8 +321,8 @@ class Portfolio:
         if booked is None:
             log.warning("fill_correction_for_unknown_trade", trade_id=fix.trade_id,
                         client_order_id=fix.client_order_id, commission=fix.commission,
-                        price=fix.price, action="not applied here; the store keeps it for "
-                        "the next start, reconciliation corrects cash")
+                        price=fix.price, action="not booked in this session; the stored fill is "
+                        "corrected for the next start, reconciliation compares cash")
             return
         if fix.quantity is not None and abs(fix.quantity - abs(booked.quantity)) > 1e-12:
             log.error("fill_quantity_correction_not_applied", trade_id=fix.trade_id,

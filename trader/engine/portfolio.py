@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -61,17 +62,16 @@ def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float
     return pnl
 
 
-def _closed_part(pos: Position | None, effective: float) -> float:
-    """The signed part of a position change ``effective`` that closes ``pos`` (the rest opens)."""
-    q = pos.quantity if pos is not None else 0.0
+def _closed_part(q: float, effective: float) -> float:
+    """The signed part of a position change ``effective`` that closes a position of ``q``
+    (the rest opens one)."""
     if q == 0 or (q > 0) == (effective > 0):
         return 0.0
     closed = min(abs(effective), abs(q))
     return closed if effective > 0 else -closed
 
 
-@dataclass(slots=True)
-class FillLeg:
+class FillLeg(NamedTuple):
     """What one book (the account or a model's) took of a fill, as a correction needs it."""
 
     book: str | None  # None: the account; else the model book's name
@@ -79,7 +79,7 @@ class FillLeg:
     share: float  # share of the fill's commission
     effective: float  # signed position change (net of a fee paid in the instrument)
     closed: float  # signed part of ``effective`` that closed a position
-    epoch: int = 0  # the position's epoch once the fill was booked (``Position.epoch``)
+    epoch: int  # the position's epoch once the fill was booked (``Position.epoch``)
 
 
 @dataclass(slots=True)
@@ -142,7 +142,8 @@ class Book:
         """``apply``, and what a later correction of the fill needs to know of it here."""
         net = signed_qty - fee_units
         effective = net if fee_units and abs(net) > 1e-15 else signed_qty  # as ``apply``
-        closed = _closed_part(self.positions.get(instrument_id), effective)
+        pos = self.positions.get(instrument_id)
+        closed = _closed_part(pos.quantity, effective) if pos is not None else 0.0
         realized = self.apply(instrument_id, signed_qty, price, fee, fee_units=fee_units,
                               fee_in_cash=fee_in_cash)
         epoch = self.positions[instrument_id].epoch

@@ -6,6 +6,7 @@ start: wherever the correction can be applied exactly, both must agree to the ce
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,12 @@ from structlog.testing import capture_logs
 
 from trader.core.events import Bar, Fill, FillCorrection, Side
 from trader.core.instruments import AssetClass, Instrument
+from trader.engine.build import build_engine
+from trader.engine.config import base_timeframes, load_config
 from trader.engine.portfolio import UNATTRIBUTED, Book, Portfolio
+from trader.replay.observers import RunTrace
+
+ROOT = Path(__file__).resolve().parents[3]
 
 SPY = Instrument(id="SPY", symbol="SPY", venue="V", asset_class=AssetClass.EQUITY,
                  multiplier=2.0)
@@ -221,3 +227,13 @@ def test_memory_is_bounded_to_the_most_recent_fills(monkeypatch: pytest.MonkeyPa
     assert pf.account.cash == cash
     pf.on_fill_correction(FillCorrection(9, "t3", "o3", commission=1.0))
     assert pf.account.cash == pytest.approx(cash - 1.0)
+
+
+def test_the_run_trace_counts_the_corrected_commission() -> None:
+    engine = build_engine(load_config(ROOT / "config" / "backtest.yaml"))
+    trace = RunTrace(engine, base_timeframes(engine.cfg))
+    pf = engine.portfolio
+    pf.on_fill(Fill(1, "o1", "t1", "SPY", Side.BUY, 10.0, 100.0, 1.0))
+    pf.on_fill_correction(FillCorrection(2, "t1", "o1", commission=1.75))
+    assert trace.commission["SPY"] == pytest.approx(1.75) == pf.account.commission
+    assert trace.contribution()["SPY"]["commission"] == pytest.approx(1.75)

@@ -27,7 +27,9 @@ What a gateway hands to its sink, and the rules for each:
 ``Fill``
     once per venue execution id (``trade_id``).
 ``FillCorrection``
-    a late commission or a corrected price/quantity of a reported execution.
+    a late commission or a corrected price/quantity of a reported execution
+    (the values it carries are absolute; ``None`` fields are unchanged).  The
+    kernel stores it and books it (``Portfolio.on_fill_correction``).
 ``GatewayHealth``
     connected / degraded / disconnected / resynced, with a reason.
 

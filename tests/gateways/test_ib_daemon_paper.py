@@ -9,13 +9,20 @@ Gateway does at night with its order id sequence rolled back.  Every order must
 reach the venue once, every execution must reach the daemon once, a second
 start must reconcile without a difference, and the journal must replay to
 identical orders.
+
+A second session has every commission report arrive after the gateway stopped
+waiting for it: each is a ``FillCorrection``, which must reach the daemon's
+books (cash equal to TWS's), its store (the next start reconciles without a
+difference) and its journal (the replay books the same cash).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,8 @@ from daemon_harness import events, log_lines, register_stages, run_cli, start_da
 
 from gateways.testing.tws import Listing, TwsStandin
 from trader.live.journal_replay import order_key, replay_journal
+from trader.live.status import read_snapshot
+from trader.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "DU7654321"
@@ -32,7 +41,8 @@ ACCOUNT = "DU7654321"
 class ThreadedTws:
     """The stand-in TWS on its own loop in a thread; faults keyed to the order flow."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, faults: bool = True) -> None:
+        self.faults = faults
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -49,7 +59,7 @@ class ThreadedTws:
 
     def _on_request(self, msg: list[str]) -> None:
         """Runs on the stand-in's loop before the message is handled."""
-        if msg[0] != "3":
+        if msg[0] != "3" or not self.faults:
             return
         existing = {o.order_ref for o in self.tws.orders}
         if msg[26] in existing:
@@ -74,7 +84,8 @@ class ThreadedTws:
         self.thread.join(timeout=5)
 
 
-def write_config(tmp: Path, port: int) -> Path:
+def write_config(tmp: Path, port: int, *, replay_start: str = "2018-08-01",
+                 exit_at_end: bool = True) -> Path:
     cfg = {
         "name": "ib-paper",
         "portfolio": {"initial_cash": 100000},
@@ -100,7 +111,8 @@ def write_config(tmp: Path, port: int) -> Path:
             },
         },
         "daemon": {"data_dir": str(tmp / "data"),
-                   "replay": {"speed": 400_000, "start": "2018-08-01", "exit_at_end": True},
+                   "replay": {"speed": 400_000, "start": replay_start,
+                              "exit_at_end": exit_at_end},
                    "status_interval": 0.2, "shutdown_timeout": 10},
     }
     path = tmp / "session.yaml"
@@ -145,6 +157,60 @@ def test_paper_session_on_the_tws_standin_survives_1100_and_a_restart(tmp_path: 
         proc, log_path = start_daemon(cfg, env=env)
         wait_for_exit(proc, log_path, timeout=120)
         again = log_lines(log_path)
+        assert events(again, "reconciliation_consistent"), log_path.read_text()[-3000:]
+        assert not events(again, "reconciliation_adopted_broker_truth")
+    finally:
+        server.close()
+
+
+def test_late_commissions_reach_the_books_the_store_and_the_next_start(tmp_path: Path) -> None:
+    server = ThreadedTws(faults=False)
+    try:
+        tws = server.tws
+        tws.commission_delay_s = 0.4  # past the gateway's wait: every commission is late
+        cfg = write_config(tmp_path, tws.port, replay_start="2018-08-08", exit_at_end=False)
+        env = {"TEST_IB_ACCOUNT": ACCOUNT}
+        proc, log_path = start_daemon(cfg, env=env)
+        try:
+            # The replay's last bar is in and every late commission has been booked: the
+            # daemon's cash is TWS's to the cent (off by the commissions otherwise).
+            deadline, snap = time.monotonic() + 30, None
+            while time.monotonic() < deadline:
+                lines = log_lines(log_path)
+                snap = read_snapshot(tmp_path / "data")
+                if (events(lines, "replay_feed_finished") and tws.execs and snap is not None
+                        and len(events(lines, "fill_corrected")) == len(tws.execs)
+                        and abs(snap["cash"] - tws.cash) < 1e-6):
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"cash {snap and snap.get('cash')} != TWS {tws.cash}: "
+                                     f"{log_path.read_text()[-3000:]}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            wait_for_exit(proc, log_path, timeout=30)
+        lines = log_lines(log_path)
+        fills = events(lines, "fill")
+        assert len(fills) == len(tws.execs) >= 2
+        assert all(f["commission"] == 0.0 for f in fills)  # each fill left without it
+        assert {e["commission"] for e in events(lines, "fill_corrected")} == {1.0}
+        store = Store.open(f"sqlite:///{tmp_path / 'data' / 'trader.db'}")
+        try:
+            assert [r["commission"] for r in store.fill_rows()] == [1.0] * len(fills)
+        finally:
+            store.close()
+        # The journal holds the corrections: its replay books the same cash.
+        outcome = replay_journal(Path(snap["journal"]))
+        replayed = outcome.engine.portfolio.account
+        assert replayed.cash == snap["cash"] or abs(replayed.cash - snap["cash"]) < 1e-6
+        assert replayed.commission == len(fills)
+
+        # The next start restores its books from the stored, corrected fills: TWS agrees.
+        proc, log_path = start_daemon(write_config(tmp_path, tws.port, replay_start="2018-08-08"),
+                                      env=env)
+        wait_for_exit(proc, log_path, timeout=60)
+        again = log_lines(log_path)
+        assert events(again, "state_restored")[0]["fills"] == len(fills)
         assert events(again, "reconciliation_consistent"), log_path.read_text()[-3000:]
         assert not events(again, "reconciliation_adopted_broker_truth")
     finally:

@@ -26,7 +26,15 @@ from risk.engine import RiskEngine
 from risk.events import RiskDirective
 from risk.killswitch import KillSwitch, MemoryBackend, backend_from_config
 from trader.core.clock import Clock, ReplayClock
-from trader.core.events import Bar, DataEnded, Fill, OrderRequest, OrderType, OrderUpdate
+from trader.core.events import (
+    Bar,
+    DataEnded,
+    Fill,
+    FillCorrection,
+    OrderRequest,
+    OrderType,
+    OrderUpdate,
+)
 from trader.core.instruments import Instrument
 from trader.core.kernel import Kernel
 from trader.core.timeframes import format_timeframe
@@ -323,6 +331,9 @@ def build_engine(
     if native:
         router.fill_listeners.append(pipeline.on_fill)  # before the portfolio books it
     router.fill_listeners.append(portfolio.on_fill)
+    # A venue's late commission or revised price: stored (the router's journal), then booked.
+    bus.subscribe(FillCorrection, router.on_fill_correction)
+    router.correction_listeners.append(portfolio.on_fill_correction)
     if cfg.data.on_data_end == "close":
         # the pipeline plans the closing order first; the simulated exchange then fills
         # it at the last price, as no later bar of that instrument will come

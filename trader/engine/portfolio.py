@@ -2,17 +2,31 @@
 
 Each fill is also split across the models whose targets caused it, so every
 model has a virtual book and the models' PnL adds up to the portfolio's.
+
+A venue's ``FillCorrection`` (a late or revised commission, a revised price) is
+applied to the account and to every model book the fill was split into, as the
+fill was split: see ``Portfolio.on_fill_correction``.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from trader.core.events import Bar, Fill
+import structlog
+
+from trader.core.events import Bar, Fill, FillCorrection
 from trader.core.instruments import Instrument
 
+log = structlog.get_logger(__name__)
+
 UNATTRIBUTED = "_unattributed"
+# How many of the session's most recent fills a correction can still find. IB sends a
+# late commission seconds after the fill; a correction of an older fill is logged
+# and left to reconciliation (and to the store, which the next start restores from).
+FILL_MEMORY = 10_000
 
 
 @dataclass(slots=True)
@@ -20,6 +34,9 @@ class Position:
     quantity: float = 0.0
     avg_price: float = 0.0
     realized: float = 0.0
+    # Counts the times the position went flat or flipped: a lot opened in an earlier
+    # epoch is no longer held (a price correction of it is realized PnL).
+    epoch: int = 0
 
 
 def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float) -> float:
@@ -36,11 +53,55 @@ def apply_fill(pos: Position, signed_qty: float, price: float, multiplier: float
     new_q = q + signed_qty
     if abs(new_q) < 1e-12:
         pos.quantity, pos.avg_price = 0.0, 0.0
+        pos.epoch += 1
     elif (new_q > 0) != (q > 0):
         pos.quantity, pos.avg_price = new_q, price  # flipped through zero
+        pos.epoch += 1
     else:
         pos.quantity = new_q
     return pnl
+
+
+def _closed_part(q: float, effective: float) -> float:
+    """The signed part of a position change ``effective`` that closes a position of ``q``
+    (the rest opens one)."""
+    if q == 0 or (q > 0) == (effective > 0):
+        return 0.0
+    closed = min(abs(effective), abs(q))
+    return closed if effective > 0 else -closed
+
+
+class FillLeg(NamedTuple):
+    """What one book (the account or a model's) took of a fill, as a correction needs it."""
+
+    book: str | None  # None: the account; else the model book's name
+    qty: float  # signed quantity traded
+    share: float  # share of the fill's commission
+    effective: float  # signed position change (net of a fee paid in the instrument)
+    closed: float  # signed part of ``effective`` that closed a position
+    epoch: int  # the position's epoch once the fill was booked (``Position.epoch``)
+
+
+@dataclass(slots=True)
+class _Booked:
+    """A fill as it was booked: what a later correction is applied against."""
+
+    instrument_id: str
+    quantity: float
+    price: float
+    commission: float
+    fee_in_cash: bool
+    legs: list[FillLeg]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedCorrection:
+    """What a ``FillCorrection`` changed in the account, for listeners."""
+
+    instrument_id: str
+    commission: float  # change of the account's commission
+    realized: float  # change of the account's realized PnL
+    cash: float  # change of the account's cash
 
 
 class Book:
@@ -74,6 +135,56 @@ class Book:
             # the average price (cost per unit actually held), not in cash.
             return apply_fill(pos, net, signed_qty * price / net, mult)
         return apply_fill(pos, signed_qty, price, mult)
+
+    def apply_traced(self, name: str | None, instrument_id: str, signed_qty: float,
+                     price: float, fee: float, share: float, *, fee_units: float = 0.0,
+                     fee_in_cash: bool = True) -> tuple[float, FillLeg]:
+        """``apply``, and what a later correction of the fill needs to know of it here."""
+        net = signed_qty - fee_units
+        effective = net if fee_units and abs(net) > 1e-15 else signed_qty  # as ``apply``
+        pos = self.positions.get(instrument_id)
+        closed = _closed_part(pos.quantity, effective) if pos is not None else 0.0
+        realized = self.apply(instrument_id, signed_qty, price, fee, fee_units=fee_units,
+                              fee_in_cash=fee_in_cash)
+        epoch = self.positions[instrument_id].epoch
+        return realized, FillLeg(name, signed_qty, share, effective, closed, epoch)
+
+    def recharge(self, fee_change: float, *, fee_in_cash: bool) -> None:
+        """A fill's commission was revised by ``fee_change`` (leaves cash if it is cash)."""
+        if fee_in_cash:
+            self.cash -= fee_change
+        self.commission += fee_change
+
+    def reprice(self, instrument_id: str, leg: FillLeg, price_change: float) -> float:
+        """The fill ``leg`` booked here was at ``price_change`` more; return the change of
+        realized PnL.
+
+        Cash changes by the traded quantity times the change.  Of the position change,
+        the part that closed a position realized that much less; the part that opened
+        one moves the held position's average price, or, when the position has since
+        been closed out (went flat or flipped: ``Position.epoch``), realized PnL.
+        Either way cash + market value == initial + realized + unrealized - commission
+        still holds; the split between realized and unrealized is exact unless the
+        position was partly closed in between.
+        """
+        mult = self._mult[instrument_id]
+        self.cash -= leg.qty * price_change * mult
+        if not leg.effective:
+            return 0.0
+        # The booked price per unit of position change moved by this much (the same as
+        # ``price_change`` unless a fee was paid in the instrument itself).
+        unit = leg.qty * price_change / leg.effective
+        pos = self.positions[instrument_id]
+        realized = -leg.closed * unit * mult
+        opened = leg.effective - leg.closed
+        if opened:
+            q = pos.quantity
+            if q and pos.epoch == leg.epoch:  # the lot is (at least partly) still held
+                pos.avg_price += opened * unit / q
+            else:
+                realized -= opened * unit * mult
+        pos.realized += realized
+        return realized
 
     def quantity(self, instrument_id: str) -> float:
         pos = self.positions.get(instrument_id)
@@ -136,6 +247,10 @@ class Portfolio:
         self.hwm = initial_cash
         self.drawdown = 0.0
         self.fill_listeners: list[Callable[[Fill, float], None]] = []
+        # Called with each applied correction and what it changed in the account.
+        self.correction_listeners: list[Callable[[FillCorrection, AppliedCorrection], None]] = []
+        # The session's last FILL_MEMORY fills by trade id, for corrections.
+        self._booked: OrderedDict[str, _Booked] = OrderedDict()
 
     def set_attribution(self, attribution: Attribution) -> None:
         self._attribution = attribution
@@ -153,23 +268,28 @@ class Portfolio:
         cash_before = self.account.cash
         in_cash = not fill.fee_asset
         units = fill.fee_quantity if fill.fee_in_instrument else 0.0
-        realized = self.account.apply(fill.instrument_id, signed, fill.price, fill.commission,
-                                      fee_units=units, fee_in_cash=in_cash)
+        inst = fill.instrument_id
+        realized, leg = self.account.apply_traced(None, inst, signed, fill.price,
+                                                  fill.commission, 1.0, fee_units=units,
+                                                  fee_in_cash=in_cash)
+        legs = [leg]
         if fill.fee_asset and not fill.fee_in_instrument:
             kind = self.account.fees_in_kind
             kind[fill.fee_asset] = kind.get(fill.fee_asset, 0.0) + fill.fee_quantity
         rest = signed - sum(split.values())
-        for model, qty in split.items():
-            share = abs(qty) / fill.quantity if fill.quantity else 0.0
-            self.model_book(model).apply(fill.instrument_id, qty, fill.price,
-                                         fill.commission * share, fee_units=units * share,
-                                         fee_in_cash=in_cash)
+        parts = list(split.items())
         if abs(rest) > 1e-12 or not split:
-            share = abs(rest) / fill.quantity if fill.quantity else 0.0
-            self.model_book(UNATTRIBUTED).apply(fill.instrument_id, rest, fill.price,
-                                                fill.commission * share,
-                                                fee_units=units * share, fee_in_cash=in_cash)
-        inst = fill.instrument_id
+            parts.append((UNATTRIBUTED, rest))
+        for model, qty in parts:
+            share = abs(qty) / fill.quantity if fill.quantity else 0.0
+            _r, leg = self.model_book(model).apply_traced(
+                model, inst, qty, fill.price, fill.commission * share, share,
+                fee_units=units * share, fee_in_cash=in_cash)
+            legs.append(leg)
+        booked = self._booked
+        booked[fill.trade_id] = _Booked(inst, signed, fill.price, fill.commission, in_cash, legs)
+        if len(booked) > FILL_MEMORY:
+            booked.popitem(last=False)
         if inst not in self.marks:
             self.marks[inst] = fill.price
         pos = self.account.positions[inst]
@@ -187,6 +307,55 @@ class Portfolio:
         self._set_nav(self.nav + (self.account.cash - cash_before) + (new - old))
         for listener in self.fill_listeners:
             listener(fill, realized)
+
+    def on_fill_correction(self, fix: FillCorrection) -> None:
+        """Apply a venue's correction of a fill booked earlier in this session.
+
+        A commission change leaves cash (when the fee was cash) and adds to the
+        commission of the account and of each book the fill was split into, pro rata
+        as it was split.  A price change is applied by ``Book.reprice``.  A changed
+        quantity is not applied (the position's history after the fill cannot be
+        re-derived): it is logged as an error and left to reconciliation.  Values are
+        absolute, so a correction applied twice changes nothing the second time.
+        """
+        booked = self._booked.get(fix.trade_id)
+        if booked is None:
+            log.warning("fill_correction_for_unknown_trade", trade_id=fix.trade_id,
+                        client_order_id=fix.client_order_id, commission=fix.commission,
+                        price=fix.price, action="not booked in this session; the stored fill is "
+                        "corrected for the next start, reconciliation compares cash")
+            return
+        if fix.quantity is not None and abs(fix.quantity - abs(booked.quantity)) > 1e-12:
+            log.error("fill_quantity_correction_not_applied", trade_id=fix.trade_id,
+                      client_order_id=fix.client_order_id, booked=abs(booked.quantity),
+                      corrected=fix.quantity, action="left to reconciliation")
+        inst = booked.instrument_id
+        cash_before = self.account.cash
+        realized = commission = 0.0
+        if fix.price is not None and fix.price != booked.price:
+            change = fix.price - booked.price
+            for leg in booked.legs:
+                book = self.account if leg.book is None else self.model_book(leg.book)
+                moved = book.reprice(inst, leg, change)
+                if leg.book is None:
+                    realized = moved
+            booked.price = fix.price
+        if fix.commission is not None and fix.commission != booked.commission:
+            change = commission = fix.commission - booked.commission
+            for leg in booked.legs:
+                book = self.account if leg.book is None else self.model_book(leg.book)
+                book.recharge(change * leg.share, fee_in_cash=booked.fee_in_cash)
+            booked.commission = fix.commission
+        # Marks and positions did not move: NAV moves by the cash alone.
+        cash = self.account.cash - cash_before
+        self._set_nav(self.nav + cash)
+        applied = AppliedCorrection(inst, commission, realized, cash)
+        for listener in self.correction_listeners:
+            listener(fix, applied)
+
+    def forget_fills(self) -> None:
+        """Forget the fills corrections could find (the books were replaced wholesale)."""
+        self._booked.clear()
 
     def on_bar(self, bar: Bar) -> None:
         inst = bar.instrument_id

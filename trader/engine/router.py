@@ -15,7 +15,7 @@ import structlog
 
 from gateways.base import Gateway
 from trader.core.clock import Clock
-from trader.core.events import Fill, OrderRequest, OrderStatus, OrderUpdate
+from trader.core.events import Fill, FillCorrection, OrderRequest, OrderStatus, OrderUpdate
 from trader.engine.orders import IllegalTransition, Order, check_transition
 
 log = structlog.get_logger(__name__)
@@ -30,6 +30,9 @@ class OrderJournal(Protocol):
     def order_changed(self, order: Order, ts: int) -> None: ...
     def fill_received(self, order: Order | None, fill: Fill) -> bool:
         """Record a fill; False if it was already recorded (duplicate)."""
+        ...
+    def fill_corrected(self, order: Order | None, fix: FillCorrection) -> None:
+        """Record a venue's correction of a recorded fill (its commission, its price)."""
         ...
 
 
@@ -54,6 +57,7 @@ class Router:
         self._recent: OrderedDict[str, Order] = OrderedDict()
         self._open_qty: dict[str, float] = {}
         self.fill_listeners: list[Callable[[Fill], None]] = []
+        self.correction_listeners: list[Callable[[FillCorrection], None]] = []
         self.order_listeners: list[Callable[[Order], None]] = []
         self.illegal_transitions = 0
         self.accepting = True
@@ -161,6 +165,14 @@ class Router:
                 self._set_status(order, status, fill.ts)
         for listener in self.fill_listeners:
             listener(fill)
+
+    def on_fill_correction(self, fix: FillCorrection) -> None:
+        """A venue corrected a fill: written to the journal first, then to the listeners
+        (the portfolio), like a fill."""
+        if self.journal is not None:
+            self.journal.fill_corrected(self.order(fix.client_order_id), fix)
+        for listener in self.correction_listeners:
+            listener(fix)
 
     # -- state -------------------------------------------------------------------------
     def _set_status(self, order: Order, status: OrderStatus, ts: int) -> None:

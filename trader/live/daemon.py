@@ -438,6 +438,7 @@ class Daemon:
         # Write-ahead: the events that led to an order reach the OS before the order leaves.
         engine.router.order_listeners.insert(0, self._on_order)
         engine.router.fill_listeners.append(self._on_fill)
+        engine.router.correction_listeners.append(self._on_fill_correction)
 
     async def _warm_up(self) -> None:
         """Models learn from history; nothing is traded and risk watches nothing."""
@@ -645,6 +646,12 @@ class Daemon:
         log.info("fill", client_order_id=fill.client_order_id, instrument=fill.instrument_id,
                  side=str(fill.side), quantity=fill.quantity, price=fill.price,
                  commission=round(fill.commission, 6), ts=ns_to_iso(fill.ts))
+
+    def _on_fill_correction(self, fix: Any) -> None:
+        # Already in the store (the router's journal) and booked by the portfolio.
+        log.info("fill_corrected", trade_id=fix.trade_id, client_order_id=fix.client_order_id,
+                 commission=fix.commission, price=fix.price, quantity=fix.quantity,
+                 ts=ns_to_iso(fix.ts))
 
     # -- periodic tasks ------------------------------------------------------------------------
     def _poll_kill_switch(self) -> None:

@@ -115,6 +115,9 @@ def load_state(session: Session, state: Mapping[str, Any]) -> None:
     if unknown:
         raise RestoreError(f"start state holds instrument(s) {unknown} this config does not "
                            f"configure (instruments: {sorted(pf.instruments)})")
+    # The replay of the journal loads this same state knowing no earlier fill: a correction
+    # of one must be unknown to both sides alike (the store applies it at the next start).
+    pf.forget_fills()
     _load_book(pf.account, state["account"])
     pf.models.clear()
     for name, data in state["models"].items():

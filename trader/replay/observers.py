@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trader.core.events import Bar, Fill
+from trader.core.events import Bar, Fill, FillCorrection
+from trader.engine.portfolio import AppliedCorrection
 from trader.replay.metrics import compute_metrics
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -142,6 +143,7 @@ class RunTrace:
         self._day: dict[str, int] = {}
         engine.kernel.consumers.append(self.before_event)
         self.pf.fill_listeners.append(self.on_fill)
+        self.pf.correction_listeners.append(self.on_fill_correction)
 
     def before_event(self, event: Any) -> None:
         """Keep each instrument's daily close; called before ``event`` is dispatched."""
@@ -173,6 +175,11 @@ class RunTrace:
         self.fills.append((fill.ts, inst, fill.side.value, fill.quantity, fill.price))
         self.commission[inst] = self.commission.get(inst, 0.0) + fill.commission
         self.fill_count[inst] = self.fill_count.get(inst, 0) + 1
+
+    def on_fill_correction(self, _fix: FillCorrection, applied: AppliedCorrection) -> None:
+        """A venue revised a fill's commission: the instrument's commission follows."""
+        inst = applied.instrument_id
+        self.commission[inst] = self.commission.get(inst, 0.0) + applied.commission
 
     def contribution(self) -> dict[str, dict[str, float | int]]:
         """Per instrument: realized and unrealized PnL, commission, net PnL, fills."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
 
-from trader.core.events import Fill, OrderRequest, OrderStatus, OrderType, Side
+from trader.core.events import Fill, FillCorrection, OrderRequest, OrderStatus, OrderType, Side
 from trader.engine.orders import IllegalTransition, Order, check_transition
 from trader.store.db import logger
 from trader.store.tables import EVENTS, FILLS, OPEN_STATUSES, ORDERS, SESSIONS, TRADING_MODES
@@ -175,6 +175,27 @@ class Journal:
                                   gateway=row["gateway"], client_order_id=fill.client_order_id)
         return inserted
 
+    def fill_corrected(self, order: Order | None, fix: FillCorrection) -> None:
+        """Write a venue's corrected commission and price into the stored fill, so the
+        books a later start restores from the store include them.
+
+        A corrected quantity is not stored: the session does not apply it either
+        (``Portfolio.on_fill_correction``); reconciliation adopts the broker's position.
+        """
+        values = {k: v for k, v in (("commission", fix.commission), ("price", fix.price))
+                  if v is not None}
+        if not values:
+            return
+        gateway = (order.request.gateway if order is not None
+                   else self._gateway_of(fix.client_order_id)) + self.fill_scope
+        q = (FILLS.update().where(FILLS.c.gateway == gateway)
+             .where(FILLS.c.trade_id == fix.trade_id).values(**values))
+        with self.store.write() as conn:
+            found = conn.execute(q).rowcount
+        if not found:
+            logger(__name__).warning("fill_correction_for_unstored_fill", trade_id=fix.trade_id,
+                                     gateway=gateway, client_order_id=fix.client_order_id)
+
     # -- helpers shared with BufferedJournal ----------------------------------------------
     def _new_order_row(self, order: Order) -> dict[str, Any]:
         req = order.request
@@ -209,7 +230,8 @@ class Journal:
             self._status[order.client_order_id] = order.status
 
     def _fill_row(self, order: Order | None, fill: Fill) -> dict[str, Any]:
-        gateway = order.request.gateway if order is not None else self._gateway_of(fill)
+        gateway = (order.request.gateway if order is not None
+                   else self._gateway_of(fill.client_order_id))
         recorded = self.clock.now() if self.clock is not None else fill.ts
         return fill_row_values(fill, gateway + self.fill_scope, recorded)
 
@@ -227,10 +249,10 @@ class Journal:
                              .where(ORDERS.c.client_order_id == coid)).scalar_one_or_none()
         return OrderStatus(v) if v is not None else None
 
-    def _gateway_of(self, fill: Fill) -> str:
+    def _gateway_of(self, client_order_id: str) -> str:
         with self.store.read() as conn:
             gw = conn.execute(select(ORDERS.c.gateway)
-                              .where(ORDERS.c.client_order_id == fill.client_order_id)
+                              .where(ORDERS.c.client_order_id == client_order_id)
                               ).scalar_one_or_none()
         return gw or self.default_gateway
 
@@ -296,6 +318,11 @@ class BufferedJournal(Journal):
         self._fill_keys.add(key)
         self._fills.append(row)
         return True
+
+    def fill_corrected(self, order: Order | None, fix: FillCorrection) -> None:
+        """Correct the stored fill once what was collected is written (it may be among it)."""
+        self.flush()
+        super().fill_corrected(order, fix)
 
     def flush(self) -> None:
         """Write everything collected so far, in foreign-key order, and commit."""

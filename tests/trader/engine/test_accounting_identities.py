@@ -1,12 +1,14 @@
-"""Accounting identities checked at every bar of a multi-model, multi-asset replay."""
+"""Accounting identities checked at every bar of a multi-model, multi-asset replay,
+and after venues' fill corrections."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
-from trader.core.events import Bar, Fill, Side
+from trader.core.events import Bar, Fill, FillCorrection, Side
 from trader.core.instruments import AssetClass, Instrument
 from trader.data.feed import feed_from_config
 from trader.engine.build import build_engine
@@ -112,3 +114,47 @@ def test_short_flip_and_cover_realize_pnl_at_average_price() -> None:
     assert pos.quantity == 0 and pos.realized == pytest.approx(200 + 5 * 10 * 2)
     assert pf.nav == pytest.approx(300.0) and pf.pnl() == pytest.approx(300.0)
     assert sum(pf.model_pnl().values()) == pytest.approx(300.0)
+
+
+def test_identities_hold_after_fill_corrections() -> None:
+    """Random fills on two instruments, split across two models and a rest, each corrected
+    (commission, price or both) a few fills later: the identities hold after every step."""
+    rng = random.Random(7)
+    spy = Instrument(id="SPY", symbol="SPY", venue="V", asset_class=AssetClass.EQUITY)
+    es = Instrument(id="ES", symbol="ES", venue="V", asset_class=AssetClass.INDEX,
+                    multiplier=50.0)
+    pf = Portfolio({"SPY": spy, "ES": es}, 1_000_000.0)
+    pf.set_attribution(lambda f: {"a": 0.5 * f.quantity * f.side.sign,
+                                  "b": 0.3 * f.quantity * f.side.sign})
+    pending: list[Fill] = []
+    corrected = 0
+    for n in range(400):
+        inst = rng.choice(["SPY", "ES"])
+        price = 100.0 + rng.uniform(-10, 10)
+        side = rng.choice([Side.BUY, Side.SELL])
+        f = Fill(n, f"o{n}", f"t{n}", inst, side, float(rng.randint(1, 20)), price,
+                 rng.uniform(0, 2))
+        pf.on_fill(f)
+        pending.append(f)
+        pf.on_bar(Bar(n, inst, 86400, 1, price, price, price, price + rng.uniform(-1, 1), 1))
+        if len(pending) > 3:
+            old = pending.pop(rng.randrange(len(pending)))
+            kind = rng.choice(["commission", "price", "both"])
+            pf.on_fill_correction(FillCorrection(
+                n, old.trade_id, old.client_order_id,
+                commission=old.commission + rng.uniform(-0.5, 2) if kind != "price" else None,
+                price=old.price + rng.uniform(-1, 1) if kind != "commission" else None))
+            corrected += 1
+        acct = pf.account
+        value = sum(p.quantity * pf.marks[i] * pf.instruments[i].multiplier
+                    for i, p in acct.positions.items() if p.quantity)
+        assert acct.cash + value == pytest.approx(pf.nav, abs=1e-6)
+        explained = acct.realized() + acct.unrealized(pf.marks) - acct.commission
+        assert explained == pytest.approx(pf.pnl(), abs=1e-6)
+        assert sum(pf.model_pnl().values()) == pytest.approx(pf.pnl(), abs=1e-6)
+        assert sum(b.commission for b in pf.models.values()) == pytest.approx(acct.commission)
+        for book in pf.models.values():
+            mine = book.realized() + book.unrealized(pf.marks) - book.commission
+            assert mine == pytest.approx(book.equity(pf.marks), abs=1e-6)
+        assert pf.drawdown == pytest.approx(1 - pf.nav / pf.hwm)
+    assert corrected > 300

@@ -213,6 +213,9 @@ def build_engine(
         gateways = {SIM: make_sim(cfg)}
     for gw in gateways.values():
         gw.bind(bus.publish)
+    # Only a venue corrects fills it reported (a late commission, a revised price).
+    portfolio.remember_fills = not all(isinstance(gw, SimulatedGateway)
+                                       for gw in gateways.values())
     router = Router(gateways, clock, id_prefix=id_prefix, start_seq=start_seq, journal=journal)
     planner = Planner(allocator, portfolio, router.open_quantity, instruments,
                       min_trade_fraction=cfg.planner.min_trade_fraction)

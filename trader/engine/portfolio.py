@@ -249,7 +249,10 @@ class Portfolio:
         self.fill_listeners: list[Callable[[Fill, float], None]] = []
         # Called with each applied correction and what it changed in the account.
         self.correction_listeners: list[Callable[[FillCorrection, AppliedCorrection], None]] = []
-        # The session's last FILL_MEMORY fills by trade id, for corrections.
+        # The session's last FILL_MEMORY fills by trade id, for corrections.  Off when no
+        # gateway can send a correction (the simulated exchange never does): a replay
+        # then books each fill without the bookkeeping.
+        self.remember_fills = True
         self._booked: OrderedDict[str, _Booked] = OrderedDict()
 
     def set_attribution(self, attribution: Attribution) -> None:
@@ -269,10 +272,16 @@ class Portfolio:
         in_cash = not fill.fee_asset
         units = fill.fee_quantity if fill.fee_in_instrument else 0.0
         inst = fill.instrument_id
-        realized, leg = self.account.apply_traced(None, inst, signed, fill.price,
-                                                  fill.commission, 1.0, fee_units=units,
-                                                  fee_in_cash=in_cash)
-        legs = [leg]
+        trace = self.remember_fills
+        legs: list[FillLeg] = []
+        if trace:
+            realized, leg = self.account.apply_traced(None, inst, signed, fill.price,
+                                                      fill.commission, 1.0, fee_units=units,
+                                                      fee_in_cash=in_cash)
+            legs.append(leg)
+        else:
+            realized = self.account.apply(inst, signed, fill.price, fill.commission,
+                                          fee_units=units, fee_in_cash=in_cash)
         if fill.fee_asset and not fill.fee_in_instrument:
             kind = self.account.fees_in_kind
             kind[fill.fee_asset] = kind.get(fill.fee_asset, 0.0) + fill.fee_quantity
@@ -282,14 +291,21 @@ class Portfolio:
             parts.append((UNATTRIBUTED, rest))
         for model, qty in parts:
             share = abs(qty) / fill.quantity if fill.quantity else 0.0
-            _r, leg = self.model_book(model).apply_traced(
-                model, inst, qty, fill.price, fill.commission * share, share,
-                fee_units=units * share, fee_in_cash=in_cash)
-            legs.append(leg)
-        booked = self._booked
-        booked[fill.trade_id] = _Booked(inst, signed, fill.price, fill.commission, in_cash, legs)
-        if len(booked) > FILL_MEMORY:
-            booked.popitem(last=False)
+            book = self.model_book(model)
+            if trace:
+                _r, leg = book.apply_traced(model, inst, qty, fill.price,
+                                            fill.commission * share, share,
+                                            fee_units=units * share, fee_in_cash=in_cash)
+                legs.append(leg)
+            else:
+                book.apply(inst, qty, fill.price, fill.commission * share,
+                           fee_units=units * share, fee_in_cash=in_cash)
+        if trace:
+            booked = self._booked
+            booked[fill.trade_id] = _Booked(inst, signed, fill.price, fill.commission, in_cash,
+                                            legs)
+            if len(booked) > FILL_MEMORY:
+                booked.popitem(last=False)
         if inst not in self.marks:
             self.marks[inst] = fill.price
         pos = self.account.positions[inst]

@@ -233,7 +233,25 @@ def test_the_run_trace_counts_the_corrected_commission() -> None:
     engine = build_engine(load_config(ROOT / "config" / "backtest.yaml"))
     trace = RunTrace(engine, base_timeframes(engine.cfg))
     pf = engine.portfolio
+    pf.remember_fills = True  # as behind a venue (the simulated exchange corrects nothing)
     pf.on_fill(Fill(1, "o1", "t1", "SPY", Side.BUY, 10.0, 100.0, 1.0))
     pf.on_fill_correction(FillCorrection(2, "t1", "o1", commission=1.75))
     assert trace.commission["SPY"] == pytest.approx(1.75) == pf.account.commission
     assert trace.contribution()["SPY"]["commission"] == pytest.approx(1.75)
+
+
+def test_fills_are_remembered_for_corrections_only_behind_a_venue() -> None:
+    """The simulated exchange never corrects a fill: a backtest books fills without the
+    bookkeeping; a session (or its journal's replay) with a venue's gateway keeps it."""
+    from trader.live.session import RecordedGateway
+
+    cfg = load_config(ROOT / "config" / "backtest.yaml")
+    sim_only = build_engine(cfg)
+    assert not sim_only.portfolio.remember_fills
+    sim_only.portfolio.on_fill(Fill(1, "o1", "t1", "SPY", Side.BUY, 10.0, 100.0, 1.0))
+    with capture_logs() as logs:
+        sim_only.portfolio.on_fill_correction(FillCorrection(2, "t1", "o1", commission=2.0))
+    assert sim_only.portfolio.account.commission == 1.0
+    assert [e["event"] for e in logs] == ["fill_correction_for_unknown_trade"]
+    venue = build_engine(cfg, mode="paper", gateways={"sim": RecordedGateway("sim")})
+    assert venue.portfolio.remember_fills

@@ -28,9 +28,11 @@ def _records() -> list:
 def test_a_journal_with_corrections_replays_to_the_same_books(tmp_path) -> None:
     cfg = load_config(write_config(tmp_path))
     live = build_session(cfg, ReplayClock(), mode="paper", id_prefix="T")
+    replay = build_session(cfg, ReplayClock(), mode="paper", id_prefix="T")
+    for session in (live, replay):  # as behind a venue (the simulated exchange corrects nothing)
+        session.engine.portfolio.remember_fills = True
     for rec in _records():  # the daemon's live dispatch, one event at a time
         live.engine.kernel.dispatch(rec)
-    replay = build_session(cfg, ReplayClock(), mode="paper", id_prefix="T")
     replay.engine.kernel.run(replay_records(replay, _records()))
     state = capture_state(live)
     assert state == capture_state(replay)

@@ -17,7 +17,7 @@ from typing import Any
 from gateways.ib.config import IbGatewayConfig, IbTiming
 from gateways.ib.gateway import FILLS_LOOKBACK_NS, IbGateway
 from gateways.testing.harness import wait_until
-from gateways.testing.tws import NS, Listing, SubmitFault, TwsStandin
+from gateways.testing.tws import NS, Listing, SubmitFault, TwsStandin, paper_account_id
 from gateways.testing.venue import Row
 
 ANCHOR_NS = 1_704_068_400 * NS  # 2024-01-01T00:20:00Z, a minute boundary
@@ -45,7 +45,6 @@ class IbHarness:
     insufficient_text = "must exceed the initial margin"
     fills_lookback_ns: int | None = FILLS_LOOKBACK_NS
     unsupported_faults = frozenset({"rate_limited"})
-    account = "DU1234567"
     _SYMBOLS = {"AAPL.NASDAQ": "AAPL", "MSFT.NASDAQ": "MSFT", "ZZZZ.NASDAQ": "ZZZZ"}
     _FAULTS = {"timeout_placed": SubmitFault("stall", 1.0),
                "timeout_lost": SubmitFault("swallow"),
@@ -54,6 +53,7 @@ class IbHarness:
 
     def __init__(self, listings: list[Listing] | None = None) -> None:
         self.tws = TwsStandin(listings)
+        self.account = self.tws.accounts[0]  # fresh per run: the account id is a credential
         self.gateways: list[IbGateway] = []
         self._sessions_at_drop: dict[int, int] = {}
 
@@ -83,7 +83,9 @@ class IbHarness:
                 instruments: tuple[str, ...] | None = None, bad_credentials: bool = False,
                 **overrides: Any) -> IbGateway:
         cfg = self.config(instruments or (self.instrument_id,), trading=trading, **overrides)
-        account = "DU9999999" if bad_credentials else (self.account if trading else "")
+        account = self.account if trading else ""
+        while bad_credentials and account in (self.account, ""):
+            account = paper_account_id()  # an account this TWS does not manage
         gw = IbGateway(cfg, account=account)
         gw.bind(sink)
         self.gateways.append(gw)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,9 +37,14 @@ from typing import Any
 
 NS = 1_000_000_000
 SERVER_VERSION = 178
-ACCOUNT = "DU1234567"
 
 Row = tuple[int, float, float, float, float, float]
+
+
+def paper_account_id() -> str:
+    """A fresh IB paper account id (``DU`` and seven digits) for one stand-in run: an
+    account id is a credential, so none is written into the code."""
+    return f"DU{secrets.randbelow(9_000_000) + 1_000_000}"
 
 
 @dataclass(slots=True)
@@ -164,11 +170,11 @@ class TwsStandin:
     """The stand-in TWS: one asyncio server on 127.0.0.1, state shared by all clients."""
 
     def __init__(self, listings: list[Listing] | None = None, *,
-                 accounts: tuple[str, ...] = (ACCOUNT,), cash: float = 100_000.0) -> None:
+                 accounts: tuple[str, ...] | None = None, cash: float = 100_000.0) -> None:
         self.listings = {x.symbol + (x.expiry if x.sec_type == "FUT" else ""): x
                          for x in (listings or [Listing(265598, "AAPL"),
                                                 Listing(272093, "MSFT")])}
-        self.accounts = accounts
+        self.accounts = accounts or (paper_account_id(),)
         self.cash = cash
         self.now_ns = 1_704_068_430 * NS
         self.series: dict[int, list[Row]] = {}

@@ -212,6 +212,19 @@ class Book:
         return total
 
 
+def _book_leg(book: Book, name: str | None, inst: str, qty: float, price: float, fee: float,
+              share: float, fee_units: float, fee_in_cash: bool,
+              legs: list[FillLeg] | None) -> float:
+    """Book one book's part of a fill; return the PnL it realized.  With ``legs``, also
+    keep what a later correction of the fill needs to know of it here."""
+    if legs is None:
+        return book.apply(inst, qty, price, fee, fee_units=fee_units, fee_in_cash=fee_in_cash)
+    realized, leg = book.apply_traced(name, inst, qty, price, fee, share, fee_units=fee_units,
+                                      fee_in_cash=fee_in_cash)
+    legs.append(leg)
+    return realized
+
+
 # Splits a fill's signed quantity across models: {model: signed qty}.
 Attribution = Callable[[Fill], dict[str, float]]
 
@@ -272,16 +285,10 @@ class Portfolio:
         in_cash = not fill.fee_asset
         units = fill.fee_quantity if fill.fee_in_instrument else 0.0
         inst = fill.instrument_id
-        trace = self.remember_fills
-        legs: list[FillLeg] = []
-        if trace:
-            realized, leg = self.account.apply_traced(None, inst, signed, fill.price,
-                                                      fill.commission, 1.0, fee_units=units,
-                                                      fee_in_cash=in_cash)
-            legs.append(leg)
-        else:
-            realized = self.account.apply(inst, signed, fill.price, fill.commission,
-                                          fee_units=units, fee_in_cash=in_cash)
+        # The legs of the fill, kept for a later correction (None: nothing to keep).
+        legs: list[FillLeg] | None = [] if self.remember_fills else None
+        realized = _book_leg(self.account, None, inst, signed, fill.price, fill.commission,
+                             1.0, units, in_cash, legs)
         if fill.fee_asset and not fill.fee_in_instrument:
             kind = self.account.fees_in_kind
             kind[fill.fee_asset] = kind.get(fill.fee_asset, 0.0) + fill.fee_quantity
@@ -291,16 +298,9 @@ class Portfolio:
             parts.append((UNATTRIBUTED, rest))
         for model, qty in parts:
             share = abs(qty) / fill.quantity if fill.quantity else 0.0
-            book = self.model_book(model)
-            if trace:
-                _r, leg = book.apply_traced(model, inst, qty, fill.price,
-                                            fill.commission * share, share,
-                                            fee_units=units * share, fee_in_cash=in_cash)
-                legs.append(leg)
-            else:
-                book.apply(inst, qty, fill.price, fill.commission * share,
-                           fee_units=units * share, fee_in_cash=in_cash)
-        if trace:
+            _book_leg(self.model_book(model), model, inst, qty, fill.price,
+                      fill.commission * share, share, units * share, in_cash, legs)
+        if legs is not None:
             booked = self._booked
             booked[fill.trade_id] = _Booked(inst, signed, fill.price, fill.commission, in_cash,
                                             legs)

@@ -10,10 +10,11 @@ reports excluded, as they are paid once per run) and its ratio to the axis's
 smallest case.  CPU time of the process, not wall time: on this shared machine a
 run's wall time includes waiting for a core, which moved single cases by 3x.
 
-* instruments: 1, 10, 50, 100 instruments, one SmaCross(10, 30) over all;
+* instruments: 1, 10, 50, 100 instruments, one SmaCross(10, 30) over all, each case
+  replaying the same instrument-bars (fewer instruments, longer histories);
 * models: 1 to 5 rule models, each over all 100 instruments (SmaCross 10/30,
   EquityTrend, IndexMeanReversion, CryptoMomentum, SmaCross 20/100);
-* history: 10 instruments with 4x the bars per instrument;
+* history: 10 instruments with 4x the bars per instrument of their instruments case;
 * positions: 100 instruments held almost all the time against almost never
   (IndexMeanReversion with thresholds that enter at once and rarely exit, or
   almost never enter: the same per-bar work, different open positions).
@@ -92,10 +93,15 @@ class Case:
 def cases(bars: int, instruments: list[int], n_models: int) -> list[Case]:
     """The measured cases, each axis's smallest first; the largest count is the wide one."""
     wide = max(instruments)
-    out = [Case(f"instruments={n}", "instruments", n, bars, MODELS[:1]) for n in instruments]
+    # Every case of the instruments axis replays the same instrument-bars (``bars`` for
+    # each of the widest case's instruments), fewer instruments with longer histories:
+    # the same work spread over n instruments.  With one short history instead, that
+    # single random walk's trading rate (a fill costs ten bars' work) decides the ratio.
+    out = [Case(f"instruments={n}", "instruments", n, bars * wide // n, MODELS[:1])
+           for n in instruments]
     out += [Case(f"models={k}", "models", wide, bars, MODELS[:k]) for k in range(2, n_models + 1)]
-    out.append(Case(f"history={HISTORY_FACTOR}x", "history", instruments[1], bars * HISTORY_FACTOR,
-                    MODELS[:1]))
+    out.append(Case(f"history={HISTORY_FACTOR}x", "history", instruments[1],
+                    bars * wide // instruments[1] * HISTORY_FACTOR, MODELS[:1]))
     out += [Case("positions=few", "positions", wide, bars, [IDLE]),
             Case("positions=many", "positions", wide, bars, [HOLDING])]
     return out
@@ -275,7 +281,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--bars", type=int, default=2_000, help="bars per instrument")
+    ap.add_argument("--bars", type=int, default=2_000,
+                    help="bars per instrument of the widest case")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept")
     ap.add_argument("--instruments", default="1,10,50,100", help="the instruments axis")
     ap.add_argument("--models", type=int, default=5, help="up to this many models (1-5)")

@@ -7,11 +7,11 @@ close time.  Memory is bounded by the batch size, not by the length of history.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,18 @@ class FeedSpec:
     instrument_id: str
     path: Path
     timeframe: int  # seconds
+
+
+class BarColumns(NamedTuple):
+    """A batch of one file's bars as columns: close and open times (ns), OHLCV."""
+
+    ts: np.ndarray
+    ts_open: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
 
 
 @dataclass
@@ -144,13 +156,12 @@ class BarFile:
         self.stats.skipped_by_reason[key] = self.stats.skipped_by_reason.get(key, 0) + 1
         log.warning("bad_bar_skipped", file=str(self.spec.path), row=row, problem=problem)
 
-    def __iter__(self) -> Iterator[Bar]:
+    def columns(self) -> Iterator[BarColumns]:
+        """The file's validated bars a batch at a time, as columns (no batch is empty)."""
         spec = self.spec
         tf_ns = spec.timeframe * NS
-        inst = spec.instrument_id
-        tf = spec.timeframe
         row0 = 0
-        gap_ns = long_gap_ns(tf)
+        gap_ns = long_gap_ns(spec.timeframe)
         prev_open: int | None = None
         for batch in self._batches():
             n = batch.num_rows
@@ -166,23 +177,34 @@ class BarFile:
             if self.end_ns is not None:
                 keep &= ts < self.end_ns
             self.stats.rows += n
+            row0 += n
             arrays = (ts, o, h, lo, c, v) if keep.all() else tuple(
                 a[keep] for a in (ts, o, h, lo, c, v)
             )
             t_open = arrays[0]
-            k = len(t_open)
-            if k:
+            if len(t_open):
                 prev_open = self._note_gaps(t_open, prev_open, gap_ns)
-            # Bars are built by ``map`` straight into the Bar constructor: no Python
-            # frame per row, which is most of what a feed costs.
-            yield from map(
-                Bar, (t_open + tf_ns).tolist(), repeat(inst, k), repeat(tf, k), t_open.tolist(),
-                *(a.tolist() for a in arrays[1:]),
-            )
-            row0 += n
+                yield BarColumns(t_open + tf_ns, t_open, *arrays[1:])
         if row0 == 0:
             raise DataError(f"{spec.path}: no bars (the file has a header but no rows); "
-                            f"instrument {inst} needs at least one")
+                            f"instrument {spec.instrument_id} needs at least one")
+
+    def bars(self, cols: BarColumns, start: int = 0, stop: int | None = None) -> Iterator[Bar]:
+        """Rows ``start:stop`` of a batch of this file's columns as kernel bars."""
+        k = len(cols.ts) if stop is None else stop
+        n = k - start
+        # Bars are built by ``map`` straight into the Bar constructor: no Python frame
+        # per row, which is most of what a feed costs.
+        return map(
+            Bar, cols.ts[start:k].tolist(), repeat(self.spec.instrument_id, n),
+            repeat(self.spec.timeframe, n), cols.ts_open[start:k].tolist(),
+            *(a[start:k].tolist() for a in (cols.open, cols.high, cols.low, cols.close,
+                                             cols.volume)),
+        )
+
+    def __iter__(self) -> Iterator[Bar]:
+        for cols in self.columns():
+            yield from self.bars(cols)
 
     def _note_gaps(self, t_open: np.ndarray, prev: int | None, gap_ns: int) -> int:
         """Record holes longer than ``gap_ns`` (vectorised; warned once each)."""
@@ -254,32 +276,91 @@ class HistoricalFeed:
     def stats(self) -> dict[str, FeedStats]:
         return {f.spec.instrument_id: f.stats for f in self.files}
 
-    def __iter__(self) -> Iterator[Bar]:
+    def __iter__(self) -> Iterator[Bar | DataEnded]:
         if len(self.files) == 1:
             return iter(self.files[0])
-        # (ts, instrument_id) never ties across files, so tuples compare without
-        # ever reaching the Bar itself.
-        if self.announce_end:
-            return self._with_ends()
-        keyed = [((b.ts, b.instrument_id, b) for b in f) for f in self.files]
-        return (item[2] for item in heapq.merge(*keyed))
+        return self._merged()
 
-    def _with_ends(self) -> Iterator[Bar | DataEnded]:
-        ended: list[Bar] = []  # last bars of files that ran out, oldest first
+    def _merged(self) -> Iterator[Bar | DataEnded]:
+        """All files' bars in (close time, instrument id) order, merged a block at a time.
 
-        def keyed(f: BarFile) -> Iterator[tuple[int, str, Bar]]:
-            last = None
-            for b in f:
-                last = b
-                yield b.ts, b.instrument_id, b
-            if last is not None:
-                ended.append(last)  # runs when the merge asks this file for one more bar
+        Each step takes, from every file, the rows up to a horizon no file can go back
+        before (the earliest of the files' block ends), and orders that block with one
+        sort of its columns; the bars themselves are only yielded, so a bar costs the
+        same whether one file or a hundred are merged (a heap merge pays log n Python
+        comparisons and two generator hops per bar).
+        """
+        # Rows taken from one file per step: the block (about 16k bars however many
+        # files) bounds the bars alive at once; the per-file work of a step (a search
+        # and a few slices) stays small next to the bars it yields.
+        step = max(64, 16_384 // len(self.files))
+        cursors = [c for c in (_Cursor(f, rank) for rank, f in enumerate(self.files))
+                   if c.advance()]
+        ended: list[DataEnded] = []  # files that ran out, oldest last bar first
+        while cursors:
+            horizon = min(int(c.cols.ts[min(c.pos + step, c.size) - 1]) for c in cursors)
+            blocks: list[list[Bar]] = []
+            stamps: list[np.ndarray] = []
+            ranks: list[np.ndarray] = []
+            for c in cursors:
+                stop = c.pos + int(np.searchsorted(c.cols.ts[c.pos:], horizon, side="right"))
+                if stop > c.pos:
+                    blocks.append(list(c.file.bars(c.cols, c.pos, stop)))
+                    stamps.append(c.cols.ts[c.pos:stop])
+                    ranks.append(np.full(stop - c.pos, c.rank))
+                    c.pos = stop
+            if len(blocks) == 1:
+                block = blocks[0]
+            else:
+                # Ties in close time go by instrument id: the files' ranks.
+                order = np.lexsort((np.concatenate(ranks), np.concatenate(stamps)))
+                every = [b for part in blocks for b in part]
+                block = [every[i] for i in order.tolist()]
+            if ended:
+                for bar in block:
+                    while ended and ended[0].ts < bar.ts:
+                        yield ended.pop(0)
+                    yield bar
+            else:
+                yield from block
+            running = []
+            for c in cursors:
+                if c.pos < c.size or c.advance():
+                    running.append(c)
+                elif self.announce_end:
+                    # Announced just before the first later bar of another file.
+                    ended.append(c.last)
+            ended.sort(key=lambda e: (e.ts, e.instrument_id))
+            cursors = running
 
-        for ts, _, bar in heapq.merge(*(keyed(f) for f in self.files)):
-            while ended and ended[0].ts < ts:
-                last = ended.pop(0)
-                yield DataEnded(last.ts, last.instrument_id, last.close)
-            yield bar
+
+class _Cursor:
+    """Where the merge is in one file: its current batch of columns and the next row."""
+
+    def __init__(self, file: BarFile, rank: int) -> None:
+        self.file = file
+        self.rank = rank
+        self._batches = file.columns()
+        self.cols: BarColumns
+        self.size = 0
+        self.pos = 0
+
+    def advance(self) -> bool:
+        """Load the file's next batch; False when the file has no more bars."""
+        cols = next(self._batches, None)
+        if cols is None:
+            return False
+        self.cols = cols
+        self.size = len(cols.ts)
+        self.pos = 0
+        return True
+
+    @property
+    def last(self) -> DataEnded:
+        """The end of the file's data: its last bar's close time and close."""
+        i = self.size - 1
+        return DataEnded(int(self.cols.ts[i]), self.file.spec.instrument_id,
+                         float(self.cols.close[i]))
 
 
 def parse_time(text: str | None) -> int | None:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
+from trader.core.events import DataEnded
 from trader.data.feed import BarFile, DataError, FeedSpec, HistoricalFeed
 
 NS = 1_000_000_000
@@ -93,6 +94,61 @@ def test_merges_instruments_by_time_with_ties_by_instrument_id(tmp_path: Path) -
     assert len(bars) == 48 * 2 + 2
     at_midnight = [b.instrument_id for b in bars if b.ts == (T0 + 86400) * NS]
     assert at_midnight == ["A", "B", "D"]
+
+
+
+def heap_merged(files: list[BarFile], announce_end: bool) -> list:
+    """The reference order: a heap merge by (close time, instrument id), a file's end
+    announced just before the first later bar of another file."""
+    import heapq
+
+    ended: list = []
+
+    def keyed(f: BarFile):
+        last = None
+        for b in f:
+            last = b
+            yield b.ts, b.instrument_id, b
+        if last is not None and announce_end:
+            ended.append(last)
+
+    out: list = []
+    for ts, _, bar in heapq.merge(*(keyed(f) for f in sorted(files,
+                                                            key=lambda f: f.spec.instrument_id))):
+        while ended and ended[0].ts < ts:
+            last = ended.pop(0)
+            out.append(DataEnded(last.ts, last.instrument_id, last.close))
+        out.append(bar)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_merge_matches_a_heap_merge(tmp_path: Path, seed: int) -> None:
+    """Many files of different lengths, starts, holes and timeframes, read in small
+    batches: the merged stream (bars and end announcements) is the heap merge's, event
+    for event, whatever block the merge takes at a time."""
+    import random
+
+    rng = random.Random(seed)
+    specs = []
+    for k in range(rng.randint(2, 9)):
+        step = rng.choice([HOUR, HOUR, 4 * HOUR, 86400])
+        start = T0 + rng.randint(0, 30) * HOUR
+        data = [r for r in rows(rng.randint(1, 120), start=start, step=step, base=10.0 + k)
+                if rng.random() > 0.15] or rows(1, start=start, step=step)
+        path = write_parquet(tmp_path / f"{k}.parquet", data)
+        specs.append((FeedSpec(f"I{rng.randint(0, 99):02d}-{k}", path, step),
+                      rng.choice([3, 7, 64, 65_536])))
+
+    def files() -> list[BarFile]:
+        return [BarFile(spec, batch_size=batch) for spec, batch in specs]
+
+    ends: list[int] = []
+    for announce in (False, True):
+        got = list(HistoricalFeed(files(), announce_end=announce))
+        assert got == heap_merged(files(), announce)
+        ends.append(sum(type(e) is DataEnded for e in got))
+    assert ends[0] == 0
 
 
 BAD_CASES = [

@@ -143,3 +143,15 @@ def test_paper_daemon_is_ready_without_brokers_reports_or_migrations(tmp_path):
                           cwd=tmp_path)
     assert {"trader.live.daemon", "gateways.replay_live"} <= modules
     assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {"pyarrow.compute"}) == set()
+
+
+def test_opening_the_store_builds_no_row_validator():
+    # The store goes through Core on each table class's __table__; the classes' pydantic
+    # validators (a share of the store's import time) are left to be built on first use.
+    code = ("import json, trader.store, trader.store.schema as s; print(json.dumps("
+            "{c.__name__: c.__pydantic_complete__ for c in vars(s).values() "
+            "if isinstance(c, type) and getattr(c, '__table__', None) is not None}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    built = json.loads(res.stdout)
+    assert len(built) == 15 and not any(built.values()), built

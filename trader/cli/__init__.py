@@ -2,7 +2,8 @@
 
 Every command module imports only typer and rich at the top; the kernel, the
 store, ccxt and the rest load when a command runs, so ``trader --help`` answers
-at once.
+at once.  The command modules themselves load when their command is looked up
+(:class:`TraderCommands`).
 """
 
 from __future__ import annotations
@@ -13,31 +14,31 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trader.cli.backtest import backtest
-from trader.cli.data import data_app
-from trader.cli.db import db_app
 from trader.cli.deployment import UserError
-from trader.cli.kill import kill
-from trader.cli.models import models_app
-from trader.cli.optimize import optimize_app
 from trader.cli.root import CommandGroup, RunState, failure_text, root
-from trader.cli.run import run, status
-from trader.cli.web import web
 
-app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True,
+
+class TraderCommands(CommandGroup):
+    """The ``trader`` commands, in the order ``--help`` lists them; each command's module
+    is imported when that command is looked up, so one command does not pay for all."""
+
+    lazy_commands = {
+        "backtest": "trader.cli.backtest:backtest",
+        "run": "trader.cli.run:run",
+        "status": "trader.cli.run:status",
+        "kill": "trader.cli.kill:kill",
+        "web": "trader.cli.web:web",
+        "db": "trader.cli.db:db_app",
+        "models": "trader.cli.models:models_app",
+        "data": "trader.cli.data:data_app",
+        "optimize": "trader.cli.optimize:optimize_app",
+    }
+
+
+app = typer.Typer(cls=TraderCommands, add_completion=False, no_args_is_help=True,
                   help="Trading daemon and replay backtester.")
 err_console = Console(stderr=True)
 app.callback()(root)
-
-app.command("backtest")(backtest)
-app.command("run")(run)
-app.command("status")(status)
-app.command("kill")(kill)
-app.command("web")(web)
-app.add_typer(db_app, name="db")
-app.add_typer(models_app, name="models")
-app.add_typer(data_app, name="data")
-app.add_typer(optimize_app, name="optimize")
 
 
 def _operator_errors() -> tuple[type[BaseException], ...]:

@@ -5,16 +5,20 @@
 * :class:`CommandGroup` tidies every command's help as it is looked up, so a
   command group added anywhere gets the same treatment: flags show no ``<bool>``
   value placeholder (typer prints one for every option, but a flag takes no
-  value).
+  value).  It also builds the commands it names in ``lazy_commands`` only when
+  one is looked up: ``trader status`` neither imports the other commands'
+  modules nor has typer read their signatures (``--help`` still lists them all).
 * :func:`failure_text`: an unexpected exception as one paragraph; the
   traceback only with ``--debug``.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperGroup, TyperOption
@@ -53,8 +57,77 @@ def _tidy(command: Any, ctx: Any) -> None:
         _tidy(sub, ctx)
 
 
+class LazyCommands(MutableMapping[str, Any]):
+    """A group's commands by name, in order; one given as a loader is built when first read.
+
+    Typer's group reads its ``commands`` mapping for lookups, listings and "did you
+    mean" suggestions: names come from here without building anything, a command only
+    when its value is read.
+    """
+
+    def __init__(self, built: Mapping[str, Any], loaders: Mapping[str, Callable[[], Any]]) -> None:
+        self._built = dict(built)
+        self._loaders = {name: load for name, load in loaders.items() if name not in self._built}
+        self._order = [*self._built, *self._loaders]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built and name in self._loaders:
+            self._built[name] = self._loaders.pop(name)()
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._order:
+            self._order.append(name)
+        self._loaders.pop(name, None)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._order:
+            raise KeyError(name)
+        self._order.remove(name)
+        self._built.pop(name, None)
+        self._loaders.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built or name in self._loaders
+
+
 class CommandGroup(TyperGroup):
-    """The root group: every command it hands out has tidy help."""
+    """The root group: every command it hands out has tidy help; ``lazy_commands``
+    (name -> ``"module:attribute"``, a command function or a ``typer.Typer`` of
+    subcommands) are imported and built when looked up, after any registered ones."""
+
+    lazy_commands: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = LazyCommands(self.commands, {
+            name: (lambda name=name, target=target: self._build(name, target))
+            for name, target in self.lazy_commands.items()})
+
+    def _build(self, name: str, target: str) -> Any:
+        """The command ``name`` as typer builds it when registered on the root app."""
+        module, _, attr = target.partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        # A one-command app with the root's settings builds it exactly as the root would
+        # (typer's default pretty_exceptions_short, which the root app keeps, included).
+        holder = typer.Typer(rich_markup_mode=self.rich_markup_mode,
+                             suggest_commands=self.suggest_commands)
+        if isinstance(obj, typer.Typer):
+            holder.add_typer(obj, name=name)
+        else:
+            holder.command(name)(obj)
+        return typer.main.get_group(holder).commands[name]
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        # typer's own reads every (name, command) pair, which would build them all.
+        return list(self.commands)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)

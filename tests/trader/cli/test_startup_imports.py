@@ -8,6 +8,7 @@ when a backtest's kernel takes its first bar and when the paper daemon says READ
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,30 @@ def test_help_loads_no_store_no_data_no_logging(args: list[str]) -> None:
     assert _present(modules, heavy) == set()
 
 
+# The modules of the commands: each loads when its command is looked up, not with the CLI.
+COMMAND_MODULES = {"trader.cli.backtest", "trader.cli.run", "trader.cli.kill", "trader.cli.web",
+                   "trader.cli.db", "trader.cli.models", "trader.cli.train", "trader.cli.data",
+                   "trader.cli.optimize"}
+
+
+def test_importing_the_cli_loads_no_command_module():
+    res = subprocess.run([sys.executable, "-c", "import json, sys, trader.cli; "
+                          "print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(res.stdout))
+    assert "trader.cli.root" in modules  # the listing is what it claims to be
+    assert _present(modules, COMMAND_MODULES | {"trader.core.events", "models.gates",
+                                                "trader.engine.config"}) == set()
+
+
+def test_help_lists_every_command_in_order():
+    _, out = _modules("exit", "--help")
+    panel = out[out.index("Commands"):]
+    listed = re.findall(r"^│ ([a-z]+) ", panel, flags=re.M)
+    assert listed == ["backtest", "run", "status", "kill", "web", "db", "models", "data",
+                      "optimize"]
+
+
 def test_status_reads_the_store_without_migrations_logging_or_data_libraries(tmp_path):
     from trader.live.status import Snapshot, write_snapshot
 
@@ -100,6 +125,8 @@ def test_status_reads_the_store_without_migrations_logging_or_data_libraries(tmp
     assert "sqlalchemy" in modules  # the listing is what it claims to be
     assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {
         "numpy", "pyarrow", "structlog", "pygments", "risk.engine", "models.xgboost"}) == set()
+    # Of the commands' modules, only its own: the others are neither imported nor read.
+    assert _present(modules, COMMAND_MODULES) == {"trader.cli.run"}
 
 
 def test_backtest_first_bar_comes_before_reports_and_migrations(tmp_path):
@@ -116,3 +143,15 @@ def test_paper_daemon_is_ready_without_brokers_reports_or_migrations(tmp_path):
                           cwd=tmp_path)
     assert {"trader.live.daemon", "gateways.replay_live"} <= modules
     assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {"pyarrow.compute"}) == set()
+
+
+def test_opening_the_store_builds_no_row_validator():
+    # The store goes through Core on each table class's __table__; the classes' pydantic
+    # validators (a share of the store's import time) are left to be built on first use.
+    code = ("import json, trader.store, trader.store.schema as s; print(json.dumps("
+            "{c.__name__: c.__pydantic_complete__ for c in vars(s).values() "
+            "if isinstance(c, type) and getattr(c, '__table__', None) is not None}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    built = json.loads(res.stdout)
+    assert len(built) == 15 and not any(built.values()), built

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trader.engine.config import ConfigError, load_config
+from trader.engine.config import ConfigError, load_config, load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 TRADER = Path(sys.executable).with_name("trader")
@@ -125,6 +125,23 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line"):
         load_config(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("text", ["a: [1, 2\nb: 3\n", "a: b: c\n", "a:\n  - 1\n - 2\n"])
+def test_yaml_errors_read_the_same_with_either_parser(tmp_path: Path, text: str) -> None:
+    # libyaml words these three differently; the message is the pure-Python parser's.
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError) as got:
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(yaml.YAMLError) as plain:
+        yaml.load(text, Loader=yaml.SafeLoader)
+    assert str(got.value).endswith(f": {plain.value.problem}")
+
+
+def test_shipped_configs_parse_to_the_same_values_with_either_parser() -> None:
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        text = path.read_text()
+        assert load_yaml(path) == yaml.load(text, Loader=yaml.SafeLoader), path
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -71,6 +70,13 @@ from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
 from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
+from gateways.tracking import (
+    FinishedOrders,
+    TrackedOrder,
+    mark_cancel,
+    reject,
+    submit_refusal,
+)
 from gateways.validation import BarGuard
 from trader.core.calendars import is_open
 from trader.core.events import (
@@ -115,21 +121,10 @@ def capabilities_for(config: AlpacaGatewayConfig) -> GatewayCapabilities:
 
 
 @dataclass(slots=True)
-class _Tracked:
-    """Gateway-side memory of one order."""
+class _Tracked(TrackedOrder):
+    """Gateway-side memory of one order, with what Alpaca adds."""
 
-    client_order_id: str
-    instrument_id: str
-    symbol: str
-    request: OrderRequest | None = None
-    broker_order_id: str = ""
     submit_ns: int = 0
-    in_flight: bool = False
-    accepted_sent: bool = False
-    terminal_sent: bool = False
-    cancel_requested: bool = False
-    filled: float = 0.0
-    trade_ids: set[str] = field(default_factory=set)
     replaced_by: str = ""
 
 
@@ -173,7 +168,8 @@ class AlpacaGateway:
         self._orders: dict[str, _Tracked] = {}
         self._coid_by_broker: dict[str, str] = {}
         self._seen_trades: set[str] = set()
-        self._retired: deque[str] = deque()
+        self._finished = FinishedOrders(self._orders, self._coid_by_broker, self._seen_trades,
+                                        _KEEP_FINISHED)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self._tasks = GatewayTasks(self.name)
         self._runners: list[StreamRunner] = []
@@ -277,21 +273,13 @@ class AlpacaGateway:
         """Check what can be checked here, then send in a task; never blocks."""
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        if symbol is None:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"instrument {order.instrument_id} is not traded on {self.name}")
+        refusal = submit_refusal(self.name, order, listed=symbol is not None,
+                                 trading=self.config.trading, connected=self._running,
+                                 duplicate=coid in self._orders)
+        if refusal is not None:
+            self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
-        if not self.config.trading:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is market-data only (trading: false)")
-            return
-        if not self._running:
-            self._emit_update(coid, OrderStatus.REJECTED, f"gateway {self.name} is not connected")
-            return
-        if coid in self._orders:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"duplicate client order id {coid} (not sent)")
-            return
+        assert symbol is not None
         tracked = _Tracked(coid, order.instrument_id, symbol, request=order)
         self._orders[coid] = tracked
         why = self.order_problem(order, symbol)
@@ -302,11 +290,8 @@ class AlpacaGateway:
 
     def cancel(self, client_order_id: str) -> None:
         """Ask for a cancel; the outcome arrives as an ``OrderUpdate``."""
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
-            return
-        tracked.cancel_requested = True
-        if tracked.broker_order_id:
+        tracked = mark_cancel(self._orders, client_order_id)
+        if tracked is not None and tracked.broker_order_id:
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
 
     def replace(self, client_order_id: str, new_client_order_id: str, *,
@@ -1065,18 +1050,11 @@ class AlpacaGateway:
         return self._by_plain.get(plain_symbol(venue_symbol))
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        tracked.in_flight = False
-        if tracked.terminal_sent:
-            return
-        tracked.terminal_sent = True
-        self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
-                          tracked.broker_order_id)
+        reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        event = self.health.change(stream, state, reason, self.now_ns())
-        if event is not None:
-            self._raw_sink(event)
+        self.health.report(self._raw_sink, stream, state, reason, self.now_ns())
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:
@@ -1086,12 +1064,7 @@ class AlpacaGateway:
 
     def _retire(self, coid: str) -> None:
         """Bound memory: forget the oldest finished orders beyond ``_KEEP_FINISHED``."""
-        self._retired.append(coid)
-        while len(self._retired) > _KEEP_FINISHED:
-            tracked = self._orders.pop(self._retired.popleft(), None)
-            if tracked is not None:
-                self._coid_by_broker.pop(tracked.broker_order_id, None)
-                self._seen_trades.difference_update(tracked.trade_ids)
+        self._finished.retire(coid)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.spawn(coro, name)

@@ -25,9 +25,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -83,6 +82,13 @@ from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
 from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver
 from gateways.tasks import GatewayTasks
+from gateways.tracking import (
+    FinishedOrders,
+    TrackedOrder,
+    mark_cancel,
+    reject,
+    submit_refusal,
+)
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -123,21 +129,10 @@ def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapa
 
 
 @dataclass(slots=True)
-class _Tracked:
-    """Gateway-side memory of one order."""
+class _Tracked(TrackedOrder):
+    """Gateway-side memory of one order, with what ccxt adds."""
 
-    client_order_id: str
-    instrument_id: str
-    symbol: str
-    request: OrderRequest | None = None
-    broker_order_id: str = ""
     submit_ms: int = 0
-    in_flight: bool = False  # sent, outcome unknown
-    accepted_sent: bool = False
-    terminal_sent: bool = False
-    cancel_requested: bool = False
-    filled: float = 0.0
-    trade_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -206,7 +201,8 @@ class CcxtGateway:
         self._flags = ClosedFlags()
         self.frames = FrameStats()
         self.warmup_reports: dict[str, WarmUpReport] = {}
-        self._retired: deque[str] = deque()
+        self._finished = FinishedOrders(self._orders, self._coid_by_broker, self._seen_trades,
+                                        _KEEP_FINISHED)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
         t = config.timing
@@ -310,22 +306,13 @@ class CcxtGateway:
     def submit(self, order: OrderRequest) -> None:
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        if symbol is None:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"instrument {order.instrument_id} is not traded on {self.name}")
+        refusal = submit_refusal(self.name, order, listed=symbol is not None,
+                                 trading=self.config.trading, connected=self._running,
+                                 duplicate=coid in self._orders)
+        if refusal is not None:
+            self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
-        if not self.config.trading:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is market-data only (trading: false)")
-            return
-        if not self._running:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is not connected")
-            return
-        if coid in self._orders:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"duplicate client order id {coid} (not sent)")
-            return
+        assert symbol is not None
         banned = self.limiter.refusal()
         if banned:
             # queueing a new order through a ban would send a stale decision minutes late
@@ -336,11 +323,8 @@ class CcxtGateway:
         self._spawn(self._supervised_submit(tracked), f"submit:{coid}")
 
     def cancel(self, client_order_id: str) -> None:
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
-            return
-        tracked.cancel_requested = True
-        if tracked.broker_order_id:
+        tracked = mark_cancel(self._orders, client_order_id)
+        if tracked is not None and tracked.broker_order_id:
             # during a ban the cancel's requests wait in the limiter: queued, sent after
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
         # else: sent once the venue acknowledged the order (see _on_ack)
@@ -1084,8 +1068,7 @@ class CcxtGateway:
             self._emit_update(tracked.client_order_id, status, "", tracked.broker_order_id)
         elif status is OrderStatus.FILLED and tracked.filled >= float(filled or 0) - 1e-9:
             tracked.terminal_sent = True  # the router derives FILLED from the fills
-            self._retired.append(tracked.client_order_id)
-            self._forget_old()
+            self._retire(tracked.client_order_id)
 
     async def _catch_up_fills(self, tracked: _Tracked) -> None:
         if not tracked.broker_order_id:
@@ -1353,34 +1336,23 @@ class CcxtGateway:
         return int(time.time() * 1000) - self._offset_ms
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        tracked.in_flight = False
-        if tracked.terminal_sent:
-            return
-        tracked.terminal_sent = True
-        self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
-                          tracked.broker_order_id)
+        reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        event = self.health.change(stream, state, reason, self._now_ms() * _MS)
-        if event is not None:
-            self._raw_sink(event)
+        self.health.report(self._raw_sink, stream, state, reason, self._now_ms() * _MS)
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:
         self._sink(OrderUpdate(self._now_ms() * _MS, coid, status, reason, broker_order_id))
         if status.is_terminal:
-            self._retired.append(coid)
-            self._forget_old()
+            self._retire(coid)
 
-    def _forget_old(self) -> None:
-        """Bound memory: drop the oldest finished orders beyond ``_KEEP_FINISHED``."""
-        while len(self._retired) > _KEEP_FINISHED:
-            tracked = self._orders.pop(self._retired.popleft(), None)
-            if tracked is not None:
-                self._coid_by_broker.pop(tracked.broker_order_id, None)
-                self._parked.pop(tracked.broker_order_id, None)
-                self._seen_trades.difference_update(tracked.trade_ids)
+    def _retire(self, coid: str) -> None:
+        """Bound memory: forget the oldest finished orders beyond ``_KEEP_FINISHED``, and
+        the trades parked for them."""
+        for tracked in self._finished.retire(coid):
+            self._parked.pop(tracked.broker_order_id, None)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.spawn(coro, name)

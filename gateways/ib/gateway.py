@@ -54,6 +54,7 @@ from gateways.ib.pacing import HistoryPacer
 from gateways.ib.redact import redact_ib_logs
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
+from gateways.tracking import mark_cancel
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -374,10 +375,9 @@ class IbGateway:
 
     def cancel(self, client_order_id: str) -> None:
         """Ask IB to cancel; the outcome arrives as an ``OrderUpdate``."""
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
+        tracked = mark_cancel(self._orders, client_order_id)
+        if tracked is None:
             return
-        tracked.cancel_requested = True
         trade = self._trade_of(tracked)
         if trade is None or self.ib is None:
             return  # sent once the order is found again (reconnect adopts it)

@@ -9,6 +9,10 @@ keep those records honest are the same on every venue and live here once:
 * a cancel marks the order (``mark_cancel``) even before the venue knows it, so it
   is sent the moment the venue acknowledges the order;
 * a rejection is emitted at most once, whatever path saw it (``reject``);
+* a submit whose answer was lost goes to OUTCOME_UNKNOWN and is looked up by our id,
+  never re-sent (``resolve_unknown``), unless a stream already saw the order; once
+  found, the venue's view is applied and a cancel asked for meanwhile follows
+  (``apply_found``);
 * finished orders are remembered for a while, so late duplicates are recognised,
   and then forgotten with everything that points at them (``FinishedOrders``).
 """
@@ -16,10 +20,11 @@ keep those records honest are the same on every venue and live here once:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from gateways.inflight import InFlightResolver
 from trader.core.events import OrderRequest, OrderStatus
 
 # what a gateway emits an ``OrderUpdate`` through: (coid, status, reason, broker order id)
@@ -88,6 +93,31 @@ def reject(tracked: TrackedOrder, reason: str, emit: UpdateEmitter) -> None:
         return
     tracked.terminal_sent = True
     emit(tracked.client_order_id, OrderStatus.REJECTED, reason, tracked.broker_order_id)
+
+
+def lost_answer(why: str) -> str:
+    """The OUTCOME_UNKNOWN reason of a submit whose answer was lost (``why``)."""
+    return f"submit answer lost ({why}); resolving by client order id, not re-sent"
+
+
+def resolve_unknown(tracked: TrackedOrder, why: str, emit: UpdateEmitter,
+                    resolver: InFlightResolver) -> None:
+    """The submit's answer was lost: OUTCOME_UNKNOWN, then the resolver looks it up."""
+    if tracked.accepted_sent or tracked.terminal_sent:
+        tracked.in_flight = False  # a stream (or a poll) saw the order while its answer hung
+        return
+    tracked.in_flight = True
+    emit(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN, lost_answer(why), "")
+    resolver.track(tracked.client_order_id)
+
+
+async def apply_found(tracked: T, found: object, apply: Callable[[T, object], Awaitable[None]],
+                      cancel: Callable[[T], Awaitable[None]]) -> None:
+    """The venue has the order: apply its view, then send a cancel asked for meanwhile."""
+    tracked.in_flight = False
+    await apply(tracked, found)
+    if tracked.cancel_requested and not tracked.terminal_sent:
+        await cancel(tracked)
 
 
 class FinishedOrders(Generic[T]):

@@ -73,8 +73,10 @@ from gateways.tasks import GatewayTasks
 from gateways.tracking import (
     FinishedOrders,
     TrackedOrder,
+    apply_found,
     mark_cancel,
     reject,
+    resolve_unknown,
     submit_refusal,
 )
 from gateways.validation import BarGuard
@@ -182,11 +184,9 @@ class AlpacaGateway:
         t = config.timing
         self.rest = RestRunner(self.name, t.rest_threads, max_wait_s=t.rate_limit_max_wait_s,
                                attempts=t.rate_limit_attempts)
-        self._resolver = InFlightResolver(
-            self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
-            initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
-            settle_s=t.unknown_settle_s, rng=self._rng, timeout_s=t.unknown_order_timeout_s,
-            on_lost=self._order_lost)
+        self._resolver = InFlightResolver.from_timing(
+            t, self._resolve_lookup, self._resolve_found, self._resolve_absent,
+            gateway=self.name, rng=self._rng, on_lost=self._order_lost)
 
     # -- protocol ----------------------------------------------------------------------------
     def bind(self, sink: EventSink) -> None:
@@ -565,14 +565,7 @@ class AlpacaGateway:
         why = message_of(exc)
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        if tracked.accepted_sent or tracked.terminal_sent:
-            tracked.in_flight = False  # a stream saw the order while its own answer hung
-            return
-        tracked.in_flight = True
-        self._emit_update(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                          f"submit answer lost ({why}); resolving by client order id, "
-                          "not re-sent")
-        self._resolver.track(tracked.client_order_id)
+        resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> Any:
         tracked = self._orders.get(coid)
@@ -585,10 +578,7 @@ class AlpacaGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        tracked.in_flight = False
-        await self._apply_order(tracked, o)
-        if tracked.cancel_requested and not tracked.terminal_sent:
-            await self._cancel(tracked)
+        await apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)

@@ -85,8 +85,10 @@ from gateways.tasks import GatewayTasks
 from gateways.tracking import (
     FinishedOrders,
     TrackedOrder,
+    apply_found,
     mark_cancel,
     reject,
+    resolve_unknown,
     submit_refusal,
 )
 from gateways.validation import BarGuard
@@ -206,11 +208,9 @@ class CcxtGateway:
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
         t = config.timing
-        self._resolver = InFlightResolver(
-            self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
-            initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
-            settle_s=t.unknown_settle_s, rng=self._rng,
-            timeout_s=t.unknown_order_timeout_s, on_lost=self._order_lost)
+        self._resolver = InFlightResolver.from_timing(
+            t, self._resolve_lookup, self._resolve_found, self._resolve_absent,
+            gateway=self.name, rng=self._rng, on_lost=self._order_lost)
         # every REST request of this gateway waits here (attached in ``connect``)
         self.limiter = VenueLimiter(config.exchange, config.limits,
                                     on_change=self._on_limiter_change)
@@ -917,15 +917,7 @@ class CcxtGateway:
         why = f"{type(exc).__name__}: {exc}"
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        if tracked.accepted_sent or tracked.terminal_sent:
-            # a stream or the poller found the order while its own answer hung
-            tracked.in_flight = False
-            return
-        tracked.in_flight = True
-        self._emit_update(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                          f"submit answer lost ({why}); resolving by client order id, "
-                          "not re-sent")
-        self._resolver.track(tracked.client_order_id)
+        resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> dict[str, Any] | None:
         tracked = self._orders.get(coid)
@@ -938,10 +930,7 @@ class CcxtGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        tracked.in_flight = False
-        await self._apply_order(tracked, o)
-        if tracked.cancel_requested and not tracked.terminal_sent:
-            await self._cancel(tracked)
+        await apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)

@@ -54,7 +54,7 @@ from gateways.ib.pacing import HistoryPacer
 from gateways.ib.redact import redact_ib_logs
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
-from gateways.tracking import mark_cancel
+from gateways.tracking import lost_answer, mark_cancel
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -369,8 +369,7 @@ class IbGateway:
             return
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        self._emit(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                   f"submit answer lost ({why}); resolving by client order id, not re-sent")
+        self._emit(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN, lost_answer(why))
         self._resolver.track(tracked.client_order_id)
 
     def cancel(self, client_order_id: str) -> None:

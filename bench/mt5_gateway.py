@@ -20,6 +20,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +36,16 @@ from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side  # noqa:
 def line(label: str, xs: list[float]) -> str:
     """A latency row, one digit wider: MT5's poll-bound figures run to hundreds of ms."""
     return latency_line(label, xs, width=7)
+
+
+def bare_client(h: Mt5Harness) -> Any:
+    """mt5linux alone, logged in to the stand-in: the baseline's client."""
+    from mt5linux import MetaTrader5
+
+    assert h.server is not None
+    client = MetaTrader5(host=h.server.host, port=h.server.port)
+    client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
+    return client
 
 
 async def bench_bars(n: int, poll: float) -> tuple[list[float], list[float]]:
@@ -56,11 +67,7 @@ async def bench_bars(n: int, poll: float) -> tuple[list[float], list[float]]:
                 t0 = time.perf_counter()
                 h.set_now(t + 60 * NS + NS)  # the bar closes now
                 lat.append(await seen.since(t, t0))
-            from mt5linux import MetaTrader5
-
-            assert h.server is not None
-            client = MetaTrader5(host=h.server.host, port=h.server.port)
-            client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
+            client = bare_client(h)
             for _ in range(n):
                 t0 = time.perf_counter()
                 client.copy_rates_from_pos("EURUSD", 1, 0, 3)
@@ -87,11 +94,7 @@ async def bench_deals(m: int) -> tuple[list[float], list[float]]:
                 gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, side, 0.1,
                                        OrderType.MARKET))
                 lat.append(await filled.since(coid, t0))
-            from mt5linux import MetaTrader5
-
-            assert h.server is not None
-            client = MetaTrader5(host=h.server.host, port=h.server.port)
-            client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
+            client = bare_client(h)
             for i in range(m):
                 t0 = time.perf_counter()
                 client.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1,

@@ -34,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from gateways import tracking
 from gateways.alpaca.config import AlpacaGatewayConfig, is_crypto
 from gateways.alpaca.convert import (
     AlpacaMessageError,
@@ -70,15 +71,6 @@ from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
 from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
-from gateways.tracking import (
-    FinishedOrders,
-    TrackedOrder,
-    apply_found,
-    mark_cancel,
-    reject,
-    resolve_unknown,
-    submit_refusal,
-)
 from gateways.validation import BarGuard
 from trader.core.calendars import is_open
 from trader.core.events import (
@@ -123,7 +115,7 @@ def capabilities_for(config: AlpacaGatewayConfig) -> GatewayCapabilities:
 
 
 @dataclass(slots=True)
-class _Tracked(TrackedOrder):
+class _Tracked(tracking.TrackedOrder):
     """Gateway-side memory of one order, with what Alpaca adds."""
 
     submit_ns: int = 0
@@ -170,8 +162,8 @@ class AlpacaGateway:
         self._orders: dict[str, _Tracked] = {}
         self._coid_by_broker: dict[str, str] = {}
         self._seen_trades: set[str] = set()
-        self._finished = FinishedOrders(self._orders, self._coid_by_broker, self._seen_trades,
-                                        _KEEP_FINISHED)
+        self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
+                                                 self._seen_trades, _KEEP_FINISHED)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self._tasks = GatewayTasks(self.name)
         self._runners: list[StreamRunner] = []
@@ -273,9 +265,9 @@ class AlpacaGateway:
         """Check what can be checked here, then send in a task; never blocks."""
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        refusal = submit_refusal(self.name, order, listed=symbol is not None,
-                                 trading=self.config.trading, connected=self._running,
-                                 duplicate=coid in self._orders)
+        refusal = tracking.submit_refusal(
+            self.name, order, listed=symbol is not None, trading=self.config.trading,
+            connected=self._running, duplicate=coid in self._orders)
         if refusal is not None:
             self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
@@ -290,7 +282,7 @@ class AlpacaGateway:
 
     def cancel(self, client_order_id: str) -> None:
         """Ask for a cancel; the outcome arrives as an ``OrderUpdate``."""
-        tracked = mark_cancel(self._orders, client_order_id)
+        tracked = tracking.mark_cancel(self._orders, client_order_id)
         if tracked is not None and tracked.broker_order_id:
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
 
@@ -565,7 +557,7 @@ class AlpacaGateway:
         why = message_of(exc)
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        resolve_unknown(tracked, why, self._emit_update, self._resolver)
+        tracking.resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> Any:
         tracked = self._orders.get(coid)
@@ -578,7 +570,7 @@ class AlpacaGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        await apply_found(tracked, o, self._apply_order, self._cancel)
+        await tracking.apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)
@@ -1040,7 +1032,7 @@ class AlpacaGateway:
         return self._by_plain.get(plain_symbol(venue_symbol))
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        reject(tracked, reason, self._emit_update)
+        tracking.reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""

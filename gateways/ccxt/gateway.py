@@ -43,6 +43,7 @@ from ccxt.base.errors import (
     RateLimitExceeded,
 )
 
+from gateways import tracking
 from gateways.base import (
     AccountReport,
     EventSink,
@@ -82,15 +83,6 @@ from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
 from gateways.health import StreamHealth
 from gateways.inflight import InFlightResolver
 from gateways.tasks import GatewayTasks
-from gateways.tracking import (
-    FinishedOrders,
-    TrackedOrder,
-    apply_found,
-    mark_cancel,
-    reject,
-    resolve_unknown,
-    submit_refusal,
-)
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -131,7 +123,7 @@ def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapa
 
 
 @dataclass(slots=True)
-class _Tracked(TrackedOrder):
+class _Tracked(tracking.TrackedOrder):
     """Gateway-side memory of one order, with what ccxt adds."""
 
     submit_ms: int = 0
@@ -203,8 +195,8 @@ class CcxtGateway:
         self._flags = ClosedFlags()
         self.frames = FrameStats()
         self.warmup_reports: dict[str, WarmUpReport] = {}
-        self._finished = FinishedOrders(self._orders, self._coid_by_broker, self._seen_trades,
-                                        _KEEP_FINISHED)
+        self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
+                                                 self._seen_trades, _KEEP_FINISHED)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
         t = config.timing
@@ -306,9 +298,9 @@ class CcxtGateway:
     def submit(self, order: OrderRequest) -> None:
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        refusal = submit_refusal(self.name, order, listed=symbol is not None,
-                                 trading=self.config.trading, connected=self._running,
-                                 duplicate=coid in self._orders)
+        refusal = tracking.submit_refusal(
+            self.name, order, listed=symbol is not None, trading=self.config.trading,
+            connected=self._running, duplicate=coid in self._orders)
         if refusal is not None:
             self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
@@ -323,7 +315,7 @@ class CcxtGateway:
         self._spawn(self._supervised_submit(tracked), f"submit:{coid}")
 
     def cancel(self, client_order_id: str) -> None:
-        tracked = mark_cancel(self._orders, client_order_id)
+        tracked = tracking.mark_cancel(self._orders, client_order_id)
         if tracked is not None and tracked.broker_order_id:
             # during a ban the cancel's requests wait in the limiter: queued, sent after
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
@@ -917,7 +909,7 @@ class CcxtGateway:
         why = f"{type(exc).__name__}: {exc}"
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        resolve_unknown(tracked, why, self._emit_update, self._resolver)
+        tracking.resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> dict[str, Any] | None:
         tracked = self._orders.get(coid)
@@ -930,7 +922,7 @@ class CcxtGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        await apply_found(tracked, o, self._apply_order, self._cancel)
+        await tracking.apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)
@@ -1325,7 +1317,7 @@ class CcxtGateway:
         return int(time.time() * 1000) - self._offset_ms
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        reject(tracked, reason, self._emit_update)
+        tracking.reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""

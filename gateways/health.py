@@ -9,6 +9,9 @@ from trader.core.events import GatewayHealth, HealthState
 
 log = structlog.get_logger(__name__)
 
+# the states after which a stream that works again is reported RESYNCED
+UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
+
 
 class StreamHealth(dict[str, HealthState]):
     """The last reported state of each of a gateway's streams (bars, orders, time...).

@@ -27,6 +27,8 @@ from typing import Generic, Protocol, TypeVar
 from gateways.inflight import InFlightResolver
 from trader.core.events import OrderRequest, OrderStatus
 
+# finished orders a gateway remembers, so that late duplicates are still recognised
+KEEP_FINISHED = 10_000
 # what a gateway emits an ``OrderUpdate`` through: (coid, status, reason, broker order id)
 UpdateEmitter = Callable[[str, OrderStatus, str, str], None]
 
@@ -128,7 +130,7 @@ class FinishedOrders(Generic[T]):
     """
 
     def __init__(self, orders: dict[str, T], coid_by_broker: dict[str, str],
-                 seen_trades: set[str], keep: int) -> None:
+                 seen_trades: set[str], keep: int = KEEP_FINISHED) -> None:
         self._orders = orders
         self._coid_by_broker = coid_by_broker
         self._seen_trades = seen_trades

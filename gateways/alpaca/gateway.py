@@ -68,7 +68,7 @@ from gateways.base import (
     expected_bars,
 )
 from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
-from gateways.health import StreamHealth
+from gateways.health import UNHEALTHY, StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -89,8 +89,6 @@ from trader.core.validation import validate_bar
 log = structlog.get_logger(__name__)
 
 _EPS = 1e-9
-_KEEP_FINISHED = 10_000
-_UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 # what the venue says when it refuses an order outright (the order does not exist)
 _REFUSED = (400, 401, 403, 404, 422)
 # Alpaca lists account activities back to the account's opening: no horizon
@@ -163,7 +161,7 @@ class AlpacaGateway:
         self._coid_by_broker: dict[str, str] = {}
         self._seen_trades: set[str] = set()
         self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
-                                                 self._seen_trades, _KEEP_FINISHED)
+                                                 self._seen_trades)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self._tasks = GatewayTasks(self.name)
         self._runners: list[StreamRunner] = []
@@ -816,7 +814,7 @@ class AlpacaGateway:
             for s in symbols:
                 await self._backfill(s)
             state = HealthState.RESYNCED if reconnected or self.health.get(
-                label) in _UNHEALTHY else HealthState.CONNECTED
+                label) in UNHEALTHY else HealthState.CONNECTED
             self._set_health(label, state, "bar stream reconnected, gap backfilled"
                              if state is HealthState.RESYNCED else "bar stream subscribed")
 
@@ -834,7 +832,7 @@ class AlpacaGateway:
         async def on_up(reconnected: bool) -> None:
             await self._reread_orders()
             state = HealthState.RESYNCED if reconnected or self.health.get(
-                "orders") in _UNHEALTHY else HealthState.CONNECTED
+                "orders") in UNHEALTHY else HealthState.CONNECTED
             self._set_health("orders", state, "order stream reconnected, orders re-read"
                              if state is HealthState.RESYNCED else "order stream listening")
 
@@ -940,7 +938,7 @@ class AlpacaGateway:
                             self.stats.bars += 1
                             self._raw_sink(bar)
                 attempt = 0
-                if self.health.get(label) in _UNHEALTHY:
+                if self.health.get(label) in UNHEALTHY:
                     self._set_health(label, HealthState.RESYNCED, "daily bars read")
                 await asyncio.sleep(t.poll_interval_s)
             except asyncio.CancelledError:
@@ -1045,7 +1043,7 @@ class AlpacaGateway:
             self._retire(coid)
 
     def _retire(self, coid: str) -> None:
-        """Bound memory: forget the oldest finished orders beyond ``_KEEP_FINISHED``."""
+        """Bound memory: forget the oldest finished orders beyond ``tracking.KEEP_FINISHED``."""
         self._finished.retire(coid)
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -80,7 +80,7 @@ from gateways.ccxt.streams import (
     stream_clients,
 )
 from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
-from gateways.health import StreamHealth
+from gateways.health import UNHEALTHY, StreamHealth
 from gateways.inflight import InFlightResolver
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -101,8 +101,6 @@ log = structlog.get_logger(__name__)
 _MS = 1_000_000
 _EPS = 1e-12
 _SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
-_KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
-_UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 
 
 def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapabilities:
@@ -196,7 +194,7 @@ class CcxtGateway:
         self.frames = FrameStats()
         self.warmup_reports: dict[str, WarmUpReport] = {}
         self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
-                                                 self._seen_trades, _KEEP_FINISHED)
+                                                 self._seen_trades)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
         t = config.timing
@@ -646,7 +644,7 @@ class CcxtGateway:
                     if failures.count:
                         await self._sync_time()  # a long outage may have moved the clocks
                     await self._backfill(symbol)
-                    if self.health.get(stream, HealthState.CONNECTED) in _UNHEALTHY:
+                    if self.health.get(stream, HealthState.CONNECTED) in UNHEALTHY:
                         self._set_health(stream, HealthState.RESYNCED,
                                          "bar stream reconnected, gap backfilled")
                     await self._stream_bars(symbol, failures)
@@ -1115,7 +1113,7 @@ class CcxtGateway:
             if self.config.use_websocket and failures.count < t.ws_failures_before_polling:
                 try:
                     await self._poll_orders_once()
-                    if self.health.get("orders", HealthState.CONNECTED) in _UNHEALTHY:
+                    if self.health.get("orders", HealthState.CONNECTED) in UNHEALTHY:
                         self._set_health("orders", HealthState.RESYNCED,
                                          "order stream reconnected, orders re-read")
                     await self._stream_private(failures)
@@ -1306,7 +1304,7 @@ class CcxtGateway:
             return self._time_ok
         self._offset_ms = int(time.time() * 1000) - int(server_ms)
         self._time_ok = True
-        if self.health.get("time") in _UNHEALTHY:
+        if self.health.get("time") in UNHEALTHY:
             self._set_health("time", HealthState.RESYNCED, "venue time measured")
         if self._dialect.sign_with_server_time:
             ex.options["timeDifference"] = self._offset_ms
@@ -1330,7 +1328,7 @@ class CcxtGateway:
             self._retire(coid)
 
     def _retire(self, coid: str) -> None:
-        """Bound memory: forget the oldest finished orders beyond ``_KEEP_FINISHED``, and
+        """Bound memory: forget the oldest finished orders beyond ``tracking.KEEP_FINISHED``, and
         the trades parked for them."""
         for tracked in self._finished.retire(coid):
             self._parked.pop(tracked.broker_order_id, None)

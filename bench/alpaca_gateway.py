@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,16 +29,13 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ack_latency import BarCount, limit_buy, line, live_kernel, pct, submit_to_ack  # noqa: E402
 from bench.ccxt_gateway import bench_ack as ccxt_ack  # noqa: E402
 from bench.ccxt_gateway import bench_gateway as ccxt_bars  # noqa: E402
 from bench.ccxt_gateway import bench_raw as ccxt_raw  # noqa: E402
-from bench.ccxt_gateway import pct  # noqa: E402
 from gateways.testing.alpaca import AlpacaStandin  # noqa: E402
 from gateways.testing.alpaca_harness import MINUTE_MS, AlpacaHarness  # noqa: E402
 from gateways.testing.harness import ANCHOR_MS  # noqa: E402
-from trader.core.clock import LiveClock  # noqa: E402
-from trader.core.events import Bar, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side  # noqa: E402
-from trader.core.kernel import Kernel  # noqa: E402
 
 SYMBOL = "BTC/USD"
 
@@ -90,78 +86,44 @@ async def bench_raw(n: int) -> float:
 
 async def bench_gateway(n: int) -> tuple[float, int]:
     h = await AlpacaHarness().start()
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    count = 0
-    done = asyncio.Event()
-
-    def on_bar(_bar: Bar) -> None:
-        nonlocal count
-        count += 1
-        if count >= n:
-            done.set()
-
-    kernel.bus.subscribe(Bar, on_bar)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post, trading=False)
     try:
-        await h.connect(gw)
-        msgs = frames(n)
-        t0 = time.perf_counter()
-        sender = asyncio.ensure_future(send_all(h, msgs))
-        await asyncio.wait_for(done.wait(), timeout=600)
-        dt = time.perf_counter() - t0
-        await sender
+        async with live_kernel() as kernel:
+            bars = BarCount(kernel, n)
+            gw = h.gateway(kernel.post, trading=False)
+            await h.connect(gw)
+            msgs = frames(n)
+            t0 = time.perf_counter()
+            sender = asyncio.ensure_future(send_all(h, msgs))
+            await asyncio.wait_for(bars.done.wait(), timeout=600)
+            dt = time.perf_counter() - t0
+            await sender
     finally:
-        stop.set()
-        await runner
         await h.stop()
-    return n / dt, count
+    return n / dt, bars.count
 
 
 async def bench_ack(m: int) -> tuple[list[float], list[float]]:
     h = await AlpacaHarness().start()
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    acked: dict[str, float] = {}
-    waiter: dict[str, asyncio.Event] = {}
-
-    def on_update(u: OrderUpdate) -> None:
-        if u.status is OrderStatus.ACCEPTED and u.client_order_id not in acked:
-            acked[u.client_order_id] = time.perf_counter()
-            waiter[u.client_order_id].set()
-
-    kernel.bus.subscribe(OrderUpdate, on_update)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post, market_data=False)
-    h.standin.balances["USD"] = 1e12  # every resting order stays affordable
-    gateway_ms: list[float] = []
     raw_ms: list[float] = []
     try:
-        await h.connect(gw)
-        for i in range(m):
-            coid = f"B-{i}"
-            waiter[coid] = asyncio.Event()
-            t0 = time.perf_counter()
-            gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, Side.BUY, 0.001,
-                                   OrderType.LIMIT, 40_000.0))
-            await waiter[coid].wait()
-            gateway_ms.append((acked[coid] - t0) * 1e3)
-        from alpaca.trading.requests import LimitOrderRequest
+        async with live_kernel() as kernel:
+            gw = h.gateway(kernel.post, market_data=False)
+            h.standin.balances["USD"] = 1e12  # every resting order stays affordable
+            await h.connect(gw)
+            gateway_ms = await submit_to_ack(kernel, gw, m,
+                                             limit_buy(h.instrument_id, 0.001, 40_000.0))
+            from alpaca.trading.requests import LimitOrderRequest
 
-        client = gw._trading
-        loop = asyncio.get_running_loop()
-        for i in range(m):
-            req = LimitOrderRequest(symbol=SYMBOL, qty=0.001, side="buy", time_in_force="gtc",
-                                    limit_price=40_000.0, client_order_id=f"R-{i}")
-            # the stand-in serves from this loop: the blocking call runs in a thread, timed
-            # there, so the figure is the client's own round trip
-            raw_ms.append(await loop.run_in_executor(None, _timed_submit, client, req))
+            client = gw._trading
+            loop = asyncio.get_running_loop()
+            for i in range(m):
+                req = LimitOrderRequest(symbol=SYMBOL, qty=0.001, side="buy",
+                                        time_in_force="gtc", limit_price=40_000.0,
+                                        client_order_id=f"R-{i}")
+                # the stand-in serves from this loop: the blocking call runs in a thread,
+                # timed there, so the figure is the client's own round trip
+                raw_ms.append(await loop.run_in_executor(None, _timed_submit, client, req))
     finally:
-        stop.set()
-        await runner
         await h.stop()
     return gateway_ms, raw_ms
 
@@ -199,14 +161,10 @@ async def main() -> None:
     g, r = await bench_ack(args.orders)
     cg, cr = await ccxt_ack(args.orders)
     print(f"submit-to-ack, {args.orders} resting limit orders on loopback (ms):")
-    print(f"  alpaca gateway submit -> ACCEPTED : p50 {pct(g, .5):6.2f}  p99 {pct(g, .99):6.2f}"
-          f"  mean {statistics.fmean(g):6.2f}")
-    print(f"  alpaca-py submit_order directly   : p50 {pct(r, .5):6.2f}  p99 {pct(r, .99):6.2f}"
-          f"  mean {statistics.fmean(r):6.2f}")
-    print(f"  ccxt gateway submit -> ACCEPTED   : p50 {pct(cg, .5):6.2f}  p99 {pct(cg, .99):6.2f}"
-          f"  mean {statistics.fmean(cg):6.2f}")
-    print(f"  ccxt create_order directly        : p50 {pct(cr, .5):6.2f}  p99 {pct(cr, .99):6.2f}"
-          f"  mean {statistics.fmean(cr):6.2f}")
+    print(line("alpaca gateway submit -> ACCEPTED", g, pad=34))
+    print(line("alpaca-py submit_order directly", r, pad=34))
+    print(line("ccxt gateway submit -> ACCEPTED", cg, pad=34))
+    print(line("ccxt create_order directly", cr, pad=34))
     print(f"  ratio p50 alpaca gateway/direct   : {pct(g, .5) / pct(r, .5):6.3f}")
     print(f"  ratio p50 ccxt gateway/direct     : {pct(cg, .5) / pct(cr, .5):6.3f}")
     print(f"  ratio p50 alpaca/ccxt gateway     : {pct(g, .5) / pct(cg, .5):6.3f}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,10 +28,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ack_latency import BarCount, limit_buy, line, live_kernel, pct, submit_to_ack  # noqa: E402
 from gateways.testing.harness import ANCHOR_MS, MINUTE_MS, BinanceHarness  # noqa: E402
-from trader.core.clock import LiveClock  # noqa: E402
-from trader.core.events import Bar, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side  # noqa: E402
-from trader.core.kernel import Kernel  # noqa: E402
 
 
 def burst(h: BinanceHarness, n: int) -> list[str]:
@@ -81,85 +78,46 @@ async def bench_raw(n: int) -> float:
 async def bench_gateway(n: int, cache: int | None = None) -> tuple[float, int, int]:
     h = await BinanceHarness().start()
     h.history(3)
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    count = 0
-    done = asyncio.Event()
-
-    def on_bar(_bar: Bar) -> None:
-        nonlocal count
-        count += 1
-        if count >= n - 1:
-            done.set()
-
-    kernel.bus.subscribe(Bar, on_bar)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    # the venue clock sits after the burst so a REST gap fill sees closed candles; the
-    # quiet-market REST close is pushed out of the way (it would short-cut the stream)
-    h.standin.set_clock(ANCHOR_MS + (n + 1) * MINUTE_MS)
-    timing = h.config().timing.model_copy(update={"close_grace_s": 1e9})
-    options = {"OHLCVLimit": cache} if cache else {}
-    gw = h.gateway(kernel.post, trading=False, timing=timing, options=options)
     try:
-        await gw.connect()
-        await gw.warm_up((ANCHOR_MS - 3 * MINUTE_MS) * 1_000_000)  # the stream continues from here
-        await h.wait_market_ws()
-        msgs = burst(h, n)
-        t0 = time.perf_counter()
-        sender = asyncio.ensure_future(send_all(h, msgs))
-        await asyncio.wait_for(done.wait(), timeout=600)
-        dt = time.perf_counter() - t0
-        await sender
+        async with live_kernel() as kernel:
+            bars = BarCount(kernel, n - 1)
+            # the venue clock sits after the burst so a REST gap fill sees closed candles; the
+            # quiet-market REST close is pushed out of the way (it would short-cut the stream)
+            h.standin.set_clock(ANCHOR_MS + (n + 1) * MINUTE_MS)
+            timing = h.config().timing.model_copy(update={"close_grace_s": 1e9})
+            options = {"OHLCVLimit": cache} if cache else {}
+            gw = h.gateway(kernel.post, trading=False, timing=timing, options=options)
+            await gw.connect()
+            # the stream continues from here
+            await gw.warm_up((ANCHOR_MS - 3 * MINUTE_MS) * 1_000_000)
+            await h.wait_market_ws()
+            msgs = burst(h, n)
+            t0 = time.perf_counter()
+            sender = asyncio.ensure_future(send_all(h, msgs))
+            await asyncio.wait_for(bars.done.wait(), timeout=600)
+            dt = time.perf_counter() - t0
+            await sender
     finally:
-        stop.set()
-        await runner
         await h.stop()
-    return (n - 1) / dt, count, gw.stats.backfilled_bars
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return (n - 1) / dt, bars.count, gw.stats.backfilled_bars
 
 
 async def bench_ack(m: int) -> tuple[list[float], list[float]]:
     h = await BinanceHarness().start()
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    acked: dict[str, float] = {}
-    waiter: dict[str, asyncio.Event] = {}
-
-    def on_update(u: OrderUpdate) -> None:
-        if u.status is OrderStatus.ACCEPTED and u.client_order_id not in acked:
-            acked[u.client_order_id] = time.perf_counter()
-            waiter[u.client_order_id].set()
-
-    kernel.bus.subscribe(OrderUpdate, on_update)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post, use_websocket=False)
-    gateway_ms: list[float] = []
     raw_ms: list[float] = []
     try:
-        await gw.connect()
-        for i in range(m):
-            coid = f"B-{i}"
-            waiter[coid] = asyncio.Event()
-            t0 = time.perf_counter()
-            gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, Side.BUY, 0.001,
-                                   OrderType.LIMIT, 40_000.0))
-            await waiter[coid].wait()
-            gateway_ms.append((acked[coid] - t0) * 1e3)
-        ex: Any = gw.exchange
-        for i in range(m):
-            t0 = time.perf_counter()
-            await ex.create_order(h.symbol, "limit", "buy", 0.001, 40_000.0,
-                                  {"clientOrderId": f"R-{i}"})
-            raw_ms.append((time.perf_counter() - t0) * 1e3)
+        async with live_kernel() as kernel:
+            gw = h.gateway(kernel.post, use_websocket=False)
+            await gw.connect()
+            gateway_ms = await submit_to_ack(kernel, gw, m,
+                                             limit_buy(h.instrument_id, 0.001, 40_000.0))
+            ex: Any = gw.exchange
+            for i in range(m):
+                t0 = time.perf_counter()
+                await ex.create_order(h.symbol, "limit", "buy", 0.001, 40_000.0,
+                                      {"clientOrderId": f"R-{i}"})
+                raw_ms.append((time.perf_counter() - t0) * 1e3)
     finally:
-        stop.set()
-        await runner
         await h.stop()
     return gateway_ms, raw_ms
 
@@ -185,10 +143,8 @@ async def main() -> None:
               f"{backfilled:,} of them by REST gap fill)")
     g, r = await bench_ack(args.orders)
     print(f"submit-to-ack, {args.orders} limit orders on loopback (ms):")
-    print(f"  gateway submit -> ACCEPTED on bus : p50 {pct(g, .5):6.2f}  p99 {pct(g, .99):6.2f}"
-          f"  mean {statistics.fmean(g):6.2f}")
-    print(f"  ccxt create_order directly        : p50 {pct(r, .5):6.2f}  p99 {pct(r, .99):6.2f}"
-          f"  mean {statistics.fmean(r):6.2f}")
+    print(line("gateway submit -> ACCEPTED on bus", g, pad=34))
+    print(line("ccxt create_order directly", r, pad=34))
     print(f"  ratio p50 gateway/direct          : {pct(g, .5) / pct(r, .5):6.3f}")
 
 

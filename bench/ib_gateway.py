@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,15 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ack_latency import BarCount, limit_buy, line, live_kernel, pct, submit_to_ack  # noqa: E402
 from bench.ccxt_gateway import bench_ack as ccxt_ack  # noqa: E402
 from bench.ccxt_gateway import bench_gateway as ccxt_bars  # noqa: E402
-from bench.ccxt_gateway import pct  # noqa: E402
 from gateways.testing.ib_harness import IbHarness  # noqa: E402
 from gateways.testing.tws import NS  # noqa: E402
 from gateways.testing.venue import row  # noqa: E402
-from trader.core.clock import LiveClock  # noqa: E402
-from trader.core.events import Bar, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side  # noqa: E402
-from trader.core.kernel import Kernel  # noqa: E402
 
 SYMBOL = "AAPL"
 
@@ -83,66 +79,29 @@ async def bars_raw(n: int) -> float:
 async def bars_gateway(n: int) -> float:
     h = await IbHarness().start()
     h.install_history(h.instrument_id, [row(h.bar_open(k - 3), 100.0) for k in range(3)])
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    count = 0
-    done = asyncio.Event()
-
-    def on_bar(_bar: Bar) -> None:
-        nonlocal count
-        count += 1
-        if count >= n:
-            done.set()
-
-    kernel.bus.subscribe(Bar, on_bar)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post, trading=False, bar_band=None)
     try:
-        await h.connect(gw)
-        t0 = time.perf_counter()
-        await push_burst(h, n)
-        await asyncio.wait_for(done.wait(), 600)
-        dt = time.perf_counter() - t0
+        async with live_kernel() as kernel:
+            bars = BarCount(kernel, n)
+            gw = h.gateway(kernel.post, trading=False, bar_band=None)
+            await h.connect(gw)
+            t0 = time.perf_counter()
+            await push_burst(h, n)
+            await asyncio.wait_for(bars.done.wait(), 600)
+            dt = time.perf_counter() - t0
     finally:
-        stop.set()
-        await runner
         await h.stop()
     return n / dt
 
 
 async def ack_gateway(m: int) -> list[float]:
     h = await IbHarness().start()
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    acked: dict[str, float] = {}
-    waiter: dict[str, asyncio.Event] = {}
-
-    def on_update(u: OrderUpdate) -> None:
-        if u.status is OrderStatus.ACCEPTED and u.client_order_id not in acked:
-            acked[u.client_order_id] = time.perf_counter()
-            waiter[u.client_order_id].set()
-
-    kernel.bus.subscribe(OrderUpdate, on_update)
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post, market_data=False)
-    out: list[float] = []
     try:
-        await h.connect(gw, stream=False)
-        for i in range(m):
-            coid = f"B-{i}"
-            waiter[coid] = asyncio.Event()
-            t0 = time.perf_counter()
-            gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, Side.BUY, 1.0,
-                                   OrderType.LIMIT, 50.0))
-            await waiter[coid].wait()
-            out.append((acked[coid] - t0) * 1e3)
+        async with live_kernel() as kernel:
+            gw = h.gateway(kernel.post, market_data=False)
+            await h.connect(gw, stream=False)
+            return await submit_to_ack(kernel, gw, m, limit_buy(h.instrument_id, 1.0, 50.0))
     finally:
-        stop.set()
-        await runner
         await h.stop()
-    return out
 
 
 async def ack_raw(m: int) -> list[float]:
@@ -164,11 +123,6 @@ async def ack_raw(m: int) -> list[float]:
         ib.disconnect()
         await h.stop()
     return out
-
-
-def line(label: str, xs: list[float]) -> str:
-    return (f"  {label:<36}: p50 {pct(xs, .5):6.2f}  p99 {pct(xs, .99):6.2f}  "
-            f"mean {statistics.fmean(xs):6.2f}")
 
 
 async def main() -> None:

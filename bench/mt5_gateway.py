@@ -17,64 +17,62 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ccxt_gateway import bench_ack, pct  # noqa: E402
+from bench.ack_latency import Arrivals, live_kernel, pct  # noqa: E402
+from bench.ack_latency import line as latency_line  # noqa: E402
+from bench.ccxt_gateway import bench_ack  # noqa: E402
 from gateways.testing.mt5_harness import FAST_TIMING, NS, Mt5Harness  # noqa: E402
 from gateways.testing.venue import row  # noqa: E402
-from trader.core.clock import LiveClock  # noqa: E402
 from trader.core.events import Bar, Fill, OrderRequest, OrderType, Side  # noqa: E402
-from trader.core.kernel import Kernel  # noqa: E402
 
 
 def line(label: str, xs: list[float]) -> str:
-    return (f"  {label:<36}: p50 {pct(xs, .5):7.2f}  p99 {pct(xs, .99):7.2f}  "
-            f"mean {statistics.fmean(xs):7.2f}")
+    """A latency row, one digit wider: MT5's poll-bound figures run to hundreds of ms."""
+    return latency_line(label, xs, width=7)
+
+
+def bare_client(h: Mt5Harness) -> Any:
+    """mt5linux alone, logged in to the stand-in: the baseline's client."""
+    from mt5linux import MetaTrader5
+
+    assert h.server is not None
+    client = MetaTrader5(host=h.server.host, port=h.server.port)
+    client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
+    return client
 
 
 async def bench_bars(n: int, poll: float) -> tuple[list[float], list[float]]:
     h = await Mt5Harness().start()
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    seen: dict[int, float] = {}
-    kernel.bus.subscribe(Bar, lambda b: seen.setdefault(b.ts_open, time.perf_counter()))
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    timing = FAST_TIMING.model_copy(update={"poll_interval_s": poll})
-    gw = h.gateway(kernel.post, trading=False, timing=timing)
     lat: list[float] = []
     raw: list[float] = []
     try:
-        h.install_history(h.instrument_id, [row(h.bar_open(k), 1.1) for k in range(-3, 0)])
-        await h.connect(gw)
-        rows = {}
-        for i in range(n):
-            t = h.bar_open(0)
-            rows[t] = row(t, 1.1 + (i % 7) / 1000)
-            h.install_history(h.instrument_id, list(rows.values()))
-            t0 = time.perf_counter()
-            h.set_now(t + 60 * NS + NS)  # the bar closes now
-            while t not in seen:
-                await asyncio.sleep(0.0005)
-            lat.append((seen[t] - t0) * 1e3)
-        from mt5linux import MetaTrader5
-
-        assert h.server is not None
-        client = MetaTrader5(host=h.server.host, port=h.server.port)
-        client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
-        for _ in range(n):
-            t0 = time.perf_counter()
-            client.copy_rates_from_pos("EURUSD", 1, 0, 3)
-            raw.append((time.perf_counter() - t0) * 1e3)
+        async with live_kernel() as kernel:
+            seen = Arrivals(kernel, Bar, lambda b: b.ts_open)
+            timing = FAST_TIMING.model_copy(update={"poll_interval_s": poll})
+            gw = h.gateway(kernel.post, trading=False, timing=timing)
+            h.install_history(h.instrument_id, [row(h.bar_open(k), 1.1) for k in range(-3, 0)])
+            await h.connect(gw)
+            rows = {}
+            for i in range(n):
+                t = h.bar_open(0)
+                rows[t] = row(t, 1.1 + (i % 7) / 1000)
+                h.install_history(h.instrument_id, list(rows.values()))
+                t0 = time.perf_counter()
+                h.set_now(t + 60 * NS + NS)  # the bar closes now
+                lat.append(await seen.since(t, t0))
+            client = bare_client(h)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                client.copy_rates_from_pos("EURUSD", 1, 0, 3)
+                raw.append((time.perf_counter() - t0) * 1e3)
     finally:
-        stop.set()
-        await runner
         await h.stop()
     return lat, raw
 
@@ -82,40 +80,28 @@ async def bench_bars(n: int, poll: float) -> tuple[list[float], list[float]]:
 async def bench_deals(m: int) -> tuple[list[float], list[float]]:
     h = await Mt5Harness().start()
     h.control("_set", balance=1e9)
-    kernel = Kernel(LiveClock())
-    kernel.bind_loop()
-    filled: dict[str, float] = {}
-    kernel.bus.subscribe(Fill, lambda f: filled.setdefault(f.client_order_id,
-                                                           time.perf_counter()))
-    stop = asyncio.Event()
-    runner = asyncio.ensure_future(kernel.run_async(stop))
-    gw = h.gateway(kernel.post)
     lat: list[float] = []
     raw: list[float] = []
     try:
-        await h.connect(gw)
-        for i in range(m):
-            coid = f"B-{i}"
-            side = Side.BUY if i % 2 == 0 else Side.SELL
-            t0 = time.perf_counter()
-            gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, side, 0.1,
-                                   OrderType.MARKET))
-            while coid not in filled:
-                await asyncio.sleep(0.0002)
-            lat.append((filled[coid] - t0) * 1e3)
-        from mt5linux import MetaTrader5
-
-        assert h.server is not None
-        client = MetaTrader5(host=h.server.host, port=h.server.port)
-        client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
-        for i in range(m):
-            t0 = time.perf_counter()
-            client.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": i % 2,
-                               "magic": 1, "comment": f"R-{i}", "type_filling": 0})
-            raw.append((time.perf_counter() - t0) * 1e3)
+        async with live_kernel() as kernel:
+            filled = Arrivals(kernel, Fill, lambda f: f.client_order_id)
+            gw = h.gateway(kernel.post)
+            await h.connect(gw)
+            for i in range(m):
+                coid = f"B-{i}"
+                side = Side.BUY if i % 2 == 0 else Side.SELL
+                t0 = time.perf_counter()
+                gw.submit(OrderRequest(time.time_ns(), coid, h.instrument_id, side, 0.1,
+                                       OrderType.MARKET))
+                lat.append(await filled.since(coid, t0))
+            client = bare_client(h)
+            for i in range(m):
+                t0 = time.perf_counter()
+                client.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1,
+                                   "type": i % 2, "magic": 1, "comment": f"R-{i}",
+                                   "type_filling": 0})
+                raw.append((time.perf_counter() - t0) * 1e3)
     finally:
-        stop.set()
-        await runner
         await h.stop()
     return lat, raw
 

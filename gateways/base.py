@@ -286,6 +286,14 @@ class GatewayContext:
     trading: bool = True  # False: market data only (no credentials, no order stream)
     base_timeframes: Mapping[str, int] = field(default_factory=dict)
 
+    def section(self, name: str, section: Mapping[str, Any]) -> dict[str, Any]:
+        """Gateway ``name``'s config section as its parser takes it: named, and
+        ``trading: false`` when this run does not trade (whatever the YAML says)."""
+        data = {"name": name, **section}
+        if not self.trading:
+            data["trading"] = False
+        return data
+
 
 GatewayFactory = Callable[[str, Mapping[str, Any], GatewayContext], Any]
 

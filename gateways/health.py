@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import structlog
 
+from gateways.base import EventSink
 from trader.core.events import GatewayHealth, HealthState
 
 log = structlog.get_logger(__name__)
+
+# the states after which a stream that works again is reported RESYNCED
+UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 
 
 class StreamHealth(dict[str, HealthState]):
@@ -30,3 +34,10 @@ class StreamHealth(dict[str, HealthState]):
         log.info("gateway_health", gateway=self.gateway, stream=stream, state=str(state),
                  reason=reason)
         return GatewayHealth(ts, self.gateway, state, reason, stream)
+
+    def report(self, sink: EventSink, stream: str, state: HealthState, reason: str,
+               ts: int) -> None:
+        """Record ``state`` for ``stream`` and send the event to ``sink`` if it is a change."""
+        event = self.change(stream, state, reason, ts)
+        if event is not None:
+            sink(event)

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -45,6 +45,21 @@ def backoff_delay(attempt: int, initial: float, cap: float, jitter: float = 0.0,
     base = min(cap, initial * (2 ** max(attempt - 1, 0)))
     r = (rng or random).uniform(-jitter, jitter)
     return max(0.0, min(cap, base * (1.0 + r)))
+
+
+class ResolverTiming(Protocol):
+    """The timing settings a gateway's config gives its resolver (``from_timing``)."""
+
+    @property
+    def backoff_initial_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+    @property
+    def backoff_jitter(self) -> float: ...
+    @property
+    def unknown_settle_s(self) -> float: ...
+    @property
+    def unknown_order_timeout_s(self) -> float: ...
 
 
 @dataclass(slots=True)
@@ -94,6 +109,24 @@ class InFlightResolver:
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.stats = ResolverStats()
+
+    @classmethod
+    def from_timing(
+        cls,
+        timing: ResolverTiming,
+        lookup: Callable[[str], Awaitable[Any | None]],
+        on_found: Callable[[str, Any], Awaitable[None]],
+        on_absent: Callable[[str, str], None],
+        *,
+        gateway: str,
+        rng: random.Random | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
+    ) -> InFlightResolver:
+        """A resolver paced by a gateway's own backoff and unknown-order settings."""
+        return cls(lookup, on_found, on_absent, gateway=gateway,
+                   initial_s=timing.backoff_initial_s, max_s=timing.backoff_max_s,
+                   jitter=timing.backoff_jitter, settle_s=timing.unknown_settle_s, rng=rng,
+                   timeout_s=timing.unknown_order_timeout_s, on_lost=on_lost)
 
     @property
     def pending(self) -> list[str]:

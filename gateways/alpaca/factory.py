@@ -16,7 +16,6 @@ def build(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any
     from gateways.alpaca.config import parse_config
     from gateways.alpaca.gateway import AlpacaGateway
 
-    data = {"name": name, **section}
-    if not context.trading:
-        data["trading"] = False  # market data only; Alpaca's data API still needs the keys
+    # market data only when the run does not trade; Alpaca's data API still needs the keys
+    data = context.section(name, section)
     return AlpacaGateway(parse_config(data, f"gateways.{name}"))

@@ -29,12 +29,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from gateways import tracking
 from gateways.alpaca.config import AlpacaGatewayConfig, is_crypto
 from gateways.alpaca.convert import (
     AlpacaMessageError,
@@ -68,7 +68,7 @@ from gateways.base import (
     expected_bars,
 )
 from gateways.ccxt.config import CcxtConfigError, Credentials, load_credentials
-from gateways.health import StreamHealth
+from gateways.health import UNHEALTHY, StreamHealth
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -89,8 +89,6 @@ from trader.core.validation import validate_bar
 log = structlog.get_logger(__name__)
 
 _EPS = 1e-9
-_KEEP_FINISHED = 10_000
-_UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 # what the venue says when it refuses an order outright (the order does not exist)
 _REFUSED = (400, 401, 403, 404, 422)
 # Alpaca lists account activities back to the account's opening: no horizon
@@ -115,21 +113,10 @@ def capabilities_for(config: AlpacaGatewayConfig) -> GatewayCapabilities:
 
 
 @dataclass(slots=True)
-class _Tracked:
-    """Gateway-side memory of one order."""
+class _Tracked(tracking.TrackedOrder):
+    """Gateway-side memory of one order, with what Alpaca adds."""
 
-    client_order_id: str
-    instrument_id: str
-    symbol: str
-    request: OrderRequest | None = None
-    broker_order_id: str = ""
     submit_ns: int = 0
-    in_flight: bool = False
-    accepted_sent: bool = False
-    terminal_sent: bool = False
-    cancel_requested: bool = False
-    filled: float = 0.0
-    trade_ids: set[str] = field(default_factory=set)
     replaced_by: str = ""
 
 
@@ -173,7 +160,8 @@ class AlpacaGateway:
         self._orders: dict[str, _Tracked] = {}
         self._coid_by_broker: dict[str, str] = {}
         self._seen_trades: set[str] = set()
-        self._retired: deque[str] = deque()
+        self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
+                                                 self._seen_trades)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self._tasks = GatewayTasks(self.name)
         self._runners: list[StreamRunner] = []
@@ -186,11 +174,9 @@ class AlpacaGateway:
         t = config.timing
         self.rest = RestRunner(self.name, t.rest_threads, max_wait_s=t.rate_limit_max_wait_s,
                                attempts=t.rate_limit_attempts)
-        self._resolver = InFlightResolver(
-            self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
-            initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
-            settle_s=t.unknown_settle_s, rng=self._rng, timeout_s=t.unknown_order_timeout_s,
-            on_lost=self._order_lost)
+        self._resolver = InFlightResolver.from_timing(
+            t, self._resolve_lookup, self._resolve_found, self._resolve_absent,
+            gateway=self.name, rng=self._rng, on_lost=self._order_lost)
 
     # -- protocol ----------------------------------------------------------------------------
     def bind(self, sink: EventSink) -> None:
@@ -277,21 +263,13 @@ class AlpacaGateway:
         """Check what can be checked here, then send in a task; never blocks."""
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        if symbol is None:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"instrument {order.instrument_id} is not traded on {self.name}")
+        refusal = tracking.submit_refusal(
+            self.name, order, listed=symbol is not None, trading=self.config.trading,
+            connected=self._running, duplicate=coid in self._orders)
+        if refusal is not None:
+            self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
-        if not self.config.trading:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is market-data only (trading: false)")
-            return
-        if not self._running:
-            self._emit_update(coid, OrderStatus.REJECTED, f"gateway {self.name} is not connected")
-            return
-        if coid in self._orders:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"duplicate client order id {coid} (not sent)")
-            return
+        assert symbol is not None
         tracked = _Tracked(coid, order.instrument_id, symbol, request=order)
         self._orders[coid] = tracked
         why = self.order_problem(order, symbol)
@@ -302,11 +280,8 @@ class AlpacaGateway:
 
     def cancel(self, client_order_id: str) -> None:
         """Ask for a cancel; the outcome arrives as an ``OrderUpdate``."""
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
-            return
-        tracked.cancel_requested = True
-        if tracked.broker_order_id:
+        tracked = tracking.mark_cancel(self._orders, client_order_id)
+        if tracked is not None and tracked.broker_order_id:
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
 
     def replace(self, client_order_id: str, new_client_order_id: str, *,
@@ -580,14 +555,7 @@ class AlpacaGateway:
         why = message_of(exc)
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        if tracked.accepted_sent or tracked.terminal_sent:
-            tracked.in_flight = False  # a stream saw the order while its own answer hung
-            return
-        tracked.in_flight = True
-        self._emit_update(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                          f"submit answer lost ({why}); resolving by client order id, "
-                          "not re-sent")
-        self._resolver.track(tracked.client_order_id)
+        tracking.resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> Any:
         tracked = self._orders.get(coid)
@@ -600,10 +568,7 @@ class AlpacaGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        tracked.in_flight = False
-        await self._apply_order(tracked, o)
-        if tracked.cancel_requested and not tracked.terminal_sent:
-            await self._cancel(tracked)
+        await tracking.apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)
@@ -849,7 +814,7 @@ class AlpacaGateway:
             for s in symbols:
                 await self._backfill(s)
             state = HealthState.RESYNCED if reconnected or self.health.get(
-                label) in _UNHEALTHY else HealthState.CONNECTED
+                label) in UNHEALTHY else HealthState.CONNECTED
             self._set_health(label, state, "bar stream reconnected, gap backfilled"
                              if state is HealthState.RESYNCED else "bar stream subscribed")
 
@@ -867,7 +832,7 @@ class AlpacaGateway:
         async def on_up(reconnected: bool) -> None:
             await self._reread_orders()
             state = HealthState.RESYNCED if reconnected or self.health.get(
-                "orders") in _UNHEALTHY else HealthState.CONNECTED
+                "orders") in UNHEALTHY else HealthState.CONNECTED
             self._set_health("orders", state, "order stream reconnected, orders re-read"
                              if state is HealthState.RESYNCED else "order stream listening")
 
@@ -973,7 +938,7 @@ class AlpacaGateway:
                             self.stats.bars += 1
                             self._raw_sink(bar)
                 attempt = 0
-                if self.health.get(label) in _UNHEALTHY:
+                if self.health.get(label) in UNHEALTHY:
                     self._set_health(label, HealthState.RESYNCED, "daily bars read")
                 await asyncio.sleep(t.poll_interval_s)
             except asyncio.CancelledError:
@@ -1065,18 +1030,11 @@ class AlpacaGateway:
         return self._by_plain.get(plain_symbol(venue_symbol))
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        tracked.in_flight = False
-        if tracked.terminal_sent:
-            return
-        tracked.terminal_sent = True
-        self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
-                          tracked.broker_order_id)
+        tracking.reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        event = self.health.change(stream, state, reason, self.now_ns())
-        if event is not None:
-            self._raw_sink(event)
+        self.health.report(self._raw_sink, stream, state, reason, self.now_ns())
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:
@@ -1085,13 +1043,8 @@ class AlpacaGateway:
             self._retire(coid)
 
     def _retire(self, coid: str) -> None:
-        """Bound memory: forget the oldest finished orders beyond ``_KEEP_FINISHED``."""
-        self._retired.append(coid)
-        while len(self._retired) > _KEEP_FINISHED:
-            tracked = self._orders.pop(self._retired.popleft(), None)
-            if tracked is not None:
-                self._coid_by_broker.pop(tracked.broker_order_id, None)
-                self._seen_trades.difference_update(tracked.trade_ids)
+        """Bound memory: forget the oldest finished orders beyond ``tracking.KEEP_FINISHED``."""
+        self._finished.retire(coid)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.spawn(coro, name)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateways.ccxt.limits import VenueLimits
+from gateways.credentials import read_secret_file
 from trader.core.timeframes import parse_timeframe
 
 
@@ -165,15 +166,7 @@ def _read_one(env: str | None, path: Path | None, what: str, environ: dict[str, 
         if path is None:
             raise CcxtConfigError(f"credentials.{what}_env: environment variable {env} is not set")
     if path is not None:
-        try:
-            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CcxtConfigError(
-                f"credentials.{what}_file: cannot read {path}: {exc.strerror}"
-            ) from None
-        if not value:
-            raise CcxtConfigError(f"credentials.{what}_file: {path} is empty")
-        return value
+        return read_secret_file(path, f"credentials.{what}_file", CcxtConfigError)
     return ""
 
 

@@ -18,9 +18,8 @@ def build(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any
     from gateways.ccxt.config import CcxtConfigError, parse_config
     from gateways.ccxt.gateway import CcxtGateway
 
-    data = {"name": name, **section}
-    if not context.trading:
-        data["trading"] = False  # market data only: no credentials, no order stream
+    # market data only when the run does not trade: no credentials, no order stream
+    data = context.section(name, section)
     try:
         config = parse_config(data, f"gateways.{name}")
     except CcxtConfigError as exc:

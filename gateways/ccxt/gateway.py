@@ -25,9 +25,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -44,6 +43,7 @@ from ccxt.base.errors import (
     RateLimitExceeded,
 )
 
+from gateways import tracking
 from gateways.base import (
     AccountReport,
     EventSink,
@@ -80,7 +80,7 @@ from gateways.ccxt.streams import (
     stream_clients,
 )
 from gateways.ccxt.warmup import VENUE_CANDLE_CAP, WarmUpReport
-from gateways.health import StreamHealth
+from gateways.health import UNHEALTHY, StreamHealth
 from gateways.inflight import InFlightResolver
 from gateways.tasks import GatewayTasks
 from gateways.validation import BarGuard
@@ -101,8 +101,6 @@ log = structlog.get_logger(__name__)
 _MS = 1_000_000
 _EPS = 1e-12
 _SAFETY_WAKE_S = 1.0  # re-read ccxt's caches at least this often
-_KEEP_FINISHED = 10_000  # finished orders remembered (late duplicates are still recognised)
-_UNHEALTHY = (HealthState.DISCONNECTED, HealthState.DEGRADED)
 
 
 def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapabilities:
@@ -123,21 +121,10 @@ def capabilities_for(config: CcxtGatewayConfig, dialect: Dialect) -> GatewayCapa
 
 
 @dataclass(slots=True)
-class _Tracked:
-    """Gateway-side memory of one order."""
+class _Tracked(tracking.TrackedOrder):
+    """Gateway-side memory of one order, with what ccxt adds."""
 
-    client_order_id: str
-    instrument_id: str
-    symbol: str
-    request: OrderRequest | None = None
-    broker_order_id: str = ""
     submit_ms: int = 0
-    in_flight: bool = False  # sent, outcome unknown
-    accepted_sent: bool = False
-    terminal_sent: bool = False
-    cancel_requested: bool = False
-    filled: float = 0.0
-    trade_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -206,15 +193,14 @@ class CcxtGateway:
         self._flags = ClosedFlags()
         self.frames = FrameStats()
         self.warmup_reports: dict[str, WarmUpReport] = {}
-        self._retired: deque[str] = deque()
+        self._finished = tracking.FinishedOrders(self._orders, self._coid_by_broker,
+                                                 self._seen_trades)
         self._submit_locks: dict[str, asyncio.Lock] = {}
         self.private_ws_ok = False
         t = config.timing
-        self._resolver = InFlightResolver(
-            self._resolve_lookup, self._resolve_found, self._resolve_absent, gateway=self.name,
-            initial_s=t.backoff_initial_s, max_s=t.backoff_max_s, jitter=t.backoff_jitter,
-            settle_s=t.unknown_settle_s, rng=self._rng,
-            timeout_s=t.unknown_order_timeout_s, on_lost=self._order_lost)
+        self._resolver = InFlightResolver.from_timing(
+            t, self._resolve_lookup, self._resolve_found, self._resolve_absent,
+            gateway=self.name, rng=self._rng, on_lost=self._order_lost)
         # every REST request of this gateway waits here (attached in ``connect``)
         self.limiter = VenueLimiter(config.exchange, config.limits,
                                     on_change=self._on_limiter_change)
@@ -310,22 +296,13 @@ class CcxtGateway:
     def submit(self, order: OrderRequest) -> None:
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        if symbol is None:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"instrument {order.instrument_id} is not traded on {self.name}")
+        refusal = tracking.submit_refusal(
+            self.name, order, listed=symbol is not None, trading=self.config.trading,
+            connected=self._running, duplicate=coid in self._orders)
+        if refusal is not None:
+            self._emit_update(coid, OrderStatus.REJECTED, refusal)
             return
-        if not self.config.trading:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is market-data only (trading: false)")
-            return
-        if not self._running:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"gateway {self.name} is not connected")
-            return
-        if coid in self._orders:
-            self._emit_update(coid, OrderStatus.REJECTED,
-                              f"duplicate client order id {coid} (not sent)")
-            return
+        assert symbol is not None
         banned = self.limiter.refusal()
         if banned:
             # queueing a new order through a ban would send a stale decision minutes late
@@ -336,11 +313,8 @@ class CcxtGateway:
         self._spawn(self._supervised_submit(tracked), f"submit:{coid}")
 
     def cancel(self, client_order_id: str) -> None:
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
-            return
-        tracked.cancel_requested = True
-        if tracked.broker_order_id:
+        tracked = tracking.mark_cancel(self._orders, client_order_id)
+        if tracked is not None and tracked.broker_order_id:
             # during a ban the cancel's requests wait in the limiter: queued, sent after
             self._spawn(self._supervised_cancel(tracked), f"cancel:{client_order_id}")
         # else: sent once the venue acknowledged the order (see _on_ack)
@@ -670,7 +644,7 @@ class CcxtGateway:
                     if failures.count:
                         await self._sync_time()  # a long outage may have moved the clocks
                     await self._backfill(symbol)
-                    if self.health.get(stream, HealthState.CONNECTED) in _UNHEALTHY:
+                    if self.health.get(stream, HealthState.CONNECTED) in UNHEALTHY:
                         self._set_health(stream, HealthState.RESYNCED,
                                          "bar stream reconnected, gap backfilled")
                     await self._stream_bars(symbol, failures)
@@ -933,15 +907,7 @@ class CcxtGateway:
         why = f"{type(exc).__name__}: {exc}"
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        if tracked.accepted_sent or tracked.terminal_sent:
-            # a stream or the poller found the order while its own answer hung
-            tracked.in_flight = False
-            return
-        tracked.in_flight = True
-        self._emit_update(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                          f"submit answer lost ({why}); resolving by client order id, "
-                          "not re-sent")
-        self._resolver.track(tracked.client_order_id)
+        tracking.resolve_unknown(tracked, why, self._emit_update, self._resolver)
 
     async def _resolve_lookup(self, coid: str) -> dict[str, Any] | None:
         tracked = self._orders.get(coid)
@@ -954,10 +920,7 @@ class CcxtGateway:
         if tracked is None or not o:
             return
         self.stats.resolved_by_query += 1
-        tracked.in_flight = False
-        await self._apply_order(tracked, o)
-        if tracked.cancel_requested and not tracked.terminal_sent:
-            await self._cancel(tracked)
+        await tracking.apply_found(tracked, o, self._apply_order, self._cancel)
 
     def _resolve_absent(self, coid: str, reason: str) -> None:
         tracked = self._orders.get(coid)
@@ -1084,8 +1047,7 @@ class CcxtGateway:
             self._emit_update(tracked.client_order_id, status, "", tracked.broker_order_id)
         elif status is OrderStatus.FILLED and tracked.filled >= float(filled or 0) - 1e-9:
             tracked.terminal_sent = True  # the router derives FILLED from the fills
-            self._retired.append(tracked.client_order_id)
-            self._forget_old()
+            self._retire(tracked.client_order_id)
 
     async def _catch_up_fills(self, tracked: _Tracked) -> None:
         if not tracked.broker_order_id:
@@ -1151,7 +1113,7 @@ class CcxtGateway:
             if self.config.use_websocket and failures.count < t.ws_failures_before_polling:
                 try:
                     await self._poll_orders_once()
-                    if self.health.get("orders", HealthState.CONNECTED) in _UNHEALTHY:
+                    if self.health.get("orders", HealthState.CONNECTED) in UNHEALTHY:
                         self._set_health("orders", HealthState.RESYNCED,
                                          "order stream reconnected, orders re-read")
                     await self._stream_private(failures)
@@ -1342,7 +1304,7 @@ class CcxtGateway:
             return self._time_ok
         self._offset_ms = int(time.time() * 1000) - int(server_ms)
         self._time_ok = True
-        if self.health.get("time") in _UNHEALTHY:
+        if self.health.get("time") in UNHEALTHY:
             self._set_health("time", HealthState.RESYNCED, "venue time measured")
         if self._dialect.sign_with_server_time:
             ex.options["timeDifference"] = self._offset_ms
@@ -1353,34 +1315,23 @@ class CcxtGateway:
         return int(time.time() * 1000) - self._offset_ms
 
     def _reject(self, tracked: _Tracked, reason: str) -> None:
-        tracked.in_flight = False
-        if tracked.terminal_sent:
-            return
-        tracked.terminal_sent = True
-        self._emit_update(tracked.client_order_id, OrderStatus.REJECTED, reason,
-                          tracked.broker_order_id)
+        tracking.reject(tracked, reason, self._emit_update)
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        event = self.health.change(stream, state, reason, self._now_ms() * _MS)
-        if event is not None:
-            self._raw_sink(event)
+        self.health.report(self._raw_sink, stream, state, reason, self._now_ms() * _MS)
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:
         self._sink(OrderUpdate(self._now_ms() * _MS, coid, status, reason, broker_order_id))
         if status.is_terminal:
-            self._retired.append(coid)
-            self._forget_old()
+            self._retire(coid)
 
-    def _forget_old(self) -> None:
-        """Bound memory: drop the oldest finished orders beyond ``_KEEP_FINISHED``."""
-        while len(self._retired) > _KEEP_FINISHED:
-            tracked = self._orders.pop(self._retired.popleft(), None)
-            if tracked is not None:
-                self._coid_by_broker.pop(tracked.broker_order_id, None)
-                self._parked.pop(tracked.broker_order_id, None)
-                self._seen_trades.difference_update(tracked.trade_ids)
+    def _retire(self, coid: str) -> None:
+        """Bound memory: forget the oldest finished orders beyond ``tracking.KEEP_FINISHED``, and
+        the trades parked for them."""
+        for tracked in self._finished.retire(coid):
+            self._parked.pop(tracked.broker_order_id, None)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.spawn(coro, name)

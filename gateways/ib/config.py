@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateways.base import GatewayConfigError
+from gateways.credentials import read_secret_file
 from trader.core.timeframes import parse_timeframe
 
 # (api program, mode) -> the port IB documents as its default
@@ -163,12 +164,6 @@ def load_account(config: IbGatewayConfig, environ: dict[str, str] | None = None)
             raise GatewayConfigError(f"{where}.account_env: environment variable "
                                      f"{config.account_env} is not set")
     if config.account_file is not None:
-        try:
-            value = Path(config.account_file).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise GatewayConfigError(f"{where}.account_file: cannot read "
-                                     f"{config.account_file}: {exc.strerror}") from None
-        if not value:
-            raise GatewayConfigError(f"{where}.account_file: {config.account_file} is empty")
-        return value
+        return read_secret_file(config.account_file, f"{where}.account_file",
+                                GatewayConfigError)
     return ""

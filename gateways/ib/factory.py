@@ -13,9 +13,8 @@ def build(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any
     from gateways.ib.config import parse_config
     from gateways.ib.gateway import IbGateway
 
-    data = {"name": name, **section}
-    if not context.trading:
-        data["trading"] = False  # market data only: no account, no orders
+    # market data only when the run does not trade: no account, no orders
+    data = context.section(name, section)
     config = parse_config(data, f"gateways.{name}")
     unknown = sorted(set(config.contracts) - set(context.instruments)) if context.instruments \
         else []

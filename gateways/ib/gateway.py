@@ -54,6 +54,7 @@ from gateways.ib.pacing import HistoryPacer
 from gateways.ib.redact import redact_ib_logs
 from gateways.inflight import InFlightResolver, backoff_delay
 from gateways.tasks import GatewayTasks
+from gateways.tracking import lost_answer, mark_cancel
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -368,16 +369,14 @@ class IbGateway:
             return
         log.warning("submit_outcome_unknown", gateway=self.name,
                     client_order_id=tracked.client_order_id, error=why)
-        self._emit(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN,
-                   f"submit answer lost ({why}); resolving by client order id, not re-sent")
+        self._emit(tracked.client_order_id, OrderStatus.OUTCOME_UNKNOWN, lost_answer(why))
         self._resolver.track(tracked.client_order_id)
 
     def cancel(self, client_order_id: str) -> None:
         """Ask IB to cancel; the outcome arrives as an ``OrderUpdate``."""
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
+        tracked = mark_cancel(self._orders, client_order_id)
+        if tracked is None:
             return
-        tracked.cancel_requested = True
         trade = self._trade_of(tracked)
         if trade is None or self.ib is None:
             return  # sent once the order is found again (reconnect adopts it)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateways.credentials import read_secret_file
 from trader.core.timeframes import parse_timeframe
 
 BACKENDS = ("mt5linux", "metatrader5")
@@ -171,14 +172,7 @@ def _read(env: str | None, path: Path | None, what: str, environ: dict[str, str]
     if env is not None and environ.get(env, "").strip():
         return environ[env].strip()
     if path is not None:
-        try:
-            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise Mt5ConfigError(f"credentials.{what}_file: cannot read {path}: "
-                                 f"{exc.strerror}") from None
-        if not value:
-            raise Mt5ConfigError(f"credentials.{what}_file: {path} is empty")
-        return value
+        return read_secret_file(path, f"credentials.{what}_file", Mt5ConfigError)
     if env is not None:
         raise Mt5ConfigError(f"credentials.{what}_env: environment variable {env} is not set")
     return ""

@@ -13,9 +13,8 @@ def build(name: str, section: Mapping[str, Any], context: GatewayContext) -> Any
     from gateways.mt5.config import Mt5ConfigError, parse_config
     from gateways.mt5.gateway import Mt5Gateway
 
-    data = {"name": name, **section}
-    if not context.trading:
-        data["trading"] = False  # market data only: no credentials, no order polling
+    # market data only when the run does not trade: no credentials, no order polling
+    data = context.section(name, section)
     try:
         config = parse_config(data, f"gateways.{name}")
     except Mt5ConfigError as exc:

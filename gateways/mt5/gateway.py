@@ -55,6 +55,7 @@ from gateways.mt5.retcodes import (
 from gateways.mt5.tickets import TicketBook
 from gateways.mt5.worker import Mt5Worker, TerminalError, TerminalLost
 from gateways.tasks import GatewayTasks
+from gateways.tracking import mark_cancel, submit_refusal
 from gateways.validation import BarGuard
 from trader.core.events import (
     Bar,
@@ -292,19 +293,16 @@ class Mt5Gateway:
     def _submit_order(self, order: OrderRequest, position: int) -> None:
         coid = order.client_order_id
         symbol = self._symbol_of.get(order.instrument_id)
-        refusal = None
-        if symbol is None:
-            refusal = f"instrument {order.instrument_id} is not traded on {self.name}"
-        elif not self.config.trading:
-            refusal = f"gateway {self.name} is market-data only (trading: false)"
-        elif not self._running or self.book is None:
-            refusal = f"gateway {self.name} is not connected"
-        elif coid in self._orders or self.book.get(coid) is not None:
-            refusal = f"duplicate client order id {coid} (not sent)"
-        elif (why := self.capabilities.supports(order)) is not None:
-            refusal = why
-        elif (why := cv.volume_violation(order.quantity,
-                                         self.symbol_info.get(symbol, {}))) is not None:
+        # the ticket book is the memory of orders across restarts: a duplicate there counts
+        refusal = submit_refusal(
+            self.name, order, listed=symbol is not None, trading=self.config.trading,
+            connected=self._running and self.book is not None,
+            duplicate=coid in self._orders or (self.book is not None
+                                               and self.book.get(coid) is not None))
+        if refusal is None:
+            refusal = self.capabilities.supports(order)
+        if refusal is None and (why := cv.volume_violation(
+                order.quantity, self.symbol_info.get(symbol or "", {}))) is not None:
             refusal = f"{why} (not sent)"
         if refusal is not None:
             self._emit_update(coid, OrderStatus.REJECTED, refusal)
@@ -320,11 +318,8 @@ class Mt5Gateway:
         self._spawn(self._submit(tracked), f"submit:{coid}")
 
     def cancel(self, client_order_id: str) -> None:
-        tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.terminal_sent:
-            return
-        tracked.cancel_requested = True
-        if tracked.ticket:
+        tracked = mark_cancel(self._orders, client_order_id)
+        if tracked is not None and tracked.ticket:
             self._spawn(self._cancel(tracked), f"cancel:{client_order_id}")
 
     async def open_orders(self) -> list[OrderReport]:
@@ -886,9 +881,7 @@ class Mt5Gateway:
 
     def _set_health(self, stream: str, state: HealthState, reason: str) -> None:
         """Report a change of one stream's health (repeats of the same state are quiet)."""
-        event = self.health.change(stream, state, reason, self._now_ns())
-        if event is not None:
-            self._raw_sink(event)
+        self.health.report(self._raw_sink, stream, state, reason, self._now_ns())
 
     def _emit_update(self, coid: str, status: OrderStatus, reason: str = "",
                      broker_order_id: str = "") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -11,8 +12,10 @@ from trader.core.events import Bar
 
 
 class SmaCrossParams(Params):
-    fast: int = Field(10, gt=0)
-    slow: int = Field(30, gt=0)
+    # Constraints in ``Annotated`` keep the class attribute a plain int: compiled
+    # (mypyc), the module checks class attributes against their annotations.
+    fast: Annotated[int, Field(gt=0)] = 10
+    slow: Annotated[int, Field(gt=0)] = 30
     allow_short: bool = False
     # True: enter only on an actual cross, not on the first bar that finds fast above slow.
     enter_on_cross: bool = False
@@ -28,6 +31,7 @@ class SmaCross(Model):
     """Goes long (or short, if allowed) when the fast SMA crosses the slow one."""
 
     Params = SmaCrossParams
+    params: SmaCrossParams  # what ``Model.__init__`` builds from ``Params``
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

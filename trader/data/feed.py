@@ -254,7 +254,7 @@ class HistoricalFeed:
     def stats(self) -> dict[str, FeedStats]:
         return {f.spec.instrument_id: f.stats for f in self.files}
 
-    def __iter__(self) -> Iterator[Bar]:
+    def __iter__(self) -> Iterator[Bar | DataEnded]:
         if len(self.files) == 1:
             return iter(self.files[0])
         # (ts, instrument_id) never ties across files, so tuples compare without

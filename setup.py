@@ -1,0 +1,50 @@
+"""Optional mypyc build: ``TRADER_COMPILE=1`` compiles the replay's hot modules into the wheel.
+
+Everything else about the package is declared in ``pyproject.toml``.  Without the
+variable (the default, and always for editable installs: see
+``build_backend/trader_build.py``) the wheel is pure Python.  The pure modules stay
+the reference: the compiled ones are built from the very same files, and
+``tests/trader/test_compiled.py`` checks that both give byte-identical reports.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# The modules on the per-bar and per-fill path of a backtest, compiled as one group
+# (calls between them then skip the Python calling convention).  The only list.
+COMPILED_MODULES = [
+    "trader/core/bus.py",
+    "trader/core/kernel.py",
+    "trader/data/feed.py",
+    "trader/engine/allocator.py",
+    "trader/engine/orders.py",
+    "trader/engine/pipeline.py",
+    "trader/engine/planner.py",
+    "trader/engine/portfolio.py",
+    "trader/engine/recorder.py",
+    "trader/engine/router.py",
+    "trader/replay/observers.py",
+    "gateways/sim.py",
+    "risk/checks.py",
+    "risk/engine.py",
+]
+
+# Options for mypyc, which type-checks the modules (and what they import) first.
+MYPYC_OPTIONS = ["--ignore-missing-imports", "--follow-imports=silent"]
+
+
+def compile_requested() -> bool:
+    """True when the environment asks for the compiled build (``TRADER_COMPILE=1``)."""
+    return os.environ.get("TRADER_COMPILE", "") == "1"
+
+
+if __name__ == "__main__":
+    ext_modules = []
+    if compile_requested():
+        from mypyc.build import mypycify  # only needed (and only installed) for this build
+
+        ext_modules = mypycify(MYPYC_OPTIONS + COMPILED_MODULES, opt_level="3")
+    setup(ext_modules=ext_modules)

@@ -28,6 +28,7 @@ COMPILED_MODULES = [
     "trader/engine/router.py",
     "trader/replay/observers.py",
     "gateways/sim.py",
+    "models/sma_cross.py",
     "risk/checks.py",
     "risk/engine.py",
 ]

@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Annotated
 
-from pydantic import Field, model_validator
-
-from models.base import Model, Params
+from models.base import Model
+from models.sma_cross_params import SmaCrossParams
 from trader.core.events import Bar
-
-
-class SmaCrossParams(Params):
-    # Constraints in ``Annotated`` keep the class attribute a plain int: compiled
-    # (mypyc), the module checks class attributes against their annotations.
-    fast: Annotated[int, Field(gt=0)] = 10
-    slow: Annotated[int, Field(gt=0)] = 30
-    allow_short: bool = False
-    # True: enter only on an actual cross, not on the first bar that finds fast above slow.
-    enter_on_cross: bool = False
-
-    @model_validator(mode="after")
-    def _order(self) -> SmaCrossParams:
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
-        return self
 
 
 class SmaCross(Model):

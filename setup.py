@@ -10,8 +10,7 @@ the reference: the compiled ones are built from the very same files, and
 from __future__ import annotations
 
 import os
-
-from setuptools import setup
+import sys
 
 # The modules on the per-bar and per-fill path of a backtest, compiled as one group
 # (calls between them then skip the Python calling convention).  The only list.
@@ -37,12 +36,13 @@ COMPILED_MODULES = [
 MYPYC_OPTIONS = ["--ignore-missing-imports", "--follow-imports=silent"]
 
 
-def compile_requested() -> bool:
-    """True when the environment asks for the compiled build (``TRADER_COMPILE=1``)."""
-    return os.environ.get("TRADER_COMPILE", "") == "1"
+if __name__ == "__main__":  # run by the build backend; imported for the list by bench/tests
+    from setuptools import setup
 
+    # The backend (which pip has already imported from there) decides, in one place.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_backend"))
+    from trader_build import compile_requested
 
-if __name__ == "__main__":
     ext_modules = []
     if compile_requested():
         from mypyc.build import mypycify  # only needed (and only installed) for this build

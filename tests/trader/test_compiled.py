@@ -27,6 +27,9 @@ from bench.compiled import build_tree, compiled_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["backtest", "sma", "regimes", "overlays"]
+# The backend's hooks that must run setup.py as a pure build whatever TRADER_COMPILE says.
+PURE_HOOKS = ("prepare_metadata_for_build_wheel", "get_requires_for_build_editable",
+              "prepare_metadata_for_build_editable", "build_editable")
 
 # Runs the CLI like the ``trader`` script, then records where the compiled
 # modules were imported from (the file named by argv[1]) whatever the exit.
@@ -127,8 +130,8 @@ def _backend(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, list[str | No
         seen.append(os.environ.get("TRADER_COMPILE"))
         return ["setuptools>=68"]
 
-    monkeypatch.setattr(backend._setuptools, "get_requires_for_build_wheel", record)
-    monkeypatch.setattr(backend._setuptools, "build_editable", record)
+    for hook in PURE_HOOKS + ("get_requires_for_build_wheel",):
+        monkeypatch.setattr(backend._setuptools, hook, record)
     return backend, seen
 
 
@@ -144,8 +147,11 @@ def test_only_trader_compile_1_asks_for_mypy(
     assert os.environ["TRADER_COMPILE"] == value  # restored for the build itself
 
 
-def test_an_editable_install_never_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("hook", PURE_HOOKS)
+def test_only_the_wheel_build_compiles(hook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metadata needs no mypyc; an editable install never compiles."""
     backend, seen = _backend(monkeypatch)
     monkeypatch.setenv("TRADER_COMPILE", "1")
-    backend.build_editable("wheels")
+    getattr(backend, hook)("wheels")
     assert seen == [None]
+    assert os.environ["TRADER_COMPILE"] == "1"

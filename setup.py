@@ -16,6 +16,7 @@ import sys
 # (calls between them then skip the Python calling convention).  The only list.
 COMPILED_MODULES = [
     "trader/core/bus.py",
+    "trader/core/clock.py",
     "trader/core/kernel.py",
     "trader/data/feed.py",
     "trader/engine/allocator.py",
@@ -29,6 +30,7 @@ COMPILED_MODULES = [
     "gateways/sim.py",
     "models/sma_cross.py",
     "risk/checks.py",
+    "risk/drawdown.py",
     "risk/engine.py",
 ]
 

@@ -19,7 +19,8 @@ RUN groupadd --system --gid 10001 trader \
 
 WORKDIR /app
 # Dependencies and code first, configs and sample data last: edits to configs rebuild fast.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY build_backend ./build_backend
 COPY trader ./trader
 COPY gateways ./gateways
 COPY models ./models

@@ -16,6 +16,12 @@ starts afresh) where Linux has it, next to ``ru_maxrss``.
 
     .venv/bin/python bench/replay_throughput.py            # 1M and 5M bars
     .venv/bin/python bench/replay_throughput.py --bars 200000 --sizes 200000
+
+With ``--compiled DIR`` (a tree built by ``bench/compiled.py``: the mypyc-compiled
+wheel, unpacked) each round also times the kernel in two fresh processes, one on the
+pure modules and one with DIR first on ``sys.path``, and prints both per bar and
+as ratios to the floor of the same run.  Each such process runs the backtest twice
+and keeps the second (warm) time, as the in-process runs after the first do.
 """
 
 from __future__ import annotations
@@ -159,6 +165,16 @@ def child(n: int, path: Path) -> None:
                       "hwm_mb": own_peak_rss_mb()}))
 
 
+def time_kernel(path: Path) -> None:
+    """Print the warm kernel time: the second of two runs (the first pays imports)."""
+    run_kernel(path)
+    dt, bars, trades = run_kernel(path)
+    import trader.core.kernel
+
+    print(json.dumps({"seconds": dt, "bars": bars, "trades": trades,
+                      "kernel": trader.core.kernel.__file__}))
+
+
 def spawn(*args: str) -> str:
     """Run this script in a fresh interpreter with ``args``; its standard output."""
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
@@ -171,7 +187,11 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=1_000_000, help="bars for the throughput run")
     ap.add_argument("--sizes", type=str, default="1000000,5000000", help="sizes for the RSS runs")
     ap.add_argument("--repeat", type=int, default=3, help="runs of floor and kernel; best kept")
+    ap.add_argument("--compiled", type=Path, metavar="DIR",
+                    help="also time the compiled tree in DIR (bench/compiled.py builds it)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--time-kernel", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--make", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -179,6 +199,11 @@ def main() -> None:
         return
     if args.make:
         make_bars(args.make, args.bars)
+        return
+    if args.time_kernel:
+        if args.tree:
+            sys.path.insert(0, str(args.tree))  # ahead of the repository's pure modules
+        time_kernel(args.time_kernel)
         return
     with tempfile.TemporaryDirectory() as tmp:
         sizes = sorted({args.bars, *(int(s) for s in args.sizes.split(",") if s)})
@@ -197,17 +222,33 @@ def main() -> None:
         # Best of N, floor and kernel interleaved: this shared VM's speed drifts,
         # and the best run is the one least disturbed by neighbours.
         floor_dt = kern_dt = float("inf")
+        builds = {"pure": None, "compiled": args.compiled} if args.compiled else {}
+        build_dt = dict.fromkeys(builds, float("inf"))
+        build_runs: dict[str, dict] = {}
         for _ in range(args.repeat):
             dt, floor_n, crosses = run_floor(path)
             floor_dt = min(floor_dt, dt)
             dt, kern_n, trades = run_kernel(path)
             kern_dt = min(kern_dt, dt)
+            for name, tree in builds.items():
+                extra = ("--tree", str(tree)) if tree else ()
+                r = build_runs[name] = json.loads(spawn("--time-kernel", str(path), *extra)
+                                                  .strip().splitlines()[-1])
+                build_dt[name] = min(build_dt[name], r["seconds"])
         print(f"bars: {kern_n:,} (best of {args.repeat} runs each)")
         print(f"floor (plain loop, same crossover): {floor_n / floor_dt:12,.0f} bars/s "
               f"({crosses:,} crossovers)")
         print(f"full kernel:                        {kern_n / kern_dt:12,.0f} bars/s "
               f"({trades:,} fills)")
         print(f"kernel / floor time ratio:          {kern_dt / floor_dt:12.2f}x")
+        for name, dt in build_dt.items():
+            r = build_runs[name]
+            assert (r["trades"], r["bars"]) == (trades, kern_n), (name, r)  # the same run
+            print(f"{name + ' (fresh process):':<36}{dt / kern_n * 1e6:9.2f} us/bar, "
+                  f"{dt / floor_dt:6.2f}x the floor (kernel module: {Path(r['kernel']).name})")
+        if build_dt:
+            print(f"compiled speed-up:                  "
+                  f"{build_dt['pure'] / build_dt['compiled']:12.2f}x")
         for n in sizes:
             r = runs[n]
             print(f"{n:>10,} bars in a fresh process: {r['bars'] / r['seconds']:10,.0f} bars/s, "

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from collections import deque
 
-from pydantic import Field, model_validator
-
-from models.base import Model, Params
+from models.base import Model
+from models.sma_cross_params import SmaCrossParams
 from trader.core.events import Bar
-
-
-class SmaCrossParams(Params):
-    fast: int = Field(10, gt=0)
-    slow: int = Field(30, gt=0)
-    allow_short: bool = False
-    # True: enter only on an actual cross, not on the first bar that finds fast above slow.
-    enter_on_cross: bool = False
-
-    @model_validator(mode="after")
-    def _order(self) -> SmaCrossParams:
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
-        return self
 
 
 class SmaCross(Model):
     """Goes long (or short, if allowed) when the fast SMA crosses the slow one."""
 
     Params = SmaCrossParams
+    params: SmaCrossParams  # what ``Model.__init__`` builds from ``Params``
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

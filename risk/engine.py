@@ -71,12 +71,19 @@ class PortfolioView(Protocol):
     account: Any  # ``.positions``: instrument id -> position with ``quantity``
     fill_listeners: list[Any]
     gross: float
+    position_values: dict[str, float]
+    class_gross: dict[str, float]
+
+    def net_exposure(self) -> float: ...
 
 
 class WorkingOrders(Protocol):
     """What risk reads of the working orders (``trader.engine.router.Router``)."""
 
     def open_quantity(self, instrument_id: str) -> float: ...
+
+    @property
+    def open_quantities(self) -> dict[str, float]: ...
 
 
 class RiskAction(StrEnum):
@@ -219,6 +226,12 @@ class RiskEngine:
     def state(self) -> TradingState:
         return self.states.state
 
+    def _working(self) -> WorkingOrders:
+        """The working orders, which every check that counts them needs."""
+        router = self.router
+        assert router is not None, "risk checks exposure against working orders: no router"
+        return router
+
     # -- the pre-trade check -----------------------------------------------------------
     def check(self, order: OrderRequest, *, flatten: bool = False) -> RiskDecision:
         """Approve, scale down or reject ``order``; every non-approval is an event.
@@ -238,13 +251,14 @@ class RiskEngine:
                                               f"unknown instrument {inst_id!r}"), now)
         inst, mult, asset_class = meta
         pf = self.portfolio
+        assert pf is not None  # ``enabled`` implies a portfolio
         qty = order.quantity
         buy = order.side is Side.BUY
         p = pf.account.positions.get(inst_id)
         pos = p.quantity if p is not None else 0.0
         own = flatten
         # Exposure already committed: the position plus what is still working.
-        cur_q = pos if own else pos + self.router.open_quantity(inst_id)
+        cur_q = pos if own else pos + self._working().open_quantity(inst_id)
         reduces = cur_q != 0.0 and buy != (cur_q > 0) and qty <= abs(cur_q) * (1 + 1e-9)
 
         if self.kill_switch.engaged and not own:
@@ -276,6 +290,7 @@ class RiskEngine:
                             self._interval.get(inst_id, 60), stale_bars or 1_000_000_000)
             if b is not None:
                 return self._reject(order, b, now)
+        assert mark is not None  # check_stale refuses an instrument with no price yet
         if self._band is not None and sent_price is not None:
             b = check_price_band(sent_price, mark, self._band)
             if b is not None:
@@ -342,6 +357,7 @@ class RiskEngine:
         working frees no room for a buy elsewhere until it has filled.
         """
         pf = self.portfolio
+        assert pf is not None  # only reached from ``check``, which needs one
         nav = pf.nav
         marks = pf.marks
         values = pf.position_values
@@ -353,7 +369,7 @@ class RiskEngine:
         class_gross = pf.class_gross.get(asset_class, 0.0)
         cur_p = cur_c = values.get(inst_id, 0.0)  # this instrument: filled, filled + working
         meta = self._meta
-        for iid, w in self.router.open_quantities.items():
+        for iid, w in self._working().open_quantities.items():
             if not w:
                 continue
             _, m, ac = meta[iid]
@@ -500,7 +516,9 @@ class RiskEngine:
             else:
                 self._bar_setup_pending = False
         # Runs on every bar: a comparison against a precomputed floor, nothing more.
-        nav = self.portfolio.nav
+        pf = self.portfolio
+        assert pf is not None  # past the setup above only when enabled, i.e. with a portfolio
+        nav = pf.nav
         mon = self.drawdown
         if nav <= mon.floor or nav >= mon.ceiling:
             action = mon.update(nav)
@@ -513,17 +531,22 @@ class RiskEngine:
         """Read the persisted switch at most every ``poll_seconds`` of event time."""
         ts = event.ts
         last = self._last_poll
-        if last is None or ts - last >= self._poll_ns:
+        poll_ns = self._poll_ns
+        assert poll_ns is not None  # subscribed only with a polling interval
+        if last is None or ts - last >= poll_ns:
             self._last_poll = ts
             self.kill_switch.poll()
 
     def _on_fill(self, fill: Any, realized: float) -> None:  # noqa: ARG002
+        pf = self.portfolio
+        assert pf is not None  # a listener of the portfolio's fills only
         if self.armed:
-            self.drawdown.observe(self.portfolio.nav)
+            self.drawdown.observe(pf.nav)
 
     def _on_drawdown(self, action: DrawdownAction, ts: int) -> None:
         mon = self.drawdown
         pf = self.portfolio
+        assert pf is not None  # drawdown is watched only with a portfolio
         detail = f"drawdown {mon.last:.2%} from peak {mon.peak:,.2f} (NAV {pf.nav:,.2f})"
         if action is not DrawdownAction.HALT:
             factor = self.config.drawdown.derisk_factor if action is DrawdownAction.DERISK else 1.0

@@ -78,8 +78,11 @@ class Allocator:
         sizing = self.sizing.get(model) if self.sizing else None
         if sizing is None:
             return weight * self.budgets[model] * scale * pf.nav / (price * mult)
+        # Sizing's validator guarantees the amount named by ``by`` is set.
         if sizing.by == "quantity":
+            assert sizing.quantity is not None
             return weight * sizing.quantity * scale
+        assert sizing.notional is not None
         return weight * sizing.notional * scale / (price * mult)
 
     def rescale(self, scale: float) -> list[str]:

@@ -94,8 +94,10 @@ class Recorder:
             self.bars_exposed += 1  # held into this bar
         # A bar closing at midnight belongs to the day before: days are (start, end].
         if ts > self._day_end or ts <= self._day_start:
+            last = self.last_ts
             if self._day is not None:
-                self._sample(self.last_ts)
+                assert last is not None  # a day is open only after a bar has been seen
+                self._sample(last)
             day = (ts - 1) // DAY_NS
             self._day = day
             self._day_start = day * DAY_NS

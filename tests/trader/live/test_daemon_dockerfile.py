@@ -33,6 +33,7 @@ def test_dockerfile_runs_the_daemon_as_non_root_with_a_volume_and_healthcheck():
     assert '"trader", "status"' in health and "--check" in health
     # Everything the package needs is copied in before it is installed.
     copied = " ".join(v for k, v in ins if k == "COPY")
-    for pkg in ("trader", "gateways", "models", "risk", "pyproject.toml"):
+    for pkg in ("trader", "gateways", "models", "risk", "pyproject.toml", "setup.py",
+                "build_backend"):
         assert pkg in copied
     assert (REPO / ".dockerignore").read_text().count(".venv")

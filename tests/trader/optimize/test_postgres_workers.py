@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from pg_server import pg_schema_url
 
 from trader.optimize.experiment import load_experiment
-from trader.optimize.objective import RESULT
+from trader.optimize.objective import RESULT, SURPLUS
 from trader.optimize.study import create_study, storage_for
 
 pytestmark = pytest.mark.postgres
@@ -52,7 +52,12 @@ def test_two_worker_processes_share_one_study_with_no_duplicated_grid_point(
     done = study.get_trials(states=(TrialState.COMPLETE,))
     points = [tuple(sorted(t.params.items())) for t in done]
     assert len(points) == 12 == len(set(points))  # the whole grid, each point once
-    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    # Nothing failed.  A worker racing the other for the last grid point may open one
+    # trial more, pruned before it samples anything and marked as surplus.
+    assert all(t.state == TrialState.COMPLETE
+               or (t.state == TrialState.PRUNED and t.user_attrs.get(SURPLUS))
+               for t in study.trials)
+    assert len(study.trials) - len(done) <= 2  # at most one per worker
     assert len({t.user_attrs[RESULT]["worker"] for t in done}) == 2  # both did trials
 
     # The listing and the report read the shared study like any other.

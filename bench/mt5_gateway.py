@@ -44,7 +44,7 @@ def bare_client(h: Mt5Harness) -> Any:
 
     assert h.server is not None
     client = MetaTrader5(host=h.server.host, port=h.server.port)
-    client.initialize(login=5_001_234, password=h.password, server="StandIn-Demo")
+    client.initialize(login=h.login, password=h.password, server="StandIn-Demo")
     return client
 
 

@@ -23,6 +23,7 @@ from gateways.mt5.config import Account
 from gateways.mt5.convert import comment_for
 from gateways.testing.harness import wait_until
 from gateways.testing.mt5_server import Mt5Server
+from gateways.testing.mt5_terminal import fresh_login
 from gateways.testing.venue import Row
 
 NS = 1_000_000_000
@@ -71,12 +72,14 @@ class Mt5Harness:
         self.state_file = Path(self._tmp.name) / "mt5-book.sqlite"
         self._rows: dict[str, dict[int, tuple[Any, ...]]] = {}
         self.password = secrets.token_urlsafe(12)  # the terminal's, fresh per harness
+        self.login = fresh_login()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Mt5Harness:
         self.server = await asyncio.to_thread(Mt5Server.shared if self.shared else Mt5Server)
         self.control("_reset", hedging=self.hedging, comment_mode=self.comment_mode,
-                     server_offset_s=SERVER_OFFSET_S, password=self.password)
+                     server_offset_s=SERVER_OFFSET_S, login=self.login,
+                     password=self.password)
         self.control("_add_symbol", "EURUSD", 1.1, 0.0002)
         self.control("_add_symbol", "US30", 37_000.0, 2.0, contract_size=1.0, digits=1,
                      volume_min=0.1, volume_step=0.1)
@@ -108,7 +111,7 @@ class Mt5Harness:
         return Mt5GatewayConfig(**data)
 
     def account(self, bad: bool = False) -> Account:
-        return Account(5_001_234, "not-" + self.password if bad else self.password,
+        return Account(self.login, "not-" + self.password if bad else self.password,
                        "StandIn-Demo")
 
     def gateway(self, sink: Callable[[Any], None], *, trading: bool = True,

@@ -184,13 +184,19 @@ class _Deal:
     comment: str
 
 
+def fresh_login() -> int:
+    """A demo account number of the usual seven digits, new for each terminal."""
+    return 5_000_000 + secrets.randbelow(4_000_000)
+
+
 @dataclass
 class Terminal:
     """The whole scripted terminal: account, symbols, bars, orders, positions, deals."""
 
-    login: int = 5_001_234
-    # a fresh password per terminal, as the other stand-ins make fresh keys: no
-    # credential-like literal is committed, and a test that logs it is caught
+    # a fresh login and password per terminal, as the other stand-ins make fresh keys
+    # and account ids: no credential-like literal is committed, and a test that logs
+    # one is caught
+    login: int = field(default_factory=lambda: fresh_login())
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     server: str = "StandIn-Demo"
     currency: str = "USD"

@@ -28,6 +28,7 @@ from daemon_harness import events, log_lines, register_stages, start_daemon, wai
 
 from gateways.testing.harness import wait_for
 from gateways.testing.mt5_server import Mt5Server
+from gateways.testing.mt5_terminal import fresh_login
 from trader.engine.config import load_config
 from trader.live.journal_replay import order_key, replay_journal
 from trader.store import open_store
@@ -35,7 +36,8 @@ from trader.store import open_store
 REPO = Path(__file__).resolve().parents[2]
 MAGIC = 424_242
 PASSWORD = secrets.token_urlsafe(12)  # the stand-in terminal's, fresh per run
-ENV = {"TEST_MT5_LOGIN": "5001234", "TEST_MT5_PASSWORD": PASSWORD,
+LOGIN = fresh_login()  # and its account number
+ENV = {"TEST_MT5_LOGIN": str(LOGIN), "TEST_MT5_PASSWORD": PASSWORD,
        "TEST_MT5_SERVER": "StandIn-Demo"}
 
 
@@ -96,7 +98,7 @@ def test_paper_session_on_mt5_survives_disconnect_and_crash_and_replays(
         tmp_path: Path) -> None:
     server = Mt5Server()
     try:
-        server.control("_reset", wall_clock=True, password=PASSWORD)
+        server.control("_reset", wall_clock=True, login=LOGIN, password=PASSWORD)
         server.control("_add_symbol", "EURUSD", 1.16, 0.0002)
         server.control("_add_symbol", "US30", 270.0, 1.0, contract_size=1.0, digits=1,
                        volume_min=0.1, volume_step=0.1, volume_max=10_000.0)

@@ -151,6 +151,20 @@ def test_block_merge_matches_a_heap_merge(tmp_path: Path, seed: int) -> None:
     assert ends[0] == 0
 
 
+
+def test_merge_reads_each_file_a_batch_at_a_time(tmp_path: Path) -> None:
+    """Memory is bounded by the batches, not by history: after the first merged bar each
+    file has read one batch, and a block never runs ahead of the slowest file."""
+    files = [bar_file(write_parquet(tmp_path / f"{k}.parquet", rows(40, base=10.0 * (k + 1))),
+                      f"I{k}", batch_size=5) for k in range(3)]
+    it = iter(HistoricalFeed(files))
+    first = next(it)
+    assert first.instrument_id == "I0"
+    assert [f.stats.rows for f in files] == [5, 5, 5]
+    rest = list(it)
+    assert len(rest) == 3 * 40 - 1 and [f.stats.rows for f in files] == [40, 40, 40]
+
+
 BAD_CASES = [
     ("NaN value", lambda r: (r[0], math.nan, *r[2:])),
     ("price <= 0", lambda r: (r[0], 0.0, r[2], r[3], r[4], r[5])),

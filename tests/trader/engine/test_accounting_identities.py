@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from book_identities import assert_identities
 
 from trader.core.events import Bar, Fill, FillCorrection, Side
 from trader.core.instruments import AssetClass, Instrument
@@ -145,16 +146,5 @@ def test_identities_hold_after_fill_corrections() -> None:
                 commission=old.commission + rng.uniform(-0.5, 2) if kind != "price" else None,
                 price=old.price + rng.uniform(-1, 1) if kind != "commission" else None))
             corrected += 1
-        acct = pf.account
-        value = sum(p.quantity * pf.marks[i] * pf.instruments[i].multiplier
-                    for i, p in acct.positions.items() if p.quantity)
-        assert acct.cash + value == pytest.approx(pf.nav, abs=1e-6)
-        explained = acct.realized() + acct.unrealized(pf.marks) - acct.commission
-        assert explained == pytest.approx(pf.pnl(), abs=1e-6)
-        assert sum(pf.model_pnl().values()) == pytest.approx(pf.pnl(), abs=1e-6)
-        assert sum(b.commission for b in pf.models.values()) == pytest.approx(acct.commission)
-        for book in pf.models.values():
-            mine = book.realized() + book.unrealized(pf.marks) - book.commission
-            assert mine == pytest.approx(book.equity(pf.marks), abs=1e-6)
-        assert pf.drawdown == pytest.approx(1 - pf.nav / pf.hwm)
+        assert_identities(pf, tol=1e-6)
     assert corrected > 300

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from book_identities import assert_identities
 from structlog.testing import capture_logs
 
 from trader.core.events import Bar, Fill, FillCorrection, Side
@@ -56,20 +57,6 @@ def assert_same(a: Any, b: Any) -> None:
             assert_same(x, y)
     else:
         assert a == pytest.approx(b, abs=1e-9)
-
-
-def assert_identities(pf: Portfolio) -> None:
-    acct = pf.account
-    value = sum(p.quantity * pf.marks[i] * pf.instruments[i].multiplier
-                for i, p in acct.positions.items() if p.quantity)
-    assert acct.cash + value == pytest.approx(pf.nav, abs=1e-9)
-    explained = acct.realized() + acct.unrealized(pf.marks) - acct.commission
-    assert explained == pytest.approx(pf.pnl(), abs=1e-9)
-    assert sum(pf.model_pnl().values()) == pytest.approx(pf.pnl(), abs=1e-9)
-    for book in pf.models.values():  # each model's book explains its own PnL too
-        assert book.realized() + book.unrealized(pf.marks) - book.commission == pytest.approx(
-            book.equity(pf.marks), abs=1e-9)
-    assert pf.drawdown == pytest.approx(1 - pf.nav / pf.hwm)
 
 
 def run(fills: list[Fill], fix: FillCorrection | None, *, after: int,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_model import Scripted
 
 from models.base import Model
 from trader.core.events import Bar
@@ -22,19 +23,6 @@ T0 = 1_600_000_000 // DAY * DAY * NS  # a UTC midnight
 DATA = Path(__file__).resolve().parents[3] / "data"
 
 
-class Scripted(Model):
-    """Answers each bar with ``script(bar, n)`` (n counts its bars)."""
-
-    def __init__(self, name: str, instruments: list[str], timeframe: str | int,
-                 script: Callable[[Bar, int], dict[str, float] | None]) -> None:
-        super().__init__(name, instruments, timeframe)
-        self._script = script
-        self.n = 0
-
-    def on_bar(self, bar: Bar) -> dict[str, float] | None:
-        out = self._script(bar, self.n)
-        self.n += 1
-        return out
 
 
 def always(weight: float) -> Callable[[Bar, int], dict[str, float]]:

@@ -330,7 +330,7 @@ class HistoricalFeed:
                 elif self.announce_end:
                     # Announced just before the first later bar of another file.
                     ended.append(c.last)
-            ended.sort(key=lambda e: (e.ts, e.instrument_id))
+                    ended.sort(key=lambda e: (e.ts, e.instrument_id))
             cursors = running
 
 

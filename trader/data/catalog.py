@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from trader.core.events import Bar, ns_to_iso
 from trader.core.timeframes import format_timeframe, parse_timeframe
+from trader.data.layout import ROW_GROUP_ROWS
 
 DEFAULT_ROOT = Path("data/catalog")
 SCHEMA = pa.schema([("ts", pa.timestamp("ns", tz="UTC")), ("open", pa.float64()),
@@ -211,7 +212,7 @@ class Catalog:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -23,6 +23,13 @@ from trader.core.events import Bar, DataEnded, ns_to_iso
 from trader.core.timeframes import NS, parse_timeframe
 from trader.core.validation import BAR_RULES
 from trader.data.arrays import column_numpy
+from trader.data.layout import (
+    BATCH_ROWS,
+    BYTES_PER_ROW,
+    LARGE_ROW_GROUP,
+    MIN_FILE_BATCH_ROWS,
+    ROW_GROUP_ROWS,
+)
 from trader.data.timestamps import TimestampError, to_utc_ns
 
 log = structlog.get_logger(__name__)
@@ -86,7 +93,7 @@ class BarFile:
         spec: FeedSpec,
         *,
         on_bad_row: str = "error",
-        batch_size: int = 65_536,
+        batch_size: int = BATCH_ROWS,
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> None:
@@ -146,6 +153,17 @@ class BarFile:
                 keep &= ts < self.end_ns
             n += int(keep.sum())
         return n
+
+    def largest_row_group(self) -> int | None:
+        """Rows of the file's largest Parquet row group (None for CSV or an empty file)."""
+        if self.spec.path.suffix.lower() != ".parquet":
+            return None
+        try:
+            meta = pq.ParquetFile(self.spec.path).metadata
+        except (pa.ArrowInvalid, OSError):
+            return None  # reading the bars names the file and the problem
+        return max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)),
+                   default=None)
 
     def _bad(self, row: int, problem: str) -> None:
         msg = f"{self.spec.path}: row {row}: {problem}"
@@ -279,7 +297,21 @@ class HistoricalFeed:
     def __iter__(self) -> Iterator[Bar | DataEnded]:
         if len(self.files) == 1:
             return iter(self.files[0])
+        self._warn_large_row_groups()
         return self._merged()
+
+    def _warn_large_row_groups(self) -> None:
+        """Name each merged file whose row groups make it hold far more than a batch."""
+        for f in self.files:
+            rows = f.largest_row_group()
+            if rows is not None and rows > LARGE_ROW_GROUP:
+                log.warning("data_row_groups_large", file=str(f.spec.path),
+                            instrument=f.spec.instrument_id, row_group_rows=rows,
+                            memory_mb=round(rows * BYTES_PER_ROW / 1e6),
+                            hint="a replay of several files holds one decoded row group of "
+                                 "each; rewrite the file with smaller row groups (trader data "
+                                 "import does, or pyarrow's row_group_size="
+                                 f"{ROW_GROUP_ROWS})")
 
     def _merged(self) -> Iterator[Bar | DataEnded]:
         """All files' bars in (close time, instrument id) order, merged a block at a time.
@@ -378,11 +410,17 @@ def parse_time(text: str | None) -> int | None:
     return int(d.timestamp()) * NS
 
 
+def file_batch_rows(batch_size: int, files: int) -> int:
+    """Rows each of ``files`` files reads at a time when they share ``batch_size``."""
+    return min(batch_size, max(MIN_FILE_BATCH_ROWS, batch_size // max(files, 1)))
+
+
 def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppConfig
     files = []
-    for inst in cfg.instruments:
-        if inst.data is None:
-            continue
+    with_data = [inst for inst in cfg.instruments if inst.data is not None]
+    # A replay holds a batch of every file at once: the files share the batch size.
+    batch = file_batch_rows(cfg.data.batch_size, len(with_data))
+    for inst in with_data:
         if inst.data.path is None:
             raise DataError(getattr(inst.data, "_missing", None) or
                             f"instrument {inst.id}: catalog entry {inst.data.catalog!r} was "
@@ -398,7 +436,7 @@ def feed_from_config(cfg) -> HistoricalFeed:  # cfg: trader.engine.config.AppCon
             BarFile(
                 spec,
                 on_bad_row=cfg.data.on_bad_row,
-                batch_size=cfg.data.batch_size,
+                batch_size=batch,
                 start_ns=parse_time(cfg.data.start),
                 end_ns=parse_time(cfg.data.end),
             )

@@ -31,6 +31,7 @@ from models.lifecycle import LifecycleConfig
 from risk.config import RiskConfig
 from trader.core.instruments import Instrument
 from trader.core.timeframes import parse_timeframe
+from trader.data.layout import BATCH_ROWS
 
 
 def _timeframe(v: str) -> str:
@@ -83,7 +84,7 @@ class DataConfig(Strict):
     # an instrument whose data ends before the backtest: keep its position, marked at the
     # last price (hold), or close it at that price through the pipeline and risk (close)
     on_data_end: Literal["hold", "close"] = "hold"
-    batch_size: int = Field(65_536, gt=0)
+    batch_size: int = Field(BATCH_ROWS, gt=0)  # shared by the files (trader.data.layout)
     start: str | None = None
     end: str | None = None
 

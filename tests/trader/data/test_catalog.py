@@ -54,3 +54,19 @@ def test_unordered_bars_are_refused(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     with pytest.raises(CatalogError, match="strictly increasing"):
         cat.write(cat.key("v", "X", "1h"), table_from_bars(bars(0, 3)[::-1]), source="t")
+
+
+def test_entries_are_written_in_small_row_groups(tmp_path: Path) -> None:
+    """A replay decodes a row group of each file at a time: the catalog keeps them small."""
+    import pyarrow.parquet as pq
+
+    from trader.data.layout import ROW_GROUP_ROWS
+
+    cat = Catalog(tmp_path)
+    key = cat.key("v", "X", "1h")
+    n = 2 * ROW_GROUP_ROWS + 5
+    cat.write(key, table_from_bars(bars(0, n)), source="t")
+    meta = pq.ParquetFile(cat.path(key)).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5]
+    assert len(ts_ns(cat.read(key))) == n

@@ -260,3 +260,59 @@ def test_integer_epoch_timestamps_in_any_unit(tmp_path: Path, scale: int) -> Non
                          for i, k in enumerate(("open", "high", "low", "close", "volume"))}})
     pq.write_table(table, tmp_path / "i.parquet")
     assert [b.ts_open for b in bar_file(tmp_path / "i.parquet")] == [r[0] * NS for r in data]
+
+
+def test_a_merge_names_files_whose_row_groups_are_large(tmp_path: Path) -> None:
+    """pyarrow decodes a whole row group at a time: a replay of several files warns about
+    each file whose row groups would hold far more than a batch, and reads it all the same."""
+    from trader.data.layout import LARGE_ROW_GROUP
+
+    n = LARGE_ROW_GROUP + 1
+    big = pa.table({"ts": pa.array([(T0 + i * 60) * NS for i in range(n)],
+                                   pa.timestamp("ns", tz="UTC")),
+                    **{c: pa.array([100.0] * n) for c in ("open", "high", "low", "close")},
+                    "volume": pa.array([1.0] * n)})
+    pq.write_table(big, tmp_path / "big.parquet", row_group_size=n)
+    pq.write_table(big, tmp_path / "small.parquet", row_group_size=LARGE_ROW_GROUP)
+    write_csv(tmp_path / "c.csv", rows(3))
+    spec = {"A": "big.parquet", "B": "small.parquet", "C": "c.csv"}
+
+    def feed(*names: str) -> HistoricalFeed:
+        return HistoricalFeed([BarFile(FeedSpec(i, tmp_path / spec[i], 60)) for i in names])
+
+    with capture_logs() as logs:
+        merged = iter(feed("A", "B", "C"))
+    (warn,) = [e for e in logs if e["event"] == "data_row_groups_large"]
+    assert warn["log_level"] == "warning" and warn["instrument"] == "A"
+    assert warn["file"] == str(tmp_path / "big.parquet") and warn["row_group_rows"] == n
+    assert "row_group_size=16384" in warn["hint"]
+    assert sum(1 for _ in merged) == 2 * n + 3
+    with capture_logs() as logs:
+        iter(feed("A"))  # one file: nothing is merged, one row group at a time is the floor
+        iter(feed("B", "C"))
+    assert not [e for e in logs if e["event"] == "data_row_groups_large"]
+
+
+def test_the_files_of_a_replay_share_the_batch_size(tmp_path: Path) -> None:
+    """Every file holds a batch at once, so a replay of many files reads less of each."""
+    from trader.data.feed import feed_from_config, file_batch_rows
+    from trader.data.layout import MIN_FILE_BATCH_ROWS
+    from trader.engine.config import AppConfig
+
+    assert file_batch_rows(65_536, 1) == 65_536
+    assert file_batch_rows(65_536, 4) == 16_384
+    assert file_batch_rows(65_536, 100) == MIN_FILE_BATCH_ROWS  # never smaller than this
+    assert file_batch_rows(1_000, 3) == 1_000  # nor larger than the whole
+    path = write_parquet(tmp_path / "x.parquet", rows(3))
+
+    def batches(n: int, **data) -> set[int]:
+        cfg = AppConfig.model_validate({
+            "name": "t", "data": data,
+            "instruments": [{"id": f"I{i}", "symbol": f"I{i}", "venue": "SIM",
+                             "asset_class": "equity",
+                             "data": {"path": str(path), "timeframe": "1h"}} for i in range(n)],
+        })
+        return {f.batch_size for f in feed_from_config(cfg).files}
+
+    assert batches(1) == {65_536} and batches(4) == {16_384}
+    assert batches(2, batch_size=20_000) == {10_000}

@@ -225,3 +225,54 @@ def test_validate_a_config_checks_each_instrument_on_its_calendar(tmp_path, caps
     (hole,) = [f for f in report["QQQ"]["findings"] if f["kind"] == "gap"]
     assert hole["ts"] == "2004-12-01T00:00:00Z" and hole["detail"].startswith("1588 bar(s)")
     assert report["BTCUSD"]["calendar"] == "crypto" and report["BTCUSD"]["errors"] == 0
+
+
+def test_large_row_groups_are_named_and_an_import_recuts_them(tmp_path):
+    """A replay of several files warns about each whose row groups it must decode whole;
+    ``trader data import``, which the warning suggests, writes the catalog's small row
+    groups, and the replay from the catalog trades the same without the warning."""
+    from trader.data.layout import LARGE_ROW_GROUP, ROW_GROUP_ROWS
+
+    n = LARGE_ROW_GROUP + 10
+    ts = pa.array(DAY0_MS * 1_000_000 + np.arange(n, dtype=np.int64) * 60 * NS,
+                  pa.timestamp("ns", tz="UTC"))
+    for i, sym in enumerate(("AAA", "BBB")):
+        close = 100 * np.exp(np.cumsum(np.random.default_rng(i).normal(0, 0.001, n)))
+        pq.write_table(pa.table({"ts": ts, "open": close, "high": close * 1.001,
+                                 "low": close * 0.999, "close": close, "volume": np.ones(n)}),
+                       tmp_path / f"{sym}.parquet", row_group_size=n)
+
+    def config(name: str, data: dict[str, dict]) -> str:
+        cfg = {"name": name, "data": {"catalog": "catalog"},
+               "instruments": [{"id": s, "symbol": s, "venue": "USER", "asset_class": "crypto",
+                                "lot_step": 0.001, "data": {**d, "timeframe": "1m"}}
+                               for s, d in data.items()],
+               "models": [{"name": "m", "model": "SmaCross", "budget": 0.5,
+                           "instruments": list(data), "timeframe": "1m",
+                           "params": {"fast": 10, "slow": 30}}]}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        return f"{name}.yaml"
+
+    files = config("files", {s: {"path": f"{s}.parquet"} for s in ("AAA", "BBB")})
+    bt = run_cli("backtest", files, "--no-progress", "--out", "run1", cwd=tmp_path, timeout=180)
+    assert bt.returncode == 0, bt.stderr
+    warned = [json.loads(line) for line in bt.stderr.splitlines() + bt.stdout.splitlines()
+              if "data_row_groups_large" in line]
+    assert sorted(w["instrument"] for w in warned) == ["AAA", "BBB"], bt.stderr
+    assert all(w["row_group_rows"] == n and "trader data import" in w["hint"] for w in warned)
+
+    for sym in ("AAA", "BBB"):
+        res = run_cli("data", "import", f"{sym}.parquet", "--symbol", sym, "--timeframe", "1m",
+                      "--catalog", "catalog", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr + res.stdout
+        meta = pq.ParquetFile(tmp_path / "catalog" / "user" / sym / "1m.parquet").metadata
+        assert meta.row_group(0).num_rows == ROW_GROUP_ROWS and meta.num_rows == n
+    cat = config("cat", {s: {"catalog": s} for s in ("AAA", "BBB")})
+    bt2 = run_cli("backtest", cat, "--no-progress", "--out", "run2", cwd=tmp_path, timeout=180)
+    assert bt2.returncode == 0, bt2.stderr
+    assert "data_row_groups_large" not in bt2.stderr + bt2.stdout
+    m1, m2 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("run1", "run2"))
+    assert m1["bars"] == m2["bars"] == 2 * n
+    assert m1["trades"] == m2["trades"] > 0
+    assert (tmp_path / "run1" / "trades.csv").read_text() == \
+        (tmp_path / "run2" / "trades.csv").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -126,7 +127,8 @@ class CcxtHarness:
                        self.unlisted_instrument: "DOGE/EUR"}
             overrides["symbols"] = {symbols[i]: i for i in instruments}
         if bad_credentials:
-            secret = base64.b64encode(b"not-the-secret").decode()
+            # A fresh wrong secret, valid base64 as Kraken's are: none is written into the code.
+            secret = base64.b64encode(secrets.token_bytes(32)).decode()
         gw = CcxtGateway(self.config(**overrides), credentials=self.credentials(secret))
         gw.bind(sink)
         self.gateways.append(gw)

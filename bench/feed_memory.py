@@ -37,11 +37,13 @@ T0 = 1_420_070_400 * 1_000_000_000  # 2015-01-01
 
 
 def hwm_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    """This process's own peak RSS (``replay_throughput.own_peak_rss_mb``), required here."""
+    from bench.replay_throughput import own_peak_rss_mb
+
+    mb = own_peak_rss_mb()
+    if mb is None:
+        raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    return mb
 
 
 def write(folder: Path, files: int, bars: int) -> None:
@@ -65,7 +67,6 @@ def write(folder: Path, files: int, bars: int) -> None:
 
 def measure(folder: Path, layout: str) -> dict:
     """Merge every file of a layout (in this fresh process); bars, seconds, peak RSS."""
-    base = hwm_mb()
     from trader.core.logging import configure_logging
     from trader.data.feed import BarFile, FeedSpec, HistoricalFeed, file_batch_rows
     from trader.data.layout import BATCH_ROWS
@@ -83,7 +84,7 @@ def measure(folder: Path, layout: str) -> dict:
     t0 = time.perf_counter()
     n = sum(1 for _ in feed)
     return {"bars": n, "seconds": time.perf_counter() - t0, "files": len(paths),
-            "batch": batch, "peak_mb": hwm_mb() - imported, "start_mb": base}
+            "batch": batch, "peak_mb": hwm_mb() - imported}
 
 
 def main() -> None:

@@ -15,10 +15,7 @@ db_app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(soft_wrap=True)  # a database URL or path must stay one copyable line
 
 def _url(config: Path | None, data_dir: Path | None) -> str:
-    from trader.store.db import resolve_url
-
-    dep = resolve(config, data_dir)
-    return resolve_url(dep.cfg.store.database_url if dep.cfg is not None else None, dep.data_dir)
+    return resolve(config, data_dir).database_url()
 
 
 def _engine(url: str) -> Any:

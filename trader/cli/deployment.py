@@ -47,6 +47,13 @@ class Deployment:
 
         return (self.data_dir / STATUS_FILE).exists()
 
+    def database_url(self) -> str:
+        """The store's URL: the config's, else ``$TRADER_DATABASE_URL``, else the data dir's."""
+        from trader.store.views import resolve_url
+
+        return resolve_url(self.cfg.store.database_url if self.cfg is not None else None,
+                           self.data_dir)
+
     def open_store(self, *, migrate: bool = True, batch_size: int = 0) -> Store:
         from trader.store import open_store
 

@@ -93,28 +93,27 @@ def status(
 
 def _from_store(dep: Deployment, mode: str) -> dict:
     """Positions, open orders, kill switch and stages as the store has them."""
-    from trader.store.lifecycle import Lifecycle
+    from trader.store.views import sqlite_file, sqlite_query, status_view
 
+    url = dep.database_url()
+    path = sqlite_file(url)
+    # Any failure is shown in the status rather than ending it: the status must still
+    # show what the snapshot knows.
+    if path is not None:  # a SQLite file: read with the standard library, not SQLAlchemy
+        try:
+            with sqlite_query(path) as query:
+                return {"database": url, **status_view(query, mode)}
+        except Exception as exc:
+            return {"database": url, "error": str(exc).splitlines()[0]}
     try:
         store = dep.open_store(migrate=False)
-    except Exception as exc:  # the status must still show what the snapshot knows
-        return {"error": str(exc).splitlines()[0]}
-    try:
-        # The daemon's mode's positions: a backtest stored in the same database is not them.
-        positions = store.positions(mode=mode) if mode in ("paper", "live") else {}
-        out: dict = {"database": store.safe_url, "positions": positions}
-        out["open_orders"] = [
-            {k: r.get(k) for k in ("client_order_id", "instrument_id", "side", "quantity",
-                                   "filled_quantity", "status")}
-            for r in store.order_rows(open_only=True)
-        ]
-        rec = store.load_kill_switch()
-        out["kill_switch"] = {"engaged": bool(rec and rec.engaged),
-                              "reason": rec.reason if rec else ""}
-        out["stages"] = Lifecycle(store).stages()
-        return out
     except Exception as exc:
         return {"error": str(exc).splitlines()[0]}
+    try:
+        with store.query() as query:
+            return {"database": store.safe_url, **status_view(query, mode)}
+    except Exception as exc:
+        return {"database": store.safe_url, "error": str(exc).splitlines()[0]}
     finally:
         store.close()
 

@@ -264,7 +264,8 @@ class Daemon:
         """A database error raised by SQLAlchemy, as a ``StoreError`` naming the database."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from trader.store.db import redact, resolve_url
+        from trader.store.db import redact
+        from trader.store.views import resolve_url
 
         if not isinstance(exc, SQLAlchemyError):
             return exc

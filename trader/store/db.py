@@ -8,7 +8,6 @@ foreign keys enforced on every connection.  A ``database_url`` (config or the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-ENV_URL = "TRADER_DATABASE_URL"
-ENV_DATA_DIR = "TRADER_DATA_DIR"
-DB_FILE = "trader.db"
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -51,15 +47,6 @@ def db_error_text(exc: BaseException) -> str:
         return (f"{text}: another process holds a lock on it (an open sqlite3 shell or "
                 "transaction?); end it and start again")
     return text
-
-
-def resolve_url(database_url: str | None = None, data_dir: str | Path | None = None) -> str:
-    """The URL to use: explicit URL, else ``$TRADER_DATABASE_URL``, else SQLite in the data dir."""
-    url = database_url or os.environ.get(ENV_URL)
-    if url:
-        return url
-    base = Path(data_dir or os.environ.get(ENV_DATA_DIR) or "var")
-    return f"sqlite:///{base / DB_FILE}"
 
 
 def is_sqlite(url: str) -> bool:

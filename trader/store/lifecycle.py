@@ -35,6 +35,7 @@ from trader.core.clock import Clock, LiveClock
 from trader.store import schema as s
 from trader.store.store import Store
 from trader.store.tables import FILLS, ORDERS, SESSIONS
+from trader.store.views import stages as stored_stages
 
 STAGES_T = s.ModelStageRow.__table__
 HISTORY_T = s.ModelStageHistoryRow.__table__
@@ -56,9 +57,8 @@ class Lifecycle:
 
     def stages(self) -> dict[str, str]:
         """Every registered model's stage."""
-        with self.store.read() as conn:
-            rows = conn.execute(select(STAGES_T.c.name, STAGES_T.c.stage)).all()
-        return dict(sorted((name, stage) for name, stage in rows))
+        with self.store.query() as query:
+            return stored_stages(query)
 
     def models(self) -> list[dict[str, Any]]:
         with self.store.read() as conn:

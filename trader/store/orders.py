@@ -19,7 +19,9 @@ from sqlalchemy import bindparam, func, select
 from trader.core.events import Fill, FillCorrection, OrderRequest, OrderStatus, OrderType, Side
 from trader.engine.orders import IllegalTransition, Order, check_transition
 from trader.store.db import logger
-from trader.store.tables import EVENTS, FILLS, OPEN_STATUSES, ORDERS, SESSIONS, TRADING_MODES
+from trader.store.tables import EVENTS, FILLS, ORDERS, SESSIONS
+from trader.store.views import OPEN_STATUSES, fill_from_row, mode_positions, net_positions
+from trader.store.views import session_fills as _session_fills
 
 if TYPE_CHECKING:
     from trader.store.sessions import SessionInfo
@@ -91,14 +93,6 @@ def fill_row_values(fill: Fill, gateway: str, recorded_ts: int) -> dict[str, Any
         "ts": fill.ts, "recorded_ts": recorded_ts, "fee_asset": fill.fee_asset,
         "fee_quantity": fill.fee_quantity, "fee_in_instrument": fill.fee_in_instrument,
     }
-
-
-def fill_from_row(r: Mapping[str, Any]) -> Fill:
-    """A stored fill as the kernel's ``Fill`` event."""
-    return Fill(r["ts"], r["client_order_id"], r["trade_id"], r["instrument_id"], Side(r["side"]),
-                r["quantity"], r["price"], r["commission"], r["broker_order_id"],
-                r.get("fee_asset") or "", r.get("fee_quantity") or 0.0,
-                bool(r.get("fee_in_instrument")))
 
 
 def order_from_row(r: Mapping[str, Any], fills: Sequence[Fill]) -> Order:
@@ -403,28 +397,10 @@ class OrderQueries:
             return [fill_from_row(r) for r in conn.execute(q).mappings()]
 
     def session_fills(self: Store, mode: str, gateways: Sequence[str]) -> list[Fill]:
-        """The fills a ``mode`` (paper or live) session restores, oldest first.
-
-        Only fills of orders placed by sessions of that same mode: a backtest's
-        (``trader backtest --store``) and the other trading mode's never become this
-        account's positions, even in a shared database.  A fill of an order no
-        session wrote (one reconciliation adopted from the broker) belongs to the
-        gateway that reported it: kept when that is one of ``gateways``.
-        """
-        if mode not in TRADING_MODES:
-            raise ValueError(f"only {TRADING_MODES} sessions restore fills, not {mode!r}")
-        q = (select(FILLS, SESSIONS.c.mode.label("_mode"), ORDERS.c.client_order_id.label("_o"))
-             .outerjoin(ORDERS, ORDERS.c.client_order_id == FILLS.c.client_order_id)
-             .outerjoin(SESSIONS, SESSIONS.c.id == ORDERS.c.session_id)
-             .order_by(FILLS.c.ts, FILLS.c.id))
-        keep = set(gateways)
-        out = []
-        with self.read() as conn:
-            for r in conn.execute(q).mappings():
-                mine = r["_mode"] == mode if r["_o"] is not None else r["gateway"] in keep
-                if mine:
-                    out.append(fill_from_row(r))
-        return out
+        """The fills a ``mode`` (paper or live) session restores, oldest first
+        (``trader.store.views.session_fills``)."""
+        with self.query() as query:
+            return _session_fills(query, mode, gateways)
 
     def fill_rows(self: Store) -> list[dict[str, Any]]:
         """Every stored fill row, in insertion order."""
@@ -444,16 +420,9 @@ class OrderQueries:
         restores it (``session_fills``), never a backtest's fills in the same database.
         """
         if mode is None:
-            fills = self.fills(gateway=gateway)
-        else:
-            with self.read() as conn:
-                names = [g for (g,) in conn.execute(select(FILLS.c.gateway).distinct())]
-            fills = self.session_fills(mode, [gateway] if gateway is not None else names)
-        out: dict[str, float] = {}
-        for f in fills:
-            # net of a fee charged in the instrument itself, as the kernel books it
-            out[f.instrument_id] = out.get(f.instrument_id, 0.0) + f.position_change
-        return {k: v for k, v in out.items() if abs(v) > 1e-12}
+            return net_positions(self.fills(gateway=gateway))
+        with self.query() as query:
+            return mode_positions(query, mode, gateway)
 
     def last_fill_ts(self: Store, gateway: str | None = None) -> int | None:
         """The newest stored fill's ts (of one gateway)."""

@@ -10,6 +10,7 @@ from sqlalchemy import insert, select, update
 from risk.killswitch import KillSwitchRecord
 from trader.core.events import ns_to_iso
 from trader.store.tables import KILL_SWITCH, RISK_EVENTS, RISK_STATE, TRADING_STATE
+from trader.store.views import kill_switch_row
 
 if TYPE_CHECKING:
     from trader.store.store import Store
@@ -77,15 +78,12 @@ class RiskStateQueries:
 
     def load_kill_switch(self: Store, scope: str = "default") -> KillSwitchRecord | None:
         """The kill switch row of ``scope`` (``risk.killswitch.DatabaseBackend`` reads it)."""
-        with self.read() as conn:
-            row = conn.execute(
-                select(KILL_SWITCH.c.engaged, KILL_SWITCH.c.reason, KILL_SWITCH.c.changed_by,
-                       KILL_SWITCH.c.ts).where(KILL_SWITCH.c.scope == scope)
-            ).first()
+        with self.query() as query:
+            row = kill_switch_row(query, scope)
         if row is None:
             return None
         engaged, reason, who, ts = row
-        return KillSwitchRecord(bool(engaged), reason, ts, who, ns_to_iso(ts))
+        return KillSwitchRecord(engaged, reason, ts, who, ns_to_iso(ts))
 
     def save_kill_switch(self: Store, record: KillSwitchRecord, scope: str = "default") -> None:
         """Write the kill switch row, and the change as a ``risk_events`` row (its history)."""

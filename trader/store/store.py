@@ -16,17 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from trader.store.baselines import BaselineQueries
-from trader.store.db import StoreError, db_error_text, logger, make_engine, redact, resolve_url
+from trader.store.db import StoreError, db_error_text, logger, make_engine, redact
 from trader.store.migrate import upgrade
 from trader.store.orders import OrderQueries
 from trader.store.risk_state import RiskStateQueries
 from trader.store.runs import RunQueries
 from trader.store.sessions import SessionQueries
 from trader.store.snapshots import SnapshotQueries
+from trader.store.views import Query, resolve_url
 
 
 class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, RunQueries,
@@ -130,6 +131,12 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
         """A connection for queries (sees the store's own batched writes)."""
         self.flush()
         return self.engine.connect()
+
+    @contextmanager
+    def query(self) -> Iterator[Query]:
+        """A ``trader.store.views`` query function on a read connection."""
+        with self.read() as conn:
+            yield lambda sql, params: conn.execute(text(sql), dict(params)).all()
 
     def insert_ignore(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this dialect."""

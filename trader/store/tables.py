@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from trader.core.events import OrderStatus
 from trader.store import schema as s
 
 ORDERS = s.OrderRow.__table__
@@ -18,8 +17,3 @@ RISK_STATE = s.RiskStateRow.__table__
 TRADING_STATE = s.TradingStateRow.__table__
 KILL_SWITCH = s.KillSwitchRow.__table__
 BASELINES = s.AccountBaselineRow.__table__
-
-OPEN_STATUSES = tuple(st.value for st in OrderStatus if not st.is_terminal)
-# Session modes whose orders reach a broker (or a paper account standing in for one);
-# a replay's orders and fills are history, never state to restore.
-TRADING_MODES = ("paper", "live")

@@ -18,6 +18,7 @@ from daemon_harness import (
     wait_for_exit,
     write_config,
 )
+from pg_server import pg_schema_url
 
 from trader.engine.config import StoreConfig
 from trader.store import open_store
@@ -43,9 +44,20 @@ def test_kill_after_a_fill_is_stored_then_restart_leaves_the_order_filled(tmp_pa
     assert events(log_lines(log_path), "reconciled")
 
 
-def test_backtest_fills_in_the_same_database_never_reach_a_paper_session(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A database shared by a backtest and a paper daemon: status reads SQLite with the
+    standard library and PostgreSQL through the store, and both must show the same."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        yield from pg_schema_url()
+
+
+def test_backtest_fills_in_the_same_database_never_reach_a_paper_session(tmp_path, monkeypatch,
+                                                                         shared_url):
     cfg = write_config(tmp_path, data_end="2018-08-10", register=False)
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = shared_url
     env = {"TRADER_DATABASE_URL": url}
     monkeypatch.setenv("TRADER_DATABASE_URL", url)
     register_stages(cfg)  # in the shared database, where the daemon looks
@@ -62,6 +74,8 @@ def test_backtest_fills_in_the_same_database_never_reach_a_paper_session(tmp_pat
     assert snap["state"] == "stopped"
     # `trader status` shows the session's own positions from the store, not the backtest's.
     assert snap["positions"] and snap["store"]["positions"] == pytest.approx(snap["positions"])
+    assert snap["store"]["database"].split("?")[0] == url.split("?")[0]
+    assert snap["store"]["stages"] == {"btc_fast": "paper", "btc_4h": "paper", "spy_daily": "paper"}
 
 
 def _live_bars(journal: str) -> list[tuple[str, int]]:

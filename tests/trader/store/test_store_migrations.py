@@ -12,9 +12,10 @@ from sqlalchemy import inspect, text
 
 from trader.engine.config import ConfigError, StoreConfig
 from trader.store import Store, StoreError, redact
-from trader.store.db import make_engine, resolve_url
+from trader.store.db import make_engine
 from trader.store.migrate import MIGRATIONS, current_revision, head_revision, upgrade
 from trader.store.schema import metadata
+from trader.store.views import resolve_url
 
 TABLES = {"orders", "order_events", "fills", "account_snapshots", "position_snapshots",
           "risk_events", "trading_state", "kill_switch", "model_stages", "model_stage_history",

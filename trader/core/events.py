@@ -16,12 +16,17 @@ import msgspec
 
 
 class Side(StrEnum):
+    """An order's or a fill's direction; ``sign`` is +1 for BUY and -1 for SELL."""
+
     BUY = "BUY"
     SELL = "SELL"
 
-    @property
-    def sign(self) -> int:
-        return 1 if self is Side.BUY else -1
+    sign: int
+
+    def __init__(self, value: str) -> None:
+        # A plain attribute of each member, not a property: every fill and order reads
+        # it several times, and an attribute costs a dictionary read, a property a call.
+        self.sign = 1 if value == "BUY" else -1
 
 
 class OrderType(StrEnum):
@@ -48,14 +53,11 @@ class OrderStatus(StrEnum):
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
+    is_terminal: bool
 
-
-_TERMINAL = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
-)
+    def __init__(self, value: str) -> None:
+        # An attribute of each member, read at every status change (see ``Side.sign``).
+        self.is_terminal = value in ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
 
 
 class Event(msgspec.Struct, frozen=True, tag=True):

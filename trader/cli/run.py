@@ -93,7 +93,7 @@ def status(
 
 def _from_store(dep: Deployment, mode: str) -> dict:
     """Positions, open orders, kill switch and stages as the store has them."""
-    from trader.store.views import sqlite_file, sqlite_query, status_view
+    from trader.store.views import sqlite_file, sqlite_query, store_status
 
     url = dep.database_url()
     path = sqlite_file(url)
@@ -102,7 +102,7 @@ def _from_store(dep: Deployment, mode: str) -> dict:
     if path is not None:  # a SQLite file: read with the standard library, not SQLAlchemy
         try:
             with sqlite_query(path) as query:
-                return {"database": url, **status_view(query, mode)}
+                return {"database": url, **store_status(query, mode)}
         except Exception as exc:
             return {"database": url, "error": str(exc).splitlines()[0]}
     try:
@@ -111,7 +111,7 @@ def _from_store(dep: Deployment, mode: str) -> dict:
         return {"error": str(exc).splitlines()[0]}
     try:
         with store.query() as query:
-            return {"database": store.safe_url, **status_view(query, mode)}
+            return {"database": store.safe_url, **store_status(query, mode)}
     except Exception as exc:
         return {"database": store.safe_url, "error": str(exc).splitlines()[0]}
     finally:

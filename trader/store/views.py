@@ -137,6 +137,12 @@ def mode_positions(query: Query, mode: str, gateway: str | None = None) -> dict[
     return net_positions(session_fills(query, mode, names))
 
 
+def daemon_positions(query: Query, mode: str) -> dict[str, float]:
+    """What a daemon of ``mode`` holds; nothing for a replay (a backtest stored in the same
+    database holds no account's positions)."""
+    return mode_positions(query, mode) if mode in TRADING_MODES else {}
+
+
 def open_orders(query: Query) -> list[dict[str, Any]]:
     """The orders not in a terminal status, oldest first: what status lists of each."""
     marks, params = _in("st", OPEN_STATUSES)
@@ -161,12 +167,10 @@ def stages(query: Query) -> dict[str, str]:
                        query("SELECT name, stage FROM model_stages", {})))
 
 
-def status_view(query: Query, mode: str) -> dict[str, Any]:
+def store_status(query: Query, mode: str) -> dict[str, Any]:
     """Positions (of the daemon's mode), open orders, kill switch and stages, for status."""
-    # The daemon's mode's positions: a backtest stored in the same database is not them.
-    positions = mode_positions(query, mode) if mode in TRADING_MODES else {}
     kill = kill_switch_row(query)
-    return {"positions": positions,
+    return {"positions": daemon_positions(query, mode),
             "open_orders": open_orders(query),
             "kill_switch": {"engaged": bool(kill and kill[0]), "reason": kill[1] if kill else ""},
             "stages": stages(query)}

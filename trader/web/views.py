@@ -13,6 +13,7 @@ from trader.core.events import ns_to_iso
 from trader.live.status import liveness, read_snapshot
 from trader.store.lifecycle import Lifecycle
 from trader.store.tables import FILLS, RISK_EVENTS, SESSIONS
+from trader.store.views import daemon_positions
 
 RECENT = 50  # fills and risk events shown
 SESSIONS_SHOWN = 20
@@ -33,6 +34,8 @@ def status_view(data_dir: Path, now_ns: int | None = None) -> dict[str, Any]:
 
 def store_view(store: Any, mode: str | None) -> dict[str, Any]:
     """Recent fills, risk events, sessions and model stages from the store."""
+    with store.query() as query:
+        positions = daemon_positions(query, mode or "")
     with store.read() as conn:
         fills = [dict(r) for r in conn.execute(
             select(FILLS).order_by(FILLS.c.id.desc()).limit(RECENT)).mappings()]
@@ -42,7 +45,7 @@ def store_view(store: Any, mode: str | None) -> dict[str, Any]:
             select(SESSIONS).order_by(SESSIONS.c.id.desc()).limit(SESSIONS_SHOWN)).mappings()]
     return {
         "database": store.safe_url,
-        "positions": store.positions(mode=mode) if mode in ("paper", "live") else {},
+        "positions": positions,
         "fills": [{"ts": ns_to_iso(f["ts"]) if f.get("ts") else "", **{
             k: f.get(k) for k in ("client_order_id", "instrument_id", "side", "quantity",
                                   "price", "commission", "gateway")}} for f in fills],

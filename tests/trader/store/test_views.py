@@ -19,7 +19,7 @@ from trader.store.views import (
     resolve_url,
     sqlite_file,
     sqlite_query,
-    status_view,
+    store_status,
 )
 
 
@@ -60,7 +60,7 @@ def _populate(store: Store) -> str:
 def test_the_views_answer_as_the_store_did(store: Store) -> None:
     coid = _populate(store)
     with store.query() as query:
-        view = status_view(query, "paper")
+        view = store_status(query, "paper")
         assert mode_positions(query, "live") == pytest.approx({"BTCUSDT": 1.998, "ETHUSDT": 1.5})
     # A fill no session wrote counts for every mode whose gateways include its own: with
     # no gateway named, that is any gateway a fill names.
@@ -78,7 +78,7 @@ def test_the_views_answer_as_the_store_did(store: Store) -> None:
     assert view["stages"] == {"m_a": "candidate", "m_b": "candidate"} == Lifecycle(store).stages()
     # A replay's mode holds nothing to restore: the view says so rather than guessing.
     with store.query() as query:
-        assert status_view(query, "replay")["positions"] == {}
+        assert store_status(query, "replay")["positions"] == {}
 
 
 def test_a_bare_sqlite_connection_reads_what_the_store_reads(tmp_path) -> None:
@@ -86,11 +86,11 @@ def test_a_bare_sqlite_connection_reads_what_the_store_reads(tmp_path) -> None:
     with Store.open(url) as store:
         _populate(store)
         with store.query() as query:
-            through_store = status_view(query, "live")
+            through_store = store_status(query, "live")
     path = sqlite_file(url)
     assert path == tmp_path / "trader.db"
     with sqlite_query(path) as query:
-        assert status_view(query, "live") == through_store
+        assert store_status(query, "live") == through_store
         assert open_orders(query) == through_store["open_orders"]
         # Read-only: a status can never change the store it reports.
         with pytest.raises(Exception, match="readonly"):

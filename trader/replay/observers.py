@@ -39,7 +39,9 @@ class ModelCurves:
         self.gross_loss = dict.fromkeys(self.capital, 0.0)
         self._realized: dict[tuple[str, str], float] = {}  # (model, instrument) -> realized
         self._held: dict[tuple[str, str], float] = {}
-        self._day: int | None = None
+        # The end of the UTC day being sampled; days are [start, end) here.  The replay's
+        # events come in time order, so a base bar before it is in the same day.
+        self._day_end = -1
         # The day's last sample: the close time of its last base bar, and the models'
         # NAVs once that bar's dispatch ended.  The NAVs are read only when they are
         # needed (the day ends, or another event may move them): None until then.
@@ -60,12 +62,12 @@ class ModelCurves:
             self._opening = False
             self.finish()
         if type(event) is Bar and self.bases.get(event.instrument_id) == event.timeframe:
-            day = event.ts // DAY_NS
-            if day != self._day:
+            ts = event.ts
+            if ts >= self._day_end:
                 if self._pending_ts is not None:
                     self._push()
-                self._day = day
-            self._pending_ts = event.ts
+                self._day_end = (ts // DAY_NS + 1) * DAY_NS
+            self._pending_ts = ts
             self._pending_navs = None
         else:
             # Not a base bar of the same day, which would replace the sample: this
@@ -136,11 +138,11 @@ class RunTrace:
         self.fills: list[tuple[int, str, str, float, float]] = []  # ts, inst, side, qty, price
         self.commission: dict[str, float] = {}
         self.fill_count: dict[str, int] = {}
-        # Instrument -> the UTC day its last base bar closed in.  The close of a day's
-        # last bar is the portfolio's mark until the instrument's next base bar, so it
-        # is read from there when that bar arrives (a kernel consumer sees it before
-        # the portfolio does), not copied on every bar.
-        self._day: dict[str, int] = {}
+        # Instrument -> the end of the UTC day its last base bar closed in.  The close of
+        # a day's last bar is the portfolio's mark until the instrument's next base bar,
+        # so it is read from there when that bar arrives (a kernel consumer sees it
+        # before the portfolio does), not copied on every bar.
+        self._day_end: dict[str, int] = {}
         engine.kernel.consumers.append(self.before_event)
         self.pf.fill_listeners.append(self.on_fill)
         self.pf.correction_listeners.append(self.on_fill_correction)
@@ -149,26 +151,28 @@ class RunTrace:
         """Keep each instrument's daily close; called before ``event`` is dispatched."""
         if type(event) is Bar:
             inst = event.instrument_id
+            ts = event.ts
+            # An instrument's base bars come in time order: one closing by the end of its
+            # last bar's day is in that day.
+            if ts <= self._day_end.get(inst, -1):
+                return
             if self.bases.get(inst, event.timeframe) != event.timeframe:
                 return
             # A bar closing at midnight belongs to the day before, as in the recorder.
-            day = (event.ts - 1) // DAY_NS
-            last = self._day.get(inst)
-            if day != last:
-                if last is not None:
-                    self._close_day(inst)
-                else:
-                    self.closes[inst] = []  # instruments in the order their bars began
-                self._day[inst] = day
+            if inst in self._day_end:
+                self._close_day(inst)
+            else:
+                self.closes[inst] = []  # instruments in the order their bars began
+            self._day_end[inst] = ((ts - 1) // DAY_NS + 1) * DAY_NS
 
     def _close_day(self, inst: str) -> None:
         self.closes[inst].append((self.pf.last_bar_ts[inst], self.pf.marks[inst]))
 
     def finish(self) -> None:
         """The replay ended: each instrument's last day closes at its last bar."""
-        for inst in self._day:
+        for inst in self._day_end:
             self._close_day(inst)
-        self._day.clear()
+        self._day_end.clear()
 
     def on_fill(self, fill: Fill, _realized: float) -> None:
         inst = fill.instrument_id

@@ -18,8 +18,11 @@ NS = 1_000_000_000
 T0 = 1_704_067_200  # 2024-01-01
 
 
-def write(path: Path, n: int, step: int, base: float, trend: float = 0.0) -> Path:
-    ts = pa.array([(T0 + i * step) * NS for i in range(n)]).cast(pa.timestamp("ns", tz="UTC"))
+def write(path: Path, n: int, step: int, base: float, trend: float = 0.0,
+          gap: int = 0) -> Path:
+    """``n`` bars ``step`` seconds apart; with ``gap``, the second half ``gap`` seconds later."""
+    ts = pa.array([(T0 + i * step + (gap if i >= n // 2 else 0)) * NS
+                   for i in range(n)]).cast(pa.timestamp("ns", tz="UTC"))
     close = [base + (i % 7) - (i % 3) + trend * i for i in range(n)]
     pq.write_table(pa.table({"ts": ts, "open": close, "high": [c + 1 for c in close],
                              "low": [c - 1 for c in close], "close": close,
@@ -27,7 +30,7 @@ def write(path: Path, n: int, step: int, base: float, trend: float = 0.0) -> Pat
     return path
 
 
-def config(tmp_path: Path, timeframe: str, step: int, short_n: int) -> AppConfig:
+def config(tmp_path: Path, timeframe: str, step: int, short_n: int, gap: int = 0) -> AppConfig:
     return AppConfig.model_validate({
         "data": {"on_data_end": "close"},
         "execution": {"borrow_bps_per_year": 300, "margin_bps_per_year": 500,
@@ -37,7 +40,7 @@ def config(tmp_path: Path, timeframe: str, step: int, short_n: int) -> AppConfig
              "data": {"path": str(write(tmp_path / "l.parquet", 200, step, 100.0)),
                       "timeframe": timeframe}},
             {"id": "SHORT", "symbol": "S", "venue": "X", "asset_class": "equity",
-             "data": {"path": str(write(tmp_path / "s.parquet", short_n, step, 50.0, 2.0)),
+             "data": {"path": str(write(tmp_path / "s.parquet", short_n, step, 50.0, 2.0, gap)),
                       "timeframe": timeframe}},
         ],
         "models": [
@@ -86,11 +89,14 @@ class EveryBar:
         self.pending = None
 
 
-@pytest.mark.parametrize(("timeframe", "step", "short_n"), [("1d", 86_400, 40),
-                                                            ("4h", 14_400, 90),
-                                                            ("1h", 3_600, 77)])
+# The last case: one instrument's bars stop for three and a half days and resume mid-day,
+# so its days and the other's part ways.
+@pytest.mark.parametrize(("timeframe", "step", "short_n", "gap"), [("1d", 86_400, 40, 0),
+                                                                   ("4h", 14_400, 90, 0),
+                                                                   ("1h", 3_600, 77, 0),
+                                                                   ("1h", 3_600, 120, 302_400)])
 def test_daily_samples_match_reading_every_bar(tmp_path: Path, timeframe: str, step: int,
-                                               short_n: int) -> None:
+                                               short_n: int, gap: int) -> None:
     seen: dict[str, Any] = {}
 
     def on_engine(engine: Any) -> None:
@@ -98,13 +104,14 @@ def test_daily_samples_match_reading_every_bar(tmp_path: Path, timeframe: str, s
         assert isinstance(curves, ModelCurves) and isinstance(trace, RunTrace)
         seen["curves"], seen["trace"], seen["ref"] = curves, trace, EveryBar(engine, curves)
 
-    res = run_backtest(config(tmp_path, timeframe, step, short_n), on_engine=on_engine)
+    res = run_backtest(config(tmp_path, timeframe, step, short_n, gap), on_engine=on_engine)
     curves, ref = seen["curves"], seen["ref"]
     ref.push()
     assert res.metrics["trades"] > 5  # the books moved, through fills and the early end
     assert res.metrics["exit_reasons"]["signal"] > 5
     closing = [o for o in res.engine.orders if o.instrument_id == "SHORT"][-1]
-    assert closing.side.value == "SELL" and closing.ts == (T0 + short_n * step) * NS  # its end
+    # its end
+    assert closing.side.value == "SELL" and closing.ts == (T0 + short_n * step + gap) * NS
     assert res.metrics["costs"]["financing"] > 0
     assert curves.ts == ref.ts and len(ref.ts) > 5
     assert curves.navs == ref.navs

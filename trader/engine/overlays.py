@@ -132,7 +132,8 @@ class Overlays:
         self._rets: deque[list[float]] = deque(maxlen=vt.lookback if vt else 1)
         self.vol_scale = 1.0
         kc = cfg.kelly
-        self._model_rets = {m: deque(maxlen=kc.lookback if kc else 1) for m in self.budgets}
+        self._model_rets: dict[str, deque[float]] = {
+            m: deque(maxlen=kc.lookback if kc else 1) for m in self.budgets}
         self.kelly = dict.fromkeys(self.budgets, 1.0)
         self._equity: dict[str, float] = {m: b * portfolio.initial_cash
                                           for m, b in self.budgets.items()}

@@ -42,7 +42,7 @@ def _absolute(uri: str) -> str:
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with a password masked (an ``http://user:pw@host`` or database URI)."""
+    """The URI with the password before its host masked (an HTTP or a database URI)."""
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
 
 

@@ -41,7 +41,7 @@ SECRET_NAME = re.compile(
     r"auth(orization)?|session[_-]?key|signature|cookie|dsn)",
     re.IGNORECASE,
 )
-# Env vars holding URLs with embedded passwords (postgresql://user:pw@host) are secret too.
+# Env vars holding URLs with a password embedded before the host are secret too.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)", re.I)
 _FREE_TEXT = re.compile(
     r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|apikey|"

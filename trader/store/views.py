@@ -169,8 +169,8 @@ def stages(query: Query) -> dict[str, str]:
 
 def store_status(query: Query, mode: str) -> dict[str, Any]:
     """Positions (of the daemon's mode), open orders, kill switch and stages, for status."""
-    kill = kill_switch_row(query)
+    engaged, reason, _who, _ts = kill_switch_row(query) or (False, "", "", 0)
     return {"positions": daemon_positions(query, mode),
             "open_orders": open_orders(query),
-            "kill_switch": {"engaged": bool(kill and kill[0]), "reason": kill[1] if kill else ""},
+            "kill_switch": {"engaged": engaged, "reason": reason},
             "stages": stages(query)}

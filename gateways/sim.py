@@ -141,37 +141,41 @@ class SimulatedGateway:
         return None
 
     def submit(self, order: OrderRequest) -> None:
-        self.submitted.append(order.client_order_id)
-        inst = self.instruments.get(order.instrument_id)
+        # The order's fields are read once: each read of a msgspec field from compiled
+        # code is a generic attribute lookup.
+        coid = order.client_order_id
+        inst_id = order.instrument_id
+        self.submitted.append(coid)
+        inst = self.instruments.get(inst_id)
         ts = order.ts
-        if order.client_order_id in self._orders:
-            self._emit_update(
-                order.client_order_id, OrderStatus.REJECTED, ts, "duplicate client order id"
-            )
+        if coid in self._orders:
+            self._emit_update(coid, OrderStatus.REJECTED, ts, "duplicate client order id")
             return
         reason = None
+        limit = order.limit_price
+        stop = order.stop_price
         if inst is None:
-            reason = f"unknown instrument {order.instrument_id}"
-        elif order.order_type is OrderType.LIMIT and order.limit_price is None:
+            reason = f"unknown instrument {inst_id}"
+        elif limit is None and order.order_type is OrderType.LIMIT:
             reason = "limit order without limit price"
-        elif order.order_type is OrderType.STOP and order.stop_price is None:
+        elif stop is None and order.order_type is OrderType.STOP:
             reason = "stop order without stop price"
         else:
-            sent = order.limit_price if order.limit_price is not None else order.stop_price
+            sent = limit if limit is not None else stop
             ref = sent
-            if ref is None and order.instrument_id in self._last:
-                ref = self._last[order.instrument_id].close
+            if ref is None and inst_id in self._last:
+                ref = self._last[inst_id].close
             reason = inst.constraint_violation(order.quantity, ref, check_tick=sent is not None)
-        self._orders[order.client_order_id] = OrderReport(
-            order.client_order_id, order.instrument_id, OrderStatus.ACCEPTED,
-            order.side.value, order.quantity, 0.0, f"S{len(self._orders) + 1}", order.limit_price,
+        self._orders[coid] = OrderReport(
+            coid, inst_id, OrderStatus.ACCEPTED, order.side.value, order.quantity, 0.0,
+            f"S{len(self._orders) + 1}", limit,
         )
         if reason:
-            self._set_status(order.client_order_id, OrderStatus.REJECTED)
-            self._emit_update(order.client_order_id, OrderStatus.REJECTED, ts, reason)
+            self._set_status(coid, OrderStatus.REJECTED)
+            self._emit_update(coid, OrderStatus.REJECTED, ts, reason)
             return
-        self._pending.setdefault(order.instrument_id, {})[order.client_order_id] = order
-        self._emit_update(order.client_order_id, OrderStatus.ACCEPTED, ts)
+        self._pending.setdefault(inst_id, {})[coid] = order
+        self._emit_update(coid, OrderStatus.ACCEPTED, ts)
 
     def cancel(self, client_order_id: str) -> None:
         report = self._orders.get(client_order_id)
@@ -294,19 +298,20 @@ class SimulatedGateway:
     def _fill(self, order: OrderRequest, price: float, ts: int, qty: float | None = None,
               fee: float | None = None, done: bool = True,
               split: tuple[float, float] | None = None) -> None:
-        inst = self.instruments[order.instrument_id]
+        coid = order.client_order_id
+        inst_id = order.instrument_id
+        side = order.side
+        inst = self.instruments[inst_id]
         if qty is None:
             qty = order.quantity
         notional = qty * price * inst.multiplier
         if fee is None:
             fee = commission(notional, self.costs, first_fill=True)
         self._seq += 1
-        fill = Fill(
-            ts, order.client_order_id, f"sim-{self._seq}", order.instrument_id, order.side,
-            qty, price, fee, self._orders[order.client_order_id].broker_order_id,
-        )
-        sign = order.side.sign
-        inst_id = order.instrument_id
+        r = self._orders[coid]
+        fill = Fill(ts, coid, f"sim-{self._seq}", inst_id, side, qty, price, fee,
+                    r.broker_order_id)
+        sign = side.sign
         before = self.positions.get(inst_id, 0.0)
         after = before + sign * qty
         self.positions[inst_id] = after
@@ -318,15 +323,14 @@ class SimulatedGateway:
             prev = self.avg_prices.get(inst_id, price)
             self.avg_prices[inst_id] = (prev * abs(before) + price * qty) / abs(after)
         self.cash[self.currency] = self.cash.get(self.currency, 0.0) - sign * notional - fee
-        r = self._orders[order.client_order_id]
-        self._orders[order.client_order_id] = OrderReport(
+        self._orders[coid] = OrderReport(
             r.client_order_id, r.instrument_id,
             OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, r.side, r.quantity,
             r.filled_quantity + qty, r.broker_order_id, r.limit_price,
         )
         self.fills.append(fill)
         if done:
-            self._forget_old(order.client_order_id)
+            self._forget_old(coid)
         if split is not None:
             self.cost_split[fill.trade_id] = split  # before the fill is published
         self._sink(fill)

@@ -375,7 +375,8 @@ class Portfolio:
 
     def on_bar(self, bar: Bar) -> None:
         inst = bar.instrument_id
-        if self._base.get(inst, bar.timeframe) != bar.timeframe:
+        tf = bar.timeframe
+        if self._base.get(inst, tf) != tf:
             return
         close = bar.close
         self.marks[inst] = close

@@ -82,7 +82,8 @@ class Recorder:
         of a new day the portfolio still shows the close of the day before:
         nothing needs copying on the other bars.
         """
-        if self._base.get(bar.instrument_id, bar.timeframe) != bar.timeframe:
+        tf = bar.timeframe
+        if self._base.get(bar.instrument_id, tf) != tf:
             return
         pf = self.portfolio
         ts = bar.ts

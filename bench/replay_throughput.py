@@ -98,17 +98,66 @@ def config_for(path: Path):
     })
 
 
-def run_kernel(path: Path) -> tuple[float, int, int]:
+def run_kernel(path: Path) -> tuple[float, int, int, tuple[int, int]]:
+    """The full kernel's time, bars and fills, and its dispatch shape: how many handlers
+    each bar goes to (the bus's bar handlers) and how many kernel consumers see it."""
+    from trader.core.events import Bar
     from trader.core.logging import configure_logging
     from trader.replay.backtest import run_backtest
 
     configure_logging("error", sys.stderr)
 
     cfg = config_for(path)
+    shape: list[int] = []
+
+    def seen(engine) -> None:
+        shape[:] = [len(engine.kernel.bus.handlers(Bar)), len(engine.kernel.consumers)]
+
     t0 = time.perf_counter()
-    result = run_backtest(cfg, None)
+    result = run_backtest(cfg, None, on_engine=seen)
     dt = time.perf_counter() - t0
-    return dt, result.metrics["bars"], result.metrics["trades"]
+    return dt, result.metrics["bars"], result.metrics["trades"], (shape[0], shape[1])
+
+
+def run_design_floor(path: Path, shape: tuple[int, int], part: str) -> tuple[float, int]:
+    """What the kernel's design costs before any component does its work: the seconds
+    to replay ``path`` through the real feed and ``Kernel.run`` with SmaCross(10, 30)
+    subscribed and the rest of ``shape`` (bar handlers, consumers) filled with the
+    cheapest callable there is, the builtin ``id``.
+
+    ``part``: ``"feed"`` (iterate the feed, nothing else), ``"model"`` (the kernel and
+    the model alone) or ``"dispatch"`` (the model and the empty handlers).  The full
+    kernel minus ``"dispatch"`` is what the portfolio, simulated exchange, risk,
+    recorder, pipeline, observers and orders cost together.  Returns the seconds and
+    the number of events replayed.
+    """
+    from models.sma_cross import SmaCross
+    from trader.core.clock import ReplayClock
+    from trader.core.events import Bar
+    from trader.core.kernel import Kernel
+    from trader.data.feed import feed_from_config
+
+    feed = feed_from_config(config_for(path))
+    feed.announce_end = True  # as run_backtest sets it
+    if part == "feed":
+        n = 0
+        t0 = time.perf_counter()
+        for _ in feed:
+            n += 1
+        return time.perf_counter() - t0, n
+    kernel = Kernel(ReplayClock())
+    model = SmaCross("sma", ["X"], "1m", {"fast": 10, "slow": 30})
+    handlers, consumers = shape if part == "dispatch" else (1, 0)
+    for _ in range(handlers - 1):
+        kernel.bus.subscribe(Bar, id)
+    kernel.bus.subscribe(Bar, model.on_bar)
+    kernel.consumers.extend([id] * consumers)
+    t0 = time.perf_counter()
+    n = kernel.run(feed)
+    return time.perf_counter() - t0, n
+
+
+DESIGN_PARTS = ("feed", "model", "dispatch")
 
 
 def run_floor(path: Path) -> tuple[float, int, int]:
@@ -160,19 +209,33 @@ def own_peak_rss_mb() -> float | None:
 
 
 def child(n: int, path: Path) -> None:
-    dt, bars, trades = run_kernel(path)
+    dt, bars, trades, _ = run_kernel(path)
     print(json.dumps({"bars": bars, "seconds": dt, "trades": trades, "rss_mb": peak_rss_mb(),
                       "hwm_mb": own_peak_rss_mb()}))
 
 
 def time_kernel(path: Path) -> None:
-    """Print the warm kernel time: the second of two runs (the first pays imports)."""
+    """Print the warm kernel time (the second of two runs: the first pays imports) and
+    the design floor's parts, each the better of two runs."""
     run_kernel(path)
-    dt, bars, trades = run_kernel(path)
+    dt, bars, trades, shape = run_kernel(path)
+    design = {part: min(run_design_floor(path, shape, part)[0] for _ in range(2))
+              for part in DESIGN_PARTS}
     import trader.core.kernel
 
-    print(json.dumps({"seconds": dt, "bars": bars, "trades": trades,
+    print(json.dumps({"seconds": dt, "bars": bars, "trades": trades, "design": design,
                       "kernel": trader.core.kernel.__file__}))
+
+
+def print_design(design: dict[str, float], floor_dt: float, kernel_dt: float,
+                 shape: tuple[int, int], build: str) -> None:
+    """The design floor's parts as multiples of the plain loop, and what is left."""
+    handlers, consumers = shape
+    print(f"design floor, {build}: feed alone {design['feed'] / floor_dt:.2f}x, "
+          f"feed + Kernel.run + SmaCross {design['model'] / floor_dt:.2f}x, the same with "
+          f"{handlers - 1} empty bar handlers and {consumers} empty consumers "
+          f"{design['dispatch'] / floor_dt:.2f}x the floor; the components' own work "
+          f"{(kernel_dt - design['dispatch']) / floor_dt:.2f}x")
 
 
 def spawn(*args: str) -> str:
@@ -222,14 +285,17 @@ def main() -> None:
         # Best of N, floor and kernel interleaved: this shared VM's speed drifts,
         # and the best run is the one least disturbed by neighbours.
         floor_dt = kern_dt = float("inf")
+        design_dt = dict.fromkeys(DESIGN_PARTS, float("inf"))
         builds = {"pure": None, "compiled": args.compiled} if args.compiled else {}
         build_dt = dict.fromkeys(builds, float("inf"))
         build_runs: dict[str, dict] = {}
         for _ in range(args.repeat):
             dt, floor_n, crosses = run_floor(path)
             floor_dt = min(floor_dt, dt)
-            dt, kern_n, trades = run_kernel(path)
+            dt, kern_n, trades, shape = run_kernel(path)
             kern_dt = min(kern_dt, dt)
+            for part in DESIGN_PARTS:
+                design_dt[part] = min(design_dt[part], run_design_floor(path, shape, part)[0])
             for name, tree in builds.items():
                 extra = ("--tree", str(tree)) if tree else ()
                 r = build_runs[name] = json.loads(spawn("--time-kernel", str(path), *extra)
@@ -241,11 +307,14 @@ def main() -> None:
         print(f"full kernel:                        {kern_n / kern_dt:12,.0f} bars/s "
               f"({trades:,} fills)")
         print(f"kernel / floor time ratio:          {kern_dt / floor_dt:12.2f}x")
+        print_design(design_dt, floor_dt, kern_dt, shape, "pure")
         for name, dt in build_dt.items():
             r = build_runs[name]
             assert (r["trades"], r["bars"]) == (trades, kern_n), (name, r)  # the same run
             print(f"{name + ' (fresh process):':<36}{dt / kern_n * 1e6:9.2f} us/bar, "
                   f"{dt / floor_dt:6.2f}x the floor (kernel module: {Path(r['kernel']).name})")
+        for name, r in build_runs.items():
+            print_design(r["design"], floor_dt, r["seconds"], shape, name)
         if build_dt:
             print(f"compiled speed-up:                  "
                   f"{build_dt['pure'] / build_dt['compiled']:12.2f}x")

@@ -197,14 +197,20 @@ class Router:
             return
         inst = order.request.instrument_id
         rest = self._open_qty.get(inst, 0.0) - order.signed_remaining()
-        self._open_qty[inst] = 0.0 if abs(rest) < 1e-12 else rest
+        if abs(rest) < 1e-12:
+            # Nothing left working there: the entry goes, so the risk check's walk over
+            # the working quantities visits only instruments with orders still open.
+            self._open_qty.pop(inst, None)
+        else:
+            self._open_qty[inst] = rest
         self._recent[coid] = order
         if len(self._recent) > _RECENT_LIMIT:
             self._recent.popitem(last=False)
 
     @property
     def open_quantities(self) -> dict[str, float]:
-        """Signed working quantity by instrument (read-only view; zeros may linger)."""
+        """Signed working quantity of each instrument with orders still open (read-only
+        view; a buy and a sell working together may net to zero)."""
         return self._open_qty
 
     def open_quantity(self, instrument_id: str) -> float:

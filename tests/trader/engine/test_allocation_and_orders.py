@@ -97,6 +97,9 @@ def test_router_tracks_open_quantity_and_dedupes_fills() -> None:
     assert order.status is OrderStatus.FILLED and order.avg_fill_price == pytest.approx(101.2)
     assert router.open_quantity("SPY") == 0.0 and coid not in router.active
     assert router.order(coid) is order
+    # Nothing works there any more: the risk check's walk over working quantities
+    # does not visit the instrument again.
+    assert router.open_quantities == {}
 
 
 def test_router_releases_open_quantity_on_reject_and_cancel() -> None:
@@ -109,6 +112,20 @@ def test_router_releases_open_quantity_on_reject_and_cancel() -> None:
     assert router.open_quantity("SPY") == -5.0
     router.cancel(o.client_order_id)
     assert o.status is OrderStatus.CANCELED and router.open_quantity("SPY") == 0.0
+    assert router.open_quantities == {}
+
+
+def test_open_quantities_hold_only_instruments_with_orders_working() -> None:
+    router, sim, events = make_router()
+    buy = router.submit(OrderRequest(1, router.next_client_order_id(), "SPY", Side.BUY, 10.0))
+    sell = router.submit(OrderRequest(1, router.next_client_order_id(), "SPY", Side.SELL, 4.0))
+    assert router.open_quantities == {"SPY": 6.0}
+    router.cancel(buy.client_order_id)
+    assert router.open_quantities == {"SPY": -4.0}  # the sell still works
+    router.on_fill(Fill(2, sell.client_order_id, "x-1", "SPY", Side.SELL, 1.0, 100.0))
+    assert router.open_quantities == {"SPY": -3.0}
+    router.on_fill(Fill(3, sell.client_order_id, "x-2", "SPY", Side.SELL, 3.0, 100.0))
+    assert router.open_quantities == {}
 
 
 def test_order_state_machine() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +28,7 @@ from trader.data.layout import (
     BYTES_PER_ROW,
     LARGE_ROW_GROUP,
     MIN_FILE_BATCH_ROWS,
+    OBJECT_ROWS,
     ROW_GROUP_ROWS,
 )
 from trader.data.timestamps import TimestampError, to_utc_ns
@@ -210,14 +211,21 @@ class BarFile:
     def bars(self, cols: BarColumns, start: int = 0, stop: int | None = None) -> Iterator[Bar]:
         """Rows ``start:stop`` of a batch of this file's columns as kernel bars."""
         k = len(cols.ts) if stop is None else stop
-        n = k - start
+        if k - start <= OBJECT_ROWS:
+            return self._bars(cols, start, k)
+        # A few thousand rows at a time become Python numbers (see OBJECT_ROWS).
+        return chain.from_iterable(self._bars(cols, s, min(s + OBJECT_ROWS, k))
+                                   for s in range(start, k, OBJECT_ROWS))
+
+    def _bars(self, cols: BarColumns, start: int, stop: int) -> Iterator[Bar]:
+        n = stop - start
         # Bars are built by ``map`` straight into the Bar constructor: no Python frame
         # per row, which is most of what a feed costs.
         return map(
-            Bar, cols.ts[start:k].tolist(), repeat(self.spec.instrument_id, n),
-            repeat(self.spec.timeframe, n), cols.ts_open[start:k].tolist(),
-            *(a[start:k].tolist() for a in (cols.open, cols.high, cols.low, cols.close,
-                                             cols.volume)),
+            Bar, cols.ts[start:stop].tolist(), repeat(self.spec.instrument_id, n),
+            repeat(self.spec.timeframe, n), cols.ts_open[start:stop].tolist(),
+            *(a[start:stop].tolist() for a in (cols.open, cols.high, cols.low, cols.close,
+                                                cols.volume)),
         )
 
     def __iter__(self) -> Iterator[Bar]:

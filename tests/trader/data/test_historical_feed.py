@@ -316,3 +316,22 @@ def test_the_files_of_a_replay_share_the_batch_size(tmp_path: Path) -> None:
 
     assert batches(1) == {65_536} and batches(4) == {16_384}
     assert batches(2, batch_size=20_000) == {10_000}
+
+
+def test_a_batch_becomes_bars_a_few_thousand_rows_at_a_time(tmp_path: Path) -> None:
+    """Rows are turned into Python numbers OBJECT_ROWS at a time; every row still comes
+    out once, in order, whatever slice of a batch is asked for."""
+    from trader.data.layout import OBJECT_ROWS
+
+    n = 2 * OBJECT_ROWS + 123
+    data = rows(n)
+    f = bar_file(write_parquet(tmp_path / "x.parquet", data), batch_size=n)
+    (cols,) = list(f.columns())
+    assert len(cols.ts) == n
+    want = [(r[0] * NS, r[1], r[4]) for r in data]
+    for start, stop in ((0, None), (5, n - 7), (OBJECT_ROWS - 1, OBJECT_ROWS + 1),
+                        (OBJECT_ROWS, 2 * OBJECT_ROWS), (n - 3, n)):
+        got = [(b.ts_open, b.open, b.close) for b in f.bars(cols, start, stop)]
+        assert got == want[start:stop], (start, stop)
+    fresh = bar_file(tmp_path / "x.parquet", batch_size=n)  # a file is read once
+    assert [b.ts_open for b in fresh] == [r[0] * NS for r in data]

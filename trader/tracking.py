@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trader.core.logging import redact_url
+
 ENV_URI = "MLFLOW_TRACKING_URI"
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"  # in the project directory (the working dir)
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
@@ -39,11 +41,6 @@ def _absolute(uri: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     return uri
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with the password before its host masked (an HTTP or a database URI)."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -137,7 +134,7 @@ class Tracker:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = _absolute(uri)
-        self.safe_uri = redact_uri(self.uri)
+        self.safe_uri = redact_url(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment = experiment
         self.experiment_id = ""

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from optimize_clone import make_clone, trader, write_experiment
 
-from trader.tracking import Tracker, TrackingError, flatten, redact_uri
+from trader.core.logging import redact_url
+from trader.tracking import Tracker, TrackingError, flatten
 
 GRID = """\
 name: tracked
@@ -112,4 +113,4 @@ def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPat
 def test_flatten_and_redact() -> None:
     flat = flatten({"models": [{"name": "a", "params": {"fast": 5}}], "x": {"y": [1, 2]}})
     assert flat == {"models.a.name": "a", "models.a.params.fast": "5", "x.y": "[1, 2]"}
-    assert redact_uri("http://bob:pw@host:5000") == "http://bob:***@host:5000"
+    assert redact_url("http://bob:pw@host:5000") == "http://bob:***@host:5000"

@@ -55,9 +55,9 @@ def run_cmd(
                                help="time one backtest of the base config and compare"),
 ) -> None:
     """Create (or resume) the experiment's study and run its trials."""
+    from trader.core.logging import redact_url
     from trader.optimize.experiment import ExperimentError, load_experiment
     from trader.optimize.study import StudyError, graceful_sigint
-    from trader.store.db import redact
 
     _quiet()
     graceful_sigint()
@@ -67,7 +67,7 @@ def run_cmd(
         _fail(exc)
     url = exp.storage_url(storage)
     console.print(f"study {exp.spec.name}: {exp.spec.method}, "
-                  f"{exp.spec.n_trials()} trials, {workers} worker(s), storage {redact(url)}")
+                  f"{exp.spec.n_trials()} trials, {workers} worker(s), storage {redact_url(url)}")
     try:
         outcome = _run(exp, url, workers, progress and console.is_terminal)
     except StudyError as exc:

@@ -90,6 +90,32 @@ def _mask_scheme(m: re.Match[str]) -> str:
     return m.group("scheme") + MASK
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password masked: ``scheme://user:***@host...?password=***``.
+
+    The one rule for a URL shown or logged whole (a database, an experiment tracker).
+    The user part ends at the last ``@`` before the query, so a password holding an
+    unescaped ``@`` or ``/`` is masked whole; a query parameter named like a secret
+    (libpq takes ``password=`` there too) is masked as well.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head, q, query = rest.partition("?")
+    userinfo, at, _ = head.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if at and colon:
+        head = f"{user}:{MASK}@{head[len(userinfo) + 1:]}"
+    if q:
+        query = "&".join(_mask_param(p) for p in query.split("&"))
+    return f"{scheme}://{head}{q}{query}"
+
+
+def _mask_param(param: str) -> str:
+    key, eq, _value = param.partition("=")
+    return f"{key}={MASK}" if eq and SECRET_NAME.search(key) else param
+
+
 class Redactor:
     """Masks secrets in strings and in nested structures; a structlog processor."""
 

@@ -41,7 +41,7 @@ from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
 from trader.core.events import Bar, GatewayHealth, OverlayEvent, RegimeChanged, ns_to_iso
-from trader.core.logging import redactor
+from trader.core.logging import redact_url, redactor
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
 from trader.engine.config import (
@@ -264,14 +264,13 @@ class Daemon:
         """A database error raised by SQLAlchemy, as a ``StoreError`` naming the database."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from trader.store.db import redact
         from trader.store.views import resolve_url
 
         if not isinstance(exc, SQLAlchemyError):
             return exc
         url = (self.store.url if self.store is not None
                else resolve_url(self.cfg.store.database_url, self.data_dir))
-        return StoreError(f"database {redact(url)}: {db_error_text(exc)}")
+        return StoreError(f"database {redact_url(url)}: {db_error_text(exc)}")
 
     def _claim_data_dir(self) -> None:
         """The data dir must exist (unless told to create it) and no other daemon may hold it."""

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trader.core.logging import redact_url
 from trader.optimize.experiment import Experiment, ExperimentError, LoadedExperiment
-from trader.store.db import redact
 
 if TYPE_CHECKING:
     import optuna
@@ -58,7 +58,7 @@ def storage_for(url: str) -> Any:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StudyError(f"storage {redact(url)!r} is not a database URL (use memory, "
+        raise StudyError(f"storage {redact_url(url)!r} is not a database URL (use memory, "
                          "sqlite:///path or postgresql://user@host/db)") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -72,7 +72,7 @@ def storage_for(url: str) -> Any:
                 hide_password=False)
         kwargs = {"pool_pre_ping": True}
     else:
-        raise StudyError(f"storage {redact(url)!r}: unsupported backend "
+        raise StudyError(f"storage {redact_url(url)!r}: unsupported backend "
                          f"{parsed.get_backend_name()!r} (use sqlite or postgresql)")
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
@@ -85,7 +85,7 @@ def storage_for(url: str) -> Any:
                     max_retry=2))
     except Exception as exc:  # driver errors carry the URL; say it without the password
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-        raise StudyError(f"storage {redact(url)}: cannot open it: {text}") from None
+        raise StudyError(f"storage {redact_url(url)}: cannot open it: {text}") from None
     if parsed.get_backend_name() == "sqlite":
         _sqlite_wal(storage.engine)
     return storage
@@ -328,7 +328,7 @@ def load(study_name: str, storage_url: str) -> optuna.Study:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StudyError(f"no study {study_name!r} in {redact(storage_url)} (studies there: "
+        raise StudyError(f"no study {study_name!r} in {redact_url(storage_url)} (studies there: "
                          f"{', '.join(names) or 'none'})") from None
 
 

@@ -11,18 +11,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trader.store.db import StoreError, redact
+    from trader.store.db import StoreError
     from trader.store.orders import BufferedJournal, Journal
     from trader.store.sessions import SessionInfo
     from trader.store.store import Store, open_store
     from trader.store.views import resolve_url
 
-_WHERE = {"StoreError": "db", "redact": "db", "BufferedJournal": "orders", "Journal": "orders",
+_WHERE = {"StoreError": "db", "BufferedJournal": "orders", "Journal": "orders",
           "SessionInfo": "sessions", "Store": "store", "open_store": "store",
           "resolve_url": "views"}
 
 __all__ = ["BufferedJournal", "Journal", "SessionInfo", "Store", "StoreError", "open_store",
-           "redact", "resolve_url"]
+           "resolve_url"]
 
 
 def __getattr__(name: str) -> Any:

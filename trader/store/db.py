@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from trader.core.logging import redact_url
+
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -29,14 +31,6 @@ def logger(name: str) -> Any:
     import structlog
 
     return structlog.get_logger(name)
-
-
-def redact(url: str) -> str:
-    """The URL with any password masked, safe for logs and messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<unparseable database url>"
 
 
 def db_error_text(exc: BaseException) -> str:
@@ -58,7 +52,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"database_url {redact(url)!r} is not a valid SQLAlchemy URL") from None
+        raise StoreError(
+            f"database_url {redact_url(url)!r} is not a valid SQLAlchemy URL"
+        ) from None
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
         sync = sqlite_synchronous.upper()
@@ -78,7 +74,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
         kwargs["pool_pre_ping"] = True
         return create_engine(url, **kwargs)
     raise StoreError(
-        f"database_url {redact(url)!r}: unsupported backend {parsed.get_backend_name()!r} "
+        f"database_url {redact_url(url)!r}: unsupported backend {parsed.get_backend_name()!r} "
         "(use sqlite:///path or postgresql+psycopg://...)"
     )
 

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from trader.core.logging import redact_url
 from trader.store.baselines import BaselineQueries
-from trader.store.db import StoreError, db_error_text, logger, make_engine, redact
+from trader.store.db import StoreError, db_error_text, logger, make_engine
 from trader.store.migrate import upgrade
 from trader.store.orders import OrderQueries
 from trader.store.risk_state import RiskStateQueries
@@ -65,17 +66,19 @@ class Store(SessionQueries, OrderQueries, SnapshotQueries, RiskStateQueries, Run
             if migrate:
                 before, after = upgrade(engine)
                 if before != after:
-                    logger(__name__).info("store_migrated", database=redact(url), before=before,
+                    logger(__name__).info("store_migrated", database=redact_url(url), before=before,
                                           after=after)
         except DBAPIError as exc:
             engine.dispose()
-            raise StoreError(f"database {redact(url)}: cannot open: {db_error_text(exc)}") from None
+            raise StoreError(
+                f"database {redact_url(url)}: cannot open: {db_error_text(exc)}"
+            ) from None
         return cls(engine, url, batch_size=batch_size)
 
     @property
     def safe_url(self) -> str:
         """The database URL with any password masked."""
-        return redact(self.url)
+        return redact_url(self.url)
 
     @property
     def dialect(self) -> str:

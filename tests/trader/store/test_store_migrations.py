@@ -10,8 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from trader.core.logging import redact_url
 from trader.engine.config import ConfigError, StoreConfig
-from trader.store import Store, StoreError, redact
+from trader.store import Store, StoreError
 from trader.store.db import make_engine
 from trader.store.migrate import MIGRATIONS, current_revision, head_revision, upgrade
 from trader.store.schema import metadata
@@ -107,7 +108,7 @@ def test_migrations_ship_inside_the_package() -> None:
 
 def test_passwords_never_reach_messages() -> None:
     url = "postgresql+psycopg://trader:s3cr3t@127.0.0.1:1/nope"
-    assert "s3cr3t" not in redact(url)
+    assert "s3cr3t" not in redact_url(url)
     with pytest.raises(StoreError) as err:
         Store.open(url)
     assert "s3cr3t" not in str(err.value)

@@ -1,0 +1,35 @@
+"""``redact_url``: the one rule for a URL shown or logged whole (store, tracker, status)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trader.core.logging import redact_url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+psycopg://bob:s3cr3t@db.example:5432/trader",
+     "postgresql+psycopg://bob:***@db.example:5432/trader"),
+    ("postgresql://bob:s3cr3t@db/trader?sslmode=require",
+     "postgresql://bob:***@db/trader?sslmode=require"),
+    ("postgresql+psycopg://bob:p%40ss@db/trader", "postgresql+psycopg://bob:***@db/trader"),
+    # an unescaped @ or / in the password: masked whole, not up to its first @
+    ("postgresql+psycopg://bob:pa@ss@db/x", "postgresql+psycopg://bob:***@db/x"),
+    ("postgresql+psycopg://bob:pa/ss@db/x", "postgresql+psycopg://bob:***@db/x"),
+    ("postgresql+psycopg://:pw@db/x", "postgresql+psycopg://:***@db/x"),
+    ("http://bob:pw@host:5000", "http://bob:***@host:5000"),
+    # libpq also takes the password as a query parameter
+    ("postgresql+psycopg://db/x?user=bob&password=zz&sslpassword=q",
+     "postgresql+psycopg://db/x?user=bob&password=***&sslpassword=***"),
+])
+def test_the_password_is_masked(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dt_abc",
+    "sqlite:///var/trader.db", "sqlite:////srv/a@b/trader.db", "sqlite:///:memory:",
+    "sqlite://", "memory", "not a url",
+])
+def test_a_url_without_a_password_is_shown_as_it_is(url: str) -> None:
+    assert redact_url(url) == url

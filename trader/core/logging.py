@@ -42,7 +42,9 @@ SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 # Env vars holding URLs with a password embedded before the host are secret too.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)", re.I)
+# The password runs to the last "@" before the host (it may hold an unescaped "@").
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>\S+?)(?=@[^@\s/?#]*(?:[/?#\s]|$))", re.I)
 _FREE_TEXT = re.compile(
     r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|apikey|"
     r"private[_-]?key)[\w-]*\b[\"']?\s*[:=]\s*[\"']?)(?P<val>[^\s\"',;&}]+)",

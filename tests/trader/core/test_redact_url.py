@@ -33,3 +33,16 @@ def test_the_password_is_masked(url: str, shown: str) -> None:
 ])
 def test_a_url_without_a_password_is_shown_as_it_is(url: str) -> None:
     assert redact_url(url) == url
+
+
+def test_log_lines_mask_a_password_with_an_unescaped_at_whole() -> None:
+    from trader.core.logging import Redactor
+
+    r = Redactor()
+    line = r.text("cannot reach postgresql+psycopg://bob:pa@ss@db:5432/t?x=1 (timeout)")
+    assert line == "cannot reach postgresql+psycopg://bob:***@db:5432/t?x=1 (timeout)"
+    assert r.text("two: http://u:pw1@h:5000/p and x://user:pw2@host") == (
+        "two: http://u:***@h:5000/p and x://user:***@host")
+    # no password, nothing masked: a mail address, a path holding an @
+    assert r.text("mail a@b.c about sqlite:///srv/a@b/trader.db") == (
+        "mail a@b.c about sqlite:///srv/a@b/trader.db")

@@ -6,6 +6,8 @@ Each figure is the median over ``--rounds`` fresh processes, timed from the spaw
 
 * ``trader --help`` and ``trader status`` (on a deployment a paper daemon has run
   on, so the status reads status.json and the store): until the process exits;
+  with ``--postgres URL`` also ``trader status`` on such a deployment whose store is
+  a fresh schema of that PostgreSQL database (dropped afterwards);
 * ``trader backtest config/backtest.yaml``: until the kernel takes its first bar
   (a wrapper process wraps the kernel's source and prints the monotonic clock,
   which is the same clock across processes on Linux);
@@ -40,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +77,8 @@ from trader.cli import main
 main()
 """
 
-TARGETS = {"trader --help": 0.5, "trader status": 0.5, "backtest: first bar": 1.0,
-           "daemon: READY": 1.0}
+TARGETS = {"trader --help": 0.5, "trader status": 0.5, "status, PostgreSQL": 0.5,
+           "backtest: first bar": 1.0, "daemon: READY": 1.0}
 
 
 def trader(*args: str) -> list[str]:
@@ -168,14 +171,39 @@ def prepare(tmp: Path, env: dict[str, str]) -> Path:
     return paper
 
 
+@contextmanager
+def postgres_schema(base_url: str | None) -> Iterator[str | None]:
+    """A URL of ``base_url`` whose search_path is a fresh schema, dropped on exit."""
+    if base_url is None:
+        yield None
+        return
+    import uuid
+
+    import psycopg
+
+    schema = f"startup_bench_{uuid.uuid4().hex[:8]}"
+    scheme, _, rest = base_url.partition("://")
+    with psycopg.connect(f"postgresql://{rest}", autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(f"postgresql://{rest}", autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="fresh processes per figure")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="also time status on a store in a fresh schema of this database, "
+                         "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="keep the environment's bytecode setting (see the module docstring)")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="startup-bench-") as name:
+    with tempfile.TemporaryDirectory(prefix="startup-bench-") as name, \
+            postgres_schema(args.postgres) as pg_url:
         tmp = Path(name)
         env = dict(os.environ)
         for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "TRADER_DATA_DIR", "TRADER_DATABASE_URL"):
@@ -194,6 +222,14 @@ def main() -> None:
             "backtest: first bar": lambda: until_first_bar(tmp / "bt", tmp / "runs" / "bt", env),
             "daemon: READY": lambda: until_ready(paper, env),
         }
+        if pg_url is not None:
+            pg_env = {**env, "TRADER_DATABASE_URL": pg_url}
+            # The data dir holds no SQLite file here, so nothing before the daemon makes
+            # it: a deployment's own (systemd's StateDirectory, a Docker volume) exists.
+            (tmp / "pg" / "paper").mkdir(parents=True)
+            pg_paper = prepare(tmp / "pg", pg_env)
+            pg_status = trader("status", "--config", str(PAPER), "--data-dir", str(pg_paper))
+            measures["status, PostgreSQL"] = lambda: until_exit(pg_status, pg_env)
         until_first_bar(tmp / "bt", tmp / "runs" / "bt", env)  # its store and bytecode
         times: dict[str, list[float]] = {k: [] for k in measures}
         cpus: dict[str, list[float]] = {k: [] for k in measures}

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"  # in the project directory (the working dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from optimize_clone import make_clone, trader, write_experiment
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 from trader.tracking import Tracker, TrackingError, flatten
 
 GRID = """\

@@ -19,7 +19,7 @@ def _url(config: Path | None, data_dir: Path | None) -> str:
 
 
 def _engine(url: str) -> Any:
-    from trader.core.logging import redact_url
+    from trader.core.redaction import redact_url
     from trader.store.db import StoreError, make_engine
 
     try:
@@ -34,7 +34,7 @@ def _engine(url: str) -> Any:
 @db_app.command("upgrade")
 def upgrade_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Bring the schema to the newest revision (the daemon also does this on start)."""
-    from trader.core.logging import redact_url
+    from trader.core.redaction import redact_url
     from trader.store.migrate import upgrade
 
     url = _url(config, data_dir)
@@ -52,7 +52,7 @@ def upgrade_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) 
 @db_app.command("current")
 def current_cmd(config: Path = CONFIG_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Show the schema revision of the database and the newest one this version ships."""
-    from trader.core.logging import redact_url
+    from trader.core.redaction import redact_url
     from trader.store.migrate import current_revision, head_revision
 
     url = _url(config, data_dir)
@@ -68,7 +68,7 @@ def _database_call(url: str, call: Any) -> Any:
     """Run ``call``; a database that cannot be reached is one line naming it, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from trader.core.logging import redact_url
+    from trader.core.redaction import redact_url
     from trader.store.db import StoreError, db_error_text
 
     try:

@@ -55,7 +55,7 @@ def run_cmd(
                                help="time one backtest of the base config and compare"),
 ) -> None:
     """Create (or resume) the experiment's study and run its trials."""
-    from trader.core.logging import redact_url
+    from trader.core.redaction import redact_url
     from trader.optimize.experiment import ExperimentError, load_experiment
     from trader.optimize.study import StudyError, graceful_sigint
 

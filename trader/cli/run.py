@@ -93,18 +93,30 @@ def status(
 
 def _from_store(dep: Deployment, mode: str) -> dict:
     """Positions, open orders, kill switch and stages as the store has them."""
-    from trader.store.views import sqlite_file, sqlite_query, store_status
+    from trader.core.redaction import redact_url
+    from trader.store.views import (
+        postgres_query,
+        postgres_uri,
+        sqlite_file,
+        sqlite_query,
+        store_status,
+    )
 
     url = dep.database_url()
+    shown = redact_url(url)
     path = sqlite_file(url)
+    pg = postgres_uri(url) if path is None else None
     # Any failure is shown in the status rather than ending it: the status must still
-    # show what the snapshot knows.
-    if path is not None:  # a SQLite file: read with the standard library, not SQLAlchemy
+    # show what the snapshot knows.  SQLite files and PostgreSQL are read without
+    # SQLAlchemy, whose import alone would take most of the half second status may take.
+    if path is not None or pg is not None:
         try:
-            with sqlite_query(path) as query:
-                return {"database": url, **store_status(query, mode)}
+            with sqlite_query(path) if path is not None else postgres_query(pg) as query:
+                return {"database": shown, **store_status(query, mode)}
         except Exception as exc:
-            return {"database": url, "error": str(exc).splitlines()[0]}
+            from trader.core.logging import redactor  # the error may quote a connection string
+
+            return {"database": shown, "error": redactor().text(str(exc).splitlines()[0])}
     try:
         store = dep.open_store(migrate=False)
     except Exception as exc:

@@ -35,16 +35,8 @@ from typing import Any, TextIO
 
 import structlog
 
-MASK = "***"
-SECRET_NAME = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|apikey|private[_-]?key|credential|"
-    r"auth(orization)?|session[_-]?key|signature|cookie|dsn)",
-    re.IGNORECASE,
-)
-# Env vars holding URLs with a password embedded before the host are secret too.
-# The password runs to the last "@" before the host (it may hold an unescaped "@").
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>\S+?)(?=@[^@\s/?#]*(?:[/?#\s]|$))", re.I)
+from trader.core.redaction import MASK, SECRET_NAME, URL_PASSWORD
+
 _FREE_TEXT = re.compile(
     r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|apikey|"
     r"private[_-]?key)[\w-]*\b[\"']?\s*[:=]\s*[\"']?)(?P<val>[^\s\"',;&}]+)",
@@ -65,7 +57,7 @@ def secret_values(environ: Mapping[str, str] | None = None,
             continue
         if SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LEN:
             found.add(value)
-        for m in _URL_PASSWORD.finditer(value):
+        for m in URL_PASSWORD.finditer(value):
             if len(m.group("pw")) >= _MIN_SECRET_LEN:
                 found.add(m.group("pw"))
     cred_dir = credentials_dir if credentials_dir is not None else env.get("CREDENTIALS_DIRECTORY")
@@ -90,32 +82,6 @@ def _mask_val(m: re.Match[str]) -> str:
 
 def _mask_scheme(m: re.Match[str]) -> str:
     return m.group("scheme") + MASK
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password masked: ``scheme://user:***@host...?password=***``.
-
-    The one rule for a URL shown or logged whole (a database, an experiment tracker).
-    The user part ends at the last ``@`` before the query, so a password holding an
-    unescaped ``@`` or ``/`` is masked whole; a query parameter named like a secret
-    (libpq takes ``password=`` there too) is masked as well.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    head, q, query = rest.partition("?")
-    userinfo, at, _ = head.rpartition("@")
-    user, colon, _password = userinfo.partition(":")
-    if at and colon:
-        head = f"{user}:{MASK}@{head[len(userinfo) + 1:]}"
-    if q:
-        query = "&".join(_mask_param(p) for p in query.split("&"))
-    return f"{scheme}://{head}{q}{query}"
-
-
-def _mask_param(param: str) -> str:
-    key, eq, _value = param.partition("=")
-    return f"{key}={MASK}" if eq and SECRET_NAME.search(key) else param
 
 
 class Redactor:
@@ -144,7 +110,7 @@ class Redactor:
         if "=" in s or ":" in s:
             s = _FREE_TEXT.sub(_mask_val, s)
             if "://" in s:
-                s = _URL_PASSWORD.sub(_mask_scheme, s)
+                s = URL_PASSWORD.sub(_mask_scheme, s)
         if " " in s:
             s = _BEARER.sub(_mask_val, s)
         return s

@@ -41,7 +41,8 @@ from risk.killswitch import flag_path as kill_switch_flag_path
 from risk.state import TradingState
 from trader.core.clock import LiveClock
 from trader.core.events import Bar, GatewayHealth, OverlayEvent, RegimeChanged, ns_to_iso
-from trader.core.logging import redact_url, redactor
+from trader.core.logging import redactor
+from trader.core.redaction import redact_url
 from trader.data.feed import DataError, feed_from_config, parse_time
 from trader.engine.build import build_models, execution_gateways, gateway_context, make_sim
 from trader.engine.config import (

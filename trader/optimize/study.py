@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 from trader.optimize.experiment import Experiment, ExperimentError, LoadedExperiment
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 

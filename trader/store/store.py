@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 from trader.store.baselines import BaselineQueries
 from trader.store.db import StoreError, db_error_text, logger, make_engine
 from trader.store.migrate import upgrade

@@ -7,8 +7,9 @@ stages) are queried here, in SQL that SQLite and PostgreSQL both run, through a
 ``Query``: a function taking SQL with ``:name`` parameters and returning rows.
 The ``Store`` answers the same questions by calling these functions on its own
 connection (``Store.query``), so there is one query for each; ``trader status``
-calls them on a plain ``sqlite3`` connection when the store is a SQLite file
-(``sqlite_query``), and on a ``Store`` otherwise.
+calls them on a plain read-only ``sqlite3`` connection when the store is a SQLite
+file (``sqlite_query``), on a read-only psycopg connection when it is PostgreSQL
+(``postgres_query``), and on a ``Store`` otherwise.
 
 Nothing here imports SQLAlchemy.
 """
@@ -16,6 +17,7 @@ Nothing here imports SQLAlchemy.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -74,6 +76,37 @@ def sqlite_query(path: Path) -> Iterator[Query]:
         yield lambda sql, params: conn.execute(sql, dict(params)).fetchall()
     finally:
         conn.close()
+
+
+def postgres_uri(url: str) -> str | None:
+    """The libpq URI of a PostgreSQL URL as the store takes it (``postgresql+psycopg://``
+    or ``postgresql://``), for psycopg without SQLAlchemy; None for any other URL.
+
+    Both read the same URL the same way: user, password, host, port and database, and
+    the query's parameters as libpq connection options (``options``, ``sslmode``, ...).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgresql+psycopg"):
+        return None
+    return f"postgresql://{rest}"
+
+
+@contextmanager
+def postgres_query(uri: str) -> Iterator[Query]:
+    """A read-only ``Query`` on the PostgreSQL database at the libpq ``uri``."""
+    import psycopg  # here: SQLite users of status never pay for its import
+
+    with psycopg.connect(uri, connect_timeout=10) as conn:
+        conn.read_only = True  # the session's transactions refuse any write
+        yield lambda sql, params: conn.execute(pyformat(sql), dict(params)).fetchall()
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def pyformat(sql: str) -> str:
+    """SQL with ``:name`` parameters in psycopg's style, ``%(name)s`` (a ``%`` doubled)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
 def _in(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:

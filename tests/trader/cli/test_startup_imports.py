@@ -132,6 +132,27 @@ def test_status_reads_a_sqlite_store_without_sqlalchemy_logging_or_data_librarie
     assert _present(modules, COMMAND_MODULES) == {"trader.cli.run"}
 
 
+def test_status_reads_a_postgresql_store_without_sqlalchemy(tmp_path, monkeypatch):
+    from pg_server import pg_schema_url
+
+    from trader.live.status import Snapshot, write_snapshot
+
+    for url in pg_schema_url():  # a schema of its own, dropped afterwards
+        monkeypatch.setenv("TRADER_DATABASE_URL", url)  # for the set-up and the command
+        cfg = write_config(tmp_path, register=True)  # the store at head, stages set
+        write_snapshot(tmp_path / "data", Snapshot("paper", "stopped", 1, "paper-1-x",
+                                                   "test-session", 1, 1.0))
+        modules, out = _modules("exit", "status", "--config", str(cfg), "--json")
+        store = json.loads(out)["store"]
+        assert store["database"] == url and "error" not in store
+        assert store["stages"] == {"btc_fast": "paper", "btc_4h": "paper", "spy_daily": "paper"}
+        assert "psycopg" in modules  # the listing is what it claims to be
+        # psycopg alone: no SQLAlchemy, no tables, no logger (as for a SQLite store).
+        assert _present(modules, NEVER_AT_START | MIGRATION_ONLY | {
+            "numpy", "pyarrow", "structlog", "sqlalchemy", "sqlmodel",
+            "trader.store.schema"}) == set()
+
+
 def test_backtest_first_bar_comes_before_reports_and_migrations(tmp_path):
     cfg = write_config(tmp_path, register=True)  # the store exists and is at head
     modules, _ = _modules("first_bar", "backtest", str(cfg), "--no-progress", "--out",

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 from trader.engine.config import ConfigError, StoreConfig
 from trader.store import Store, StoreError
 from trader.store.db import make_engine

@@ -1,5 +1,5 @@
 """What ``trader status`` reads of the store: the plain-SQL views, on both backends, and
-on a bare ``sqlite3`` connection the same as through the ``Store``."""
+on a bare ``sqlite3`` or psycopg connection the same as through the ``Store``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from pg_server import pg_schema_url  # tests/harness
 
 from risk.killswitch import KillSwitchRecord
 from trader.core.events import Fill, OrderRequest, OrderStatus, Side
@@ -16,6 +17,9 @@ from trader.store.lifecycle import Lifecycle
 from trader.store.views import (
     mode_positions,
     open_orders,
+    postgres_query,
+    postgres_uri,
+    pyformat,
     resolve_url,
     sqlite_file,
     sqlite_query,
@@ -112,6 +116,41 @@ def test_which_urls_are_read_without_sqlalchemy(tmp_path, monkeypatch) -> None:
     assert sqlite_file("sqlite:///x.db?timeout=3") is None  # options: SQLAlchemy's to apply
     assert sqlite_file("sqlite+pysqlite:///x.db") is None
     assert sqlite_file("postgresql+psycopg://u@127.0.0.1/test") is None
+
+
+def test_a_bare_psycopg_connection_reads_what_the_store_reads() -> None:
+    for url in pg_schema_url():  # a schema of its own, as the URL's search_path option
+        with Store.open(url) as store:
+            _populate(store)
+            with store.query() as query:
+                through_store = store_status(query, "live")
+        uri = postgres_uri(url)
+        assert uri is not None and uri.startswith("postgresql://")
+        with postgres_query(uri) as query:
+            assert store_status(query, "live") == through_store
+            assert through_store["positions"] and through_store["open_orders"]
+            # Read-only: a status can never change the store it reports.
+            with pytest.raises(Exception, match="read-only transaction"):
+                query("DELETE FROM fills WHERE trade_id = :t", {"t": "p-1"})
+        with postgres_query(uri) as query:  # nothing was deleted
+            assert store_status(query, "live") == through_store
+
+
+def test_which_postgresql_urls_are_read_without_sqlalchemy() -> None:
+    assert postgres_uri("postgresql+psycopg://bob:pw@db:5432/t?options=-csearch_path%3Ds") == (
+        "postgresql://bob:pw@db:5432/t?options=-csearch_path%3Ds")
+    assert postgres_uri("postgresql://db/t") == "postgresql://db/t"
+    # drivers the store does not use, other backends: through the Store as before
+    for url in ("postgresql+psycopg2://db/t", "postgres://db/t", "sqlite:///x.db", "memory"):
+        assert postgres_uri(url) is None
+
+
+def test_named_parameters_become_psycopgs() -> None:
+    assert pyformat("SELECT a FROM t WHERE s = :scope AND x IN (:st0, :st1)") == (
+        "SELECT a FROM t WHERE s = %(scope)s AND x IN (%(st0)s, %(st1)s)")
+    # a cast and a literal percent are not parameters
+    assert pyformat("SELECT '5%', ts::text FROM t WHERE n = :n") == (
+        "SELECT '5%%', ts::text FROM t WHERE n = %(n)s")
 
 
 def test_the_views_load_no_sqlalchemy() -> None:

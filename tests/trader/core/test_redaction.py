@@ -1,10 +1,11 @@
-"""``redact_url``: the one rule for a URL shown or logged whole (store, tracker, status)."""
+"""Masking secrets: ``redact_url`` for a URL shown or logged whole (store, tracker, status),
+and the log scrubber's pattern for URLs inside a line."""
 
 from __future__ import annotations
 
 import pytest
 
-from trader.core.logging import redact_url
+from trader.core.redaction import redact_url
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -21,12 +21,12 @@ URL_PASSWORD = re.compile(
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password masked: ``scheme://user:***@host...?password=***``.
+    """``url`` with its password (after the user, before the host) and any query parameter
+    named like a secret replaced by ``***``.
 
     The one rule for a URL shown or logged whole (a database, an experiment tracker).
     The user part ends at the last ``@`` before the query, so a password holding an
-    unescaped ``@`` or ``/`` is masked whole; a query parameter named like a secret
-    (libpq takes ``password=`` there too) is masked as well.
+    unescaped ``@`` or ``/`` is masked whole; libpq takes ``password=`` in the query too.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:

@@ -96,7 +96,9 @@ def postgres_query(uri: str) -> Iterator[Query]:
     """A read-only ``Query`` on the PostgreSQL database at the libpq ``uri``."""
     import psycopg  # here: SQLite users of status never pay for its import
 
-    with psycopg.connect(uri, connect_timeout=10) as conn:
+    # An unreachable server must not hang a status: 10 s unless the URL sets its own.
+    timeout = {} if "connect_timeout=" in uri else {"connect_timeout": 10}
+    with psycopg.connect(uri, **timeout) as conn:
         conn.read_only = True  # the session's transactions refuse any write
         yield lambda sql, params: conn.execute(pyformat(sql), dict(params)).fetchall()
 

@@ -153,6 +153,27 @@ def test_status_reads_a_postgresql_store_without_sqlalchemy(tmp_path, monkeypatc
             "trader.store.schema"}) == set()
 
 
+def test_status_names_an_unreachable_postgresql_store_without_its_password(tmp_path,
+                                                                          monkeypatch):
+    import socket
+
+    from trader.live.status import Snapshot, write_snapshot
+
+    cfg = write_config(tmp_path, register=False)
+    write_snapshot(tmp_path / "data", Snapshot("paper", "stopped", 1, "paper-1-x",
+                                               "test-session", 1, 1.0))
+    with socket.socket() as sock:  # a port nothing listens on: refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("TRADER_DATABASE_URL",
+                       f"postgresql+psycopg://bob:s3cr3t-pw@127.0.0.1:{port}/trader")
+    _, out = _modules("exit", "status", "--config", str(cfg), "--json")
+    snap = json.loads(out)
+    assert snap["store"]["database"] == f"postgresql+psycopg://bob:***@127.0.0.1:{port}/trader"
+    assert str(port) in snap["store"]["error"]  # the snapshot's part is still shown
+    assert snap["mode"] == "paper" and "s3cr3t-pw" not in out
+
+
 def test_backtest_first_bar_comes_before_reports_and_migrations(tmp_path):
     cfg = write_config(tmp_path, register=True)  # the store exists and is at head
     modules, _ = _modules("first_bar", "backtest", str(cfg), "--no-progress", "--out",

@@ -42,8 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,39 +171,23 @@ def prepare(tmp: Path, env: dict[str, str]) -> Path:
     return paper
 
 
-@contextmanager
-def postgres_schema(base_url: str | None) -> Iterator[str | None]:
-    """A URL of ``base_url`` whose search_path is a fresh schema, dropped on exit."""
-    if base_url is None:
-        yield None
-        return
-    import uuid
-
-    import psycopg
-
-    schema = f"startup_bench_{uuid.uuid4().hex[:8]}"
-    scheme, _, rest = base_url.partition("://")
-    with psycopg.connect(f"postgresql://{rest}", autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(f"postgresql://{rest}", autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="fresh processes per figure")
     ap.add_argument("--postgres", metavar="URL",
-                    help="also time status on a store in a fresh schema of this database, "
-                         "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
+                    help="also time status on a store in a fresh schema of this PostgreSQL "
+                         "database (postgresql+psycopg://...)")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="keep the environment's bytecode setting (see the module docstring)")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="startup-bench-") as name, \
-            postgres_schema(args.postgres) as pg_url:
+    pg: AbstractContextManager[str | None] = nullcontext()
+    if args.postgres:  # a fresh schema of the database, dropped afterwards
+        sys.path.insert(0, str(ROOT))
+        from bench.store_writes import pg_schema
+
+        pg = pg_schema(args.postgres)
+    with tempfile.TemporaryDirectory(prefix="startup-bench-") as name, pg as pg_url:
         tmp = Path(name)
         env = dict(os.environ)
         for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "TRADER_DATA_DIR", "TRADER_DATABASE_URL"):

@@ -1,6 +1,7 @@
 """Store benchmark: durable order-event writes/s (SQLite, PostgreSQL) and replay cost of --store.
 
-Run: ``.venv/bin/python bench/store_writes.py [--orders N] [--pg URL]``.
+Run: ``.venv/bin/python bench/store_writes.py [--orders N] [--pg URL]`` (``--pg`` defaults
+to ``$TRADER_TEST_PG_URL``, the tests' server; without either, PostgreSQL is skipped).
 
 * writes: each order goes PENDING_SUBMIT -> SUBMITTED -> ACCEPTED -> FILLED through
   the router with its fill, every journal call a committed transaction (the
@@ -13,10 +14,13 @@ Run: ``.venv/bin/python bench/store_writes.py [--orders N] [--pg URL]``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +37,8 @@ from trader.store import BufferedJournal, Store  # noqa: E402
 from trader.store.tables import EVENTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# The variable the tests read their PostgreSQL server from (tests/harness/pg_server.py).
+PG_URL_ENV = "TRADER_TEST_PG_URL"
 
 
 class NullGateway:
@@ -80,7 +86,14 @@ def report_writes(label: str, url: str, n: int, **kw: object) -> None:
           f"{5 * n / secs:>10,.0f} journal calls/s  ({n} orders, {secs:.2f}s)")
 
 
-def pg_schema(admin_url: str) -> tuple[str, object] | None:
+@contextmanager
+def pg_schema(admin_url: str | None) -> Iterator[str | None]:
+    """A URL of the PostgreSQL database ``admin_url`` whose search_path is a fresh schema,
+    dropped on exit; None (and a line saying so) without a URL or a reachable server."""
+    if admin_url is None:
+        print(f"PostgreSQL: no URL (--pg or ${PG_URL_ENV}): skipped")
+        yield None
+        return
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
@@ -88,14 +101,15 @@ def pg_schema(admin_url: str) -> tuple[str, object] | None:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except OperationalError as exc:
         print(f"PostgreSQL unavailable ({str(exc.orig).splitlines()[0]}): skipped")
-        return None
-
-    def drop() -> None:
+        admin.dispose()
+        yield None
+        return
+    try:
+        yield f"{admin_url}{'&' if '?' in admin_url else '?'}options=-csearch_path%3D{schema}"
+    finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-
-    return f"{admin_url}?options=-csearch_path%3D{schema}", drop
 
 
 def replay_cfg() -> AppConfig:
@@ -143,7 +157,8 @@ def report_replay(tmp: Path, repeats: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=2000)
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--pg", metavar="URL", default=os.environ.get(PG_URL_ENV),
+                    help=f"the PostgreSQL database to measure (default: ${PG_URL_ENV})")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -152,23 +167,15 @@ def main() -> None:
         report_writes("SQLite WAL synchronous=FULL", f"sqlite:///{tmp / 'full.db'}", args.orders)
         report_writes("SQLite WAL synchronous=NORMAL", f"sqlite:///{tmp / 'normal.db'}",
                       args.orders, sqlite_synchronous="NORMAL")
-        pg = pg_schema(args.pg)
-        if pg is not None:
-            url, drop = pg
-            try:
+        with pg_schema(args.pg) as url:
+            if url is not None:
                 report_writes("PostgreSQL", url, args.orders)
-            finally:
-                drop()  # type: ignore[operator]
         print("replay's buffered journal (bulk writes, durable only at flush)")
         report_writes("SQLite buffered", f"sqlite:///{tmp / 'buffered.db'}", args.orders,
                       buffered=True)
-        pg = pg_schema(args.pg)
-        if pg is not None:
-            url, drop = pg
-            try:
+        with pg_schema(args.pg) as url:
+            if url is not None:
                 report_writes("PostgreSQL buffered", url, args.orders, buffered=True)
-            finally:
-                drop()  # type: ignore[operator]
         print()
         report_replay(tmp, args.repeats)
 

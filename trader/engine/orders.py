@@ -51,6 +51,20 @@ class Order:
     trade_ids: set[str] = field(default_factory=set)
     model_tags: tuple[str, ...] = ()
 
+    # Written out for the compiled build (see ``planner.PlannedOrder``): one per order.
+    def __init__(self, request: OrderRequest, status: OrderStatus = S.PENDING_SUBMIT,
+                 filled_quantity: float = 0.0, avg_fill_price: float = 0.0,
+                 broker_order_id: str = "", reason: str = "",
+                 trade_ids: set[str] | None = None, model_tags: tuple[str, ...] = ()) -> None:
+        self.request = request
+        self.status = status
+        self.filled_quantity = filled_quantity
+        self.avg_fill_price = avg_fill_price
+        self.broker_order_id = broker_order_id
+        self.reason = reason
+        self.trade_ids = set() if trade_ids is None else trade_ids
+        self.model_tags = model_tags
+
     @property
     def client_order_id(self) -> str:
         return self.request.client_order_id

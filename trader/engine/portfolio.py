@@ -93,6 +93,16 @@ class _Booked:
     fee_in_cash: bool
     legs: list[FillLeg]
 
+    # Written out for the compiled build (see ``planner.PlannedOrder``): one per fill.
+    def __init__(self, instrument_id: str, quantity: float, price: float, commission: float,
+                 fee_in_cash: bool, legs: list[FillLeg]) -> None:
+        self.instrument_id = instrument_id
+        self.quantity = quantity
+        self.price = price
+        self.commission = commission
+        self.fee_in_cash = fee_in_cash
+        self.legs = legs
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedCorrection:

@@ -53,6 +53,8 @@ def storage_for(url: str) -> Any:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from trader.store.db import with_psycopg
+
     if url in MEMORY:
         return optuna.storages.InMemoryStorage()
     try:
@@ -67,9 +69,7 @@ def storage_for(url: str) -> Any:
         # Several local workers write one file: wait for its lock rather than fail.
         kwargs = {"connect_args": {"timeout": 60}}
     elif parsed.get_backend_name() == "postgresql":
-        if parsed.drivername == "postgresql":
-            url = parsed.set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False)
+        url = with_psycopg(url, parsed)
         kwargs = {"pool_pre_ping": True}
     else:
         raise StudyError(f"storage {redact_url(url)!r}: unsupported backend "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from trader.core.redaction import redact_url
@@ -47,6 +47,15 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def with_psycopg(url: str, parsed: URL) -> str:
+    """``url`` (parsed: ``parsed``) as SQLAlchemy needs it here: the installed driver is
+    psycopg 3, and a plain ``postgresql://`` would ask for psycopg2.  A URL naming its
+    driver is returned as it was written."""
+    if parsed.drivername != "postgresql":
+        return url
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get their directory, WAL and foreign keys."""
     try:
@@ -68,11 +77,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
         _sqlite_pragmas(engine, sync)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        if parsed.drivername == "postgresql":
-            # The installed driver is psycopg 3; plain "postgresql://" would ask for psycopg2.
-            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         kwargs["pool_pre_ping"] = True
-        return create_engine(url, **kwargs)
+        return create_engine(with_psycopg(url, parsed), **kwargs)
     raise StoreError(
         f"database_url {redact_url(url)!r}: unsupported backend {parsed.get_backend_name()!r} "
         "(use sqlite:///path or postgresql+psycopg://...)"

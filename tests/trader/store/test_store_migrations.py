@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from trader.core.redaction import redact_url
 from trader.engine.config import ConfigError, StoreConfig
 from trader.store import Store, StoreError
-from trader.store.db import make_engine
+from trader.store.db import make_engine, with_psycopg
 from trader.store.migrate import MIGRATIONS, current_revision, head_revision, upgrade
 from trader.store.schema import metadata
 from trader.store.views import resolve_url
@@ -133,6 +133,21 @@ def test_config_refuses_a_password_in_database_url(tmp_path: Path) -> None:
 def test_unsupported_backend_is_named() -> None:
     with pytest.raises(StoreError, match="unsupported backend 'mysql'"):
         make_engine("mysql://u@h/db")
+
+
+def test_plain_postgresql_urls_get_the_installed_driver() -> None:
+    # One rule for the store and the optimiser's storage: psycopg 3 is what is installed.
+    from sqlalchemy.engine import make_url
+
+    plain = "postgresql://trader:p%40ss@db:5433/x?options=-csearch_path%3Ds1&connect_timeout=3"
+    fixed = make_url(with_psycopg(plain, make_url(plain)))
+    assert fixed.drivername == "postgresql+psycopg"
+    assert (fixed.username, fixed.password, fixed.host, fixed.port, fixed.database) == (
+        "trader", "p@ss", "db", 5433, "x")
+    assert dict(fixed.query) == {"options": "-csearch_path=s1", "connect_timeout": "3"}
+    for named in ("postgresql+psycopg://trader@db/x?sslmode=require",
+                  "postgresql+psycopg2://trader@db/x"):
+        assert with_psycopg(named, make_url(named)) == named  # as written
 
 
 def test_head_revision_is_the_newest_script() -> None:

@@ -67,7 +67,7 @@ from gateways.ccxt.convert import (
     trade_to_fill,
 )
 from gateways.ccxt.exchange import Dialect, backoff_delay, build_exchange, dialect_for
-from gateways.ccxt.limiter import EXCERPT, VenueLimiter
+from gateways.ccxt.limiter import EXCERPT, TruncatedResponse, VenueLimiter
 from gateways.ccxt.streams import (
     ClosedFlags,
     FailureCounter,
@@ -238,27 +238,50 @@ class CcxtGateway:
         if hasattr(self._ex, "client") and hasattr(self._ex, "handle_message"):
             harden(self._ex, cfg.exchange, self.name, self._flags, self.frames)
         self.limiter.attach(self._ex)
-        try:
-            if cfg.sync_time:
-                await self._sync_time()
-            await self._ex.load_markets()
-            self._load_instruments()
-            if cfg.trading:
-                await self._ex.fetch_balance()
-        except GatewayStartError:
-            await self._close_exchange()
-            raise
-        except (AuthenticationError, PermissionDenied) as exc:
-            await self._close_exchange()
-            raise GatewayStartError(
-                f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
-            ) from None
-        except (OperationFailed, ExchangeError, BrokerMessageError) as exc:
-            await self._close_exchange()
-            raise GatewayStartError(
-                f"gateway {self.name}: cannot start on {cfg.exchange}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        t = cfg.timing
+        attempt = 1
+        while True:
+            try:
+                if cfg.sync_time:
+                    await self._sync_time()
+                await self._ex.load_markets()
+                self._load_instruments()
+                if cfg.trading:
+                    await self._ex.fetch_balance()
+                break
+            except GatewayStartError:
+                await self._close_exchange()
+                raise
+            except (AuthenticationError, PermissionDenied) as exc:
+                await self._close_exchange()
+                raise GatewayStartError(
+                    f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
+                ) from None
+            except (OperationFailed, TruncatedResponse, BrokerMessageError) as exc:
+                # The venue did not answer, or not in one piece (a timeout, a 5xx or
+                # Binance's -1000, a throttle, a torn body): ccxt's "may succeed if
+                # retried", so tried again before a daemon refuses to start over it.
+                # ccxt forgets a failed market load.
+                if attempt < t.start_attempts:
+                    log.warning("gateway_start_retry", gateway=self.name, venue=cfg.exchange,
+                                attempt=attempt, attempts=t.start_attempts,
+                                error=f"{type(exc).__name__}: {excerpt(str(exc))}")
+                    await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s,
+                                                      t.backoff_max_s, t.backoff_jitter,
+                                                      self._rng))
+                    attempt += 1
+                    continue
+                await self._close_exchange()
+                raise GatewayStartError(
+                    f"gateway {self.name}: cannot start on {cfg.exchange}: "
+                    f"{type(exc).__name__} in each of {attempt} attempts: {exc}"
+                ) from None
+            except ExchangeError as exc:
+                await self._close_exchange()
+                raise GatewayStartError(
+                    f"gateway {self.name}: cannot start on {cfg.exchange}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
         self._running = True
         self._set_health("gateway", HealthState.CONNECTED, f"connected to {cfg.exchange}")
         if stream:

@@ -178,7 +178,9 @@ class BinanceStandin(StandinExchange):
         return web.json_response({"serverTime": self.now_ms()})
 
     async def h_exchange_info(self, request: web.Request) -> web.Response:
-        await self._enter(request, "exchangeInfo", False)
+        _params, _fault, bad = await self._enter(request, "exchangeInfo", False)
+        if bad is not None:  # a scripted 5xx, 418 ban, 429 or torn body: met at a start
+            return bad
         symbols = []
         for m in self.markets.values():
             symbols.append({

@@ -60,6 +60,7 @@ class CcxtHarness:
     instrument_id: str = ""
     create_path: str = ""
     create_endpoint: str = ""
+    markets_endpoint: str = ""  # what ccxt's load_markets asks for the venue's markets
     insufficient_text: str = ""
     second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
     lookup_endpoints: tuple[str, ...] = ()  # where an order is looked up by client order id
@@ -231,6 +232,7 @@ class BinanceHarness(CcxtHarness):
     second = ("ETH/USDT", "ETHUSDT", "ETHUSDT.BINANCE")
     create_path = "/api/v3/order"
     create_endpoint = "order"
+    markets_endpoint = "exchangeInfo"
     lookup_endpoints = ("queryOrder",)
     insufficient_text = "insufficient balance"
     fills_lookback_ns = 180 * 86_400 * 1_000_000_000  # Binance lists about six months
@@ -250,6 +252,7 @@ class KrakenHarness(CcxtHarness):
     second = ("ETH/USD", "XETHZUSD", "ETHUSD.KRAKEN")
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
+    markets_endpoint = "AssetPairs"
     lookup_endpoints = ("OpenOrders", "ClosedOrders")
     closed_by_next = True
     insufficient_text = "Insufficient funds"

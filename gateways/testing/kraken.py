@@ -113,7 +113,14 @@ class KrakenStandin(StandinExchange):
                         for aid, (alt, dec) in _ASSETS.items()})
 
     async def h_pairs(self, request: web.Request) -> web.Response:
-        self.requests.append(Recorded("GET", request.path, dict(request.query)))
+        # Scriptable like the private endpoints: a stall past the client's timeout, the
+        # edge's HTML 502, or a body cut short (all met at a daemon's start).
+        fault = await self.record_and_fault(
+            "AssetPairs", Recorded("GET", request.path, dict(request.query)))
+        if fault is not None and fault.kind in ("ban", "banned"):
+            return self.err("EGeneral:Temporary lockout")
+        if fault is not None and fault.kind == "error_before":
+            return _bad_gateway()
         out = {}
         for pid, m in self.markets.items():
             _sym, alt, base, quote = _PAIRS[pid]
@@ -128,6 +135,9 @@ class KrakenStandin(StandinExchange):
                 "ordermin": f"{m.min_qty}", "costmin": f"{m.min_notional}",
                 "tick_size": f"{m.tick}", "status": "online",
             }
+        if fault is not None and fault.kind == "truncated_before":
+            return web.Response(status=200, content_type="application/json",
+                                text=self.truncate({"error": [], "result": out}))
         return self.ok(out)
 
     async def h_ohlc(self, request: web.Request) -> web.Response:

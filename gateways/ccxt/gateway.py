@@ -25,9 +25,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from ccxt.base.errors import (
@@ -97,6 +97,12 @@ from trader.core.events import (
 from trader.core.instruments import Instrument
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+# A venue that did not answer, or not in one piece: a timeout, a 5xx or Binance's -1000,
+# a throttle (ccxt's OperationFailed: "may succeed if retried"), a torn body, a message
+# that does not parse.
+TRANSIENT = (OperationFailed, TruncatedResponse, BrokerMessageError)
 
 _MS = 1_000_000
 _EPS = 1e-12
@@ -238,54 +244,63 @@ class CcxtGateway:
         if hasattr(self._ex, "client") and hasattr(self._ex, "handle_message"):
             harden(self._ex, cfg.exchange, self.name, self._flags, self.frames)
         self.limiter.attach(self._ex)
-        t = cfg.timing
-        attempt = 1
-        while True:
-            try:
-                if cfg.sync_time:
-                    await self._sync_time()
-                await self._ex.load_markets()
-                self._load_instruments()
-                if cfg.trading:
-                    await self._ex.fetch_balance()
-                break
-            except GatewayStartError:
-                await self._close_exchange()
-                raise
-            except (AuthenticationError, PermissionDenied) as exc:
-                await self._close_exchange()
-                raise GatewayStartError(
-                    f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
-                ) from None
-            except (OperationFailed, TruncatedResponse, BrokerMessageError) as exc:
-                # The venue did not answer, or not in one piece (a timeout, a 5xx or
-                # Binance's -1000, a throttle, a torn body): ccxt's "may succeed if
-                # retried", so tried again before a daemon refuses to start over it.
-                # ccxt forgets a failed market load.
-                if attempt < t.start_attempts:
-                    log.warning("gateway_start_retry", gateway=self.name, venue=cfg.exchange,
-                                attempt=attempt, attempts=t.start_attempts,
-                                error=f"{type(exc).__name__}: {excerpt(str(exc))}")
-                    await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s,
-                                                      t.backoff_max_s, t.backoff_jitter,
-                                                      self._rng))
-                    attempt += 1
-                    continue
-                await self._close_exchange()
-                raise GatewayStartError(
-                    f"gateway {self.name}: cannot start on {cfg.exchange}: "
-                    f"{type(exc).__name__} in each of {attempt} attempts: {exc}"
-                ) from None
-            except ExchangeError as exc:
-                await self._close_exchange()
-                raise GatewayStartError(
-                    f"gateway {self.name}: cannot start on {cfg.exchange}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+        try:
+            await self._retried("start", self._load_venue)
+        except GatewayStartError:
+            await self._close_exchange()
+            raise
+        except (AuthenticationError, PermissionDenied) as exc:
+            await self._close_exchange()
+            raise GatewayStartError(
+                f"gateway {self.name}: {cfg.exchange} refused the API credentials: {exc}"
+            ) from None
+        except TRANSIENT as exc:
+            await self._close_exchange()
+            raise GatewayStartError(
+                f"gateway {self.name}: cannot start on {cfg.exchange}: {type(exc).__name__} "
+                f"in each of {cfg.timing.start_attempts} attempts: {exc}"
+            ) from None
+        except ExchangeError as exc:
+            await self._close_exchange()
+            raise GatewayStartError(
+                f"gateway {self.name}: cannot start on {cfg.exchange}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         self._running = True
         self._set_health("gateway", HealthState.CONNECTED, f"connected to {cfg.exchange}")
         if stream:
             self.start_streams()
+
+    async def _load_venue(self) -> None:
+        """What a start asks the venue: its clock, its markets, the balance when trading."""
+        if self.config.sync_time:
+            await self._sync_time()
+        await self._ex.load_markets()  # a failed load is forgotten by ccxt: retrying reloads
+        self._load_instruments()
+        if self.config.trading:
+            await self._ex.fetch_balance()
+
+    async def _retried(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried ``timing.start_attempts`` times with backoff while the venue
+        does not answer it in one piece (``TRANSIENT``); the last failure is raised.
+
+        For the daemon's start (markets, balance, warm-up): one lost request there would
+        otherwise refuse a whole start.  The streams have their own restart loops.
+        """
+        t = self.config.timing
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except TRANSIENT as exc:
+                if attempt >= t.start_attempts:
+                    raise
+                log.warning("gateway_start_retry", gateway=self.name, venue=self.config.exchange,
+                            call=what, attempt=attempt, attempts=t.start_attempts,
+                            error=f"{type(exc).__name__}: {excerpt(str(exc))}")
+                await asyncio.sleep(backoff_delay(attempt, t.backoff_initial_s, t.backoff_max_s,
+                                                  t.backoff_jitter, self._rng))
+                attempt += 1
 
     def start_streams(self) -> None:
         """Start the bar stream (``market_data``) and the order stream (``trading``).
@@ -518,7 +533,8 @@ class CcxtGateway:
             await self._sync_time()  # the warm-up's end is "now" on the venue's clock
         tf_ms = self._tf_s * 1000
         now = self._now_ms()
-        bars = await self.warm_up((now - now % tf_ms - count * tf_ms) * _MS)
+        since_ns = (now - now % tf_ms - count * tf_ms) * _MS
+        bars = await self._retried("warm-up", lambda: self.warm_up(since_ns))
         cap = VENUE_CANDLE_CAP.get(self.config.exchange)
         for inst in self._symbol_of:
             got = sum(1 for b in bars if b.instrument_id == inst)

@@ -61,6 +61,7 @@ class CcxtHarness:
     create_path: str = ""
     create_endpoint: str = ""
     markets_endpoint: str = ""  # what ccxt's load_markets asks for the venue's markets
+    history_endpoint: str = ""  # candles by REST (warm-up, backfill)
     insufficient_text: str = ""
     second: tuple[str, str, str] = ("", "", "")  # another market: symbol, venue id, instrument
     lookup_endpoints: tuple[str, ...] = ()  # where an order is looked up by client order id
@@ -233,6 +234,7 @@ class BinanceHarness(CcxtHarness):
     create_path = "/api/v3/order"
     create_endpoint = "order"
     markets_endpoint = "exchangeInfo"
+    history_endpoint = "klines"
     lookup_endpoints = ("queryOrder",)
     insufficient_text = "insufficient balance"
     fills_lookback_ns = 180 * 86_400 * 1_000_000_000  # Binance lists about six months
@@ -253,6 +255,7 @@ class KrakenHarness(CcxtHarness):
     create_path = "/0/private/AddOrder"
     create_endpoint = "AddOrder"
     markets_endpoint = "AssetPairs"
+    history_endpoint = "OHLC"
     lookup_endpoints = ("OpenOrders", "ClosedOrders")
     closed_by_next = True
     insufficient_text = "Insufficient funds"

@@ -61,7 +61,7 @@ def storage_for(url: str) -> Any:
         parsed = make_url(url)
     except ArgumentError:
         raise StudyError(f"storage {redact_url(url)!r} is not a database URL (use memory, "
-                         "sqlite:///path or postgresql://user@host/db)") from None
+                         "sqlite:///path or postgresql://<host>/<db>)") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:

@@ -48,8 +48,9 @@ class CcxtTiming(BaseModel):
     poll_interval_s: float = Field(2.0, gt=0)
     close_grace_s: float = Field(3.0, ge=0)
     resolve_attempts: int = Field(5, ge=1)
-    # start-up calls (time, markets, balance) the venue did not answer in one piece
-    # (timeout, 5xx, throttle, torn body) are tried this many times before the start fails
+    # a start's venue calls (markets, balance, the warm-up's candles) the venue did not
+    # answer in one piece (timeout, 5xx, throttle, torn body) are tried this many times
+    # before the start fails
     start_attempts: int = Field(3, ge=1)
     history_page_limit: int = Field(1000, gt=0)
     # a venue may still execute a request it received late; Binance refuses one older
